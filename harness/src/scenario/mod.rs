@@ -1,0 +1,248 @@
+//! Scenario files: typed, unit-resolved, validated descriptions of one experiment.
+//!
+//! A scenario names the nodes and their links, the traffic classes of the prioritized
+//! broadcast, timings, the seed and the stacks to compare. Every error names the file,
+//! line and column of the value at fault.
+
+mod error;
+
+pub use error::{Located, ScenarioError};
+
+use crate::units::{BitRate, Dur, EventRate, SizeDist};
+use serde::{Deserialize, Serialize};
+use std::{collections::HashSet, path::Path, time::Duration};
+use toml::Spanned;
+
+/// Smallest object the workload can send: the object header must fit.
+pub const MIN_OBJECT_SIZE: u64 = crate::workload::HEADER_LEN as u64;
+/// Largest node count the address plan supports.
+pub const MAX_NODES: u32 = 200;
+
+fn default_warmup() -> Spanned<Dur> {
+    Spanned::new(0..0, Dur(Duration::from_secs(1)))
+}
+fn default_drain() -> Dur {
+    Dur(Duration::from_secs(2))
+}
+fn default_repetitions() -> Spanned<u32> {
+    Spanned::new(0..0, 1)
+}
+
+/// One experiment, as written in `scenarios/*.toml`.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Scenario {
+    /// Short name used in results and reports.
+    pub name: String,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub description: String,
+    /// Seeds every random choice of the workload, so runs are repeatable.
+    pub seed: u64,
+    /// Measured sending time, after the warm-up.
+    pub duration: Spanned<Dur>,
+    /// Sending time before measurement starts; objects sent in it are not recorded.
+    #[serde(default = "default_warmup")]
+    pub warmup: Spanned<Dur>,
+    /// How long receivers may still finish objects after sending stops.
+    #[serde(default = "default_drain")]
+    pub drain: Dur,
+    #[serde(default = "default_repetitions")]
+    pub repetitions: Spanned<u32>,
+    /// Stack names (see `stackbench list`).
+    pub stacks: Spanned<Vec<Spanned<String>>>,
+    pub topology: Topology,
+    #[serde(rename = "class")]
+    pub classes: Vec<Class>,
+}
+
+/// Nodes and the links between them.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Topology {
+    pub nodes: Spanned<u32>,
+    #[serde(default)]
+    pub fanout: Fanout,
+    /// Egress rate limit of every node's link to the switch; none means line rate.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub uplink: Option<BitRate>,
+}
+
+/// How an object spreads from its origin.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Fanout {
+    /// The origin sends each object to every other node (full mesh).
+    #[default]
+    Direct,
+}
+
+/// One traffic class of the broadcast.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Class {
+    pub name: Spanned<String>,
+    /// Higher is sent first (quinn `SendStream::set_priority`).
+    pub priority: i32,
+    pub size: Spanned<SizeDist>,
+    pub arrival: Arrival,
+    /// Node indices that originate this class; absent means every node.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub origins: Option<Vec<Spanned<u32>>>,
+}
+
+/// When objects of a class are created at each origin.
+#[derive(Debug, Clone, Copy, PartialEq, Deserialize, Serialize)]
+#[serde(tag = "process", rename_all = "lowercase", deny_unknown_fields)]
+pub enum Arrival {
+    /// Evenly spaced, open loop.
+    Constant { rate: EventRate },
+    /// Exponential gaps, open loop.
+    Poisson { rate: EventRate },
+    /// Bulk background load: keeps `outstanding` objects in flight to each peer (closed loop),
+    /// saturating whatever capacity the higher classes leave.
+    Backlog { outstanding: u32 },
+}
+
+impl Arrival {
+    pub fn is_backlog(&self) -> bool {
+        matches!(self, Arrival::Backlog { .. })
+    }
+}
+
+impl Class {
+    /// Whether node `node` originates this class.
+    pub fn originates_at(&self, node: u32) -> bool {
+        self.origins
+            .as_ref()
+            .is_none_or(|o| o.iter().any(|n| *n.get_ref() == node))
+    }
+}
+
+impl Scenario {
+    /// Reads, parses and validates a scenario file; `known_stacks` are the valid stack names.
+    pub fn load(path: &Path, known_stacks: &[&str]) -> Result<Scenario, ScenarioError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ScenarioError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        Self::parse(path, &text, known_stacks)
+    }
+
+    /// Parses and validates scenario text; `path` is only used in messages.
+    pub fn parse(path: &Path, text: &str, known_stacks: &[&str]) -> Result<Scenario, ScenarioError> {
+        let at = |span: Option<std::ops::Range<usize>>, msg: String| {
+            ScenarioError::Invalid(Located::new(path.to_owned(), text, span, msg))
+        };
+        let scenario: Scenario =
+            toml::from_str(text).map_err(|e| at(e.span(), e.message().trim().to_owned()))?;
+        scenario
+            .validate(known_stacks)
+            .map_err(|(span, msg)| at(Some(span), msg))?;
+        Ok(scenario)
+    }
+
+    fn validate(&self, known_stacks: &[&str]) -> Result<(), (std::ops::Range<usize>, String)> {
+        let nodes = &self.topology.nodes;
+        if !(2..=MAX_NODES).contains(nodes.get_ref()) {
+            return Err((
+                nodes.span(),
+                format!("topology.nodes must be between 2 and {MAX_NODES}, got {}", nodes.get_ref()),
+            ));
+        }
+        if self.duration.get_ref().0.is_zero() {
+            return Err((self.duration.span(), "duration must be above zero".into()));
+        }
+        if self.warmup.get_ref().0 >= self.duration.get_ref().0 {
+            return Err((
+                self.warmup.span(),
+                format!(
+                    "warmup ({}) must be shorter than duration ({})",
+                    self.warmup.get_ref(),
+                    self.duration.get_ref()
+                ),
+            ));
+        }
+        if *self.repetitions.get_ref() == 0 {
+            return Err((self.repetitions.span(), "repetitions must be at least 1".into()));
+        }
+        if self.stacks.get_ref().is_empty() {
+            return Err((self.stacks.span(), "stacks must name at least one stack".into()));
+        }
+        for s in self.stacks.get_ref() {
+            if !known_stacks.contains(&s.get_ref().as_str()) {
+                return Err((
+                    s.span(),
+                    format!(
+                        "unknown stack {:?}; known stacks: {}",
+                        s.get_ref(),
+                        known_stacks.join(", ")
+                    ),
+                ));
+            }
+        }
+        if self.classes.is_empty() {
+            return Err((0..0, "at least one [[class]] is required".into()));
+        }
+        if self.classes.len() > u8::MAX as usize {
+            return Err((0..0, "at most 255 classes are supported".into()));
+        }
+        let mut names = HashSet::new();
+        for c in &self.classes {
+            let name = c.name.get_ref();
+            if name.is_empty() || !name.chars().all(|ch| ch.is_ascii_alphanumeric() || ch == '-' || ch == '_') {
+                return Err((
+                    c.name.span(),
+                    "class name must be non-empty and use only letters, digits, '-' and '_'".into(),
+                ));
+            }
+            if !names.insert(name.as_str()) {
+                return Err((c.name.span(), format!("duplicate class name {name:?}")));
+            }
+            let size = c.size.get_ref();
+            if size.min.0 < MIN_OBJECT_SIZE || size.max.0 > u32::MAX as u64 {
+                return Err((
+                    c.size.span(),
+                    format!(
+                        "object size must be between {MIN_OBJECT_SIZE}B (the object header) and 4GiB, got {size}"
+                    ),
+                ));
+            }
+            if let Arrival::Backlog { outstanding: 0 } = c.arrival {
+                return Err((c.name.span(), format!("class {name:?}: backlog outstanding must be at least 1")));
+            }
+            for o in c.origins.iter().flatten() {
+                if *o.get_ref() >= *nodes.get_ref() {
+                    return Err((
+                        o.span(),
+                        format!(
+                            "origin node {} does not exist; nodes are numbered 0..{}",
+                            o.get_ref(),
+                            nodes.get_ref() - 1
+                        ),
+                    ));
+                }
+            }
+            if c.origins.as_ref().is_some_and(Vec::is_empty) {
+                return Err((c.name.span(), format!("class {name:?}: origins is empty; omit it to mean every node")));
+            }
+        }
+        Ok(())
+    }
+
+    pub fn node_count(&self) -> u32 {
+        *self.topology.nodes.get_ref()
+    }
+
+    pub fn stack_names(&self) -> Vec<String> {
+        self.stacks.get_ref().iter().map(|s| s.get_ref().clone()).collect()
+    }
+
+    /// The scenario as TOML with every default filled in.
+    pub fn to_resolved_toml(&self) -> String {
+        // Serializing plain data (strings, numbers, tables) to TOML cannot fail.
+        toml::to_string_pretty(self).unwrap_or_else(|e| format!("# could not serialize: {e}\n"))
+    }
+}
+
+#[cfg(test)]
+mod tests;

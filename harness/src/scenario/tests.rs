@@ -1,0 +1,122 @@
+use super::*;
+use std::path::PathBuf;
+
+const KNOWN: &[&str] = &["quic-tls", "quic-null"];
+
+const GOOD: &str = r#"
+name = "t"
+seed = 1
+duration = "5s"
+warmup = "1s"
+stacks = ["quic-tls"]
+
+[topology]
+nodes = 3
+uplink = "20Mbit"
+
+[[class]]
+name = "block"
+priority = 10
+size = "1KiB..4KiB"
+arrival = { process = "poisson", rate = "20/s" }
+origins = [0]
+
+[[class]]
+name = "bulk"
+priority = 0
+size = "64KiB"
+arrival = { process = "backlog", outstanding = 4 }
+"#;
+
+fn parse(text: &str) -> Result<Scenario, ScenarioError> {
+    Scenario::parse(&PathBuf::from("s.toml"), text, KNOWN)
+}
+
+/// Parses `text` expecting an error at `line:col` whose message contains `needle`.
+fn assert_error(text: &str, line: usize, col: usize, needle: &str) {
+    match parse(text) {
+        Err(ScenarioError::Invalid(l)) => {
+            let shown = l.to_string();
+            assert_eq!((l.line, l.col), (line, col), "location of: {shown}");
+            assert!(shown.contains(needle), "{shown:?} lacks {needle:?}");
+            assert!(shown.starts_with(&format!("s.toml:{line}:{col}: ")), "{shown}");
+        }
+        other => panic!("expected an error containing {needle:?}, got {other:?}"),
+    }
+}
+
+#[test]
+fn good_scenario_resolves_defaults_and_round_trips() {
+    let s = parse(GOOD).expect("valid scenario");
+    assert_eq!(s.node_count(), 3);
+    assert_eq!(s.drain.0, Duration::from_secs(2), "default drain");
+    assert_eq!(*s.repetitions.get_ref(), 1, "default repetitions");
+    assert!(s.classes[1].arrival.is_backlog());
+    assert!(s.classes[0].originates_at(0) && !s.classes[0].originates_at(1));
+    assert!(s.classes[1].originates_at(2), "no origins means every node");
+    let resolved = s.to_resolved_toml();
+    let again = parse(&resolved).expect("resolved scenario parses again");
+    assert_eq!(again.to_resolved_toml(), resolved);
+    assert!(resolved.contains("drain = \"2s\""), "{resolved}");
+}
+
+#[test]
+fn unknown_field_is_located() {
+    let text = GOOD.replace("uplink = \"20Mbit\"", "uplnk = \"20Mbit\"");
+    assert_error(&text, 10, 1, "unknown field `uplnk`");
+}
+
+#[test]
+fn bad_unit_is_located() {
+    let text = GOOD.replace("\"20Mbit\"", "\"20MB\"");
+    assert_error(&text, 10, 10, "invalid bit rate \"20MB\"");
+}
+
+#[test]
+fn bad_arrival_process_is_reported() {
+    let text = GOOD.replace("process = \"poisson\"", "process = \"bursty\"");
+    match parse(&text) {
+        Err(ScenarioError::Invalid(l)) => {
+            assert_eq!((l.line, l.col), (16, 23), "{l}");
+            assert!(l.message.contains("bursty") && l.message.contains("poisson"), "{l}");
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn unknown_stack_lists_known_ones() {
+    let text = GOOD.replace("[\"quic-tls\"]", "[\"quic-tls\", \"quic-tsl\"]");
+    assert_error(&text, 6, 23, "unknown stack \"quic-tsl\"; known stacks: quic-tls, quic-null");
+}
+
+#[test]
+fn origin_out_of_range_is_located() {
+    let text = GOOD.replace("origins = [0]", "origins = [0, 3]");
+    assert_error(&text, 17, 15, "origin node 3 does not exist; nodes are numbered 0..2");
+}
+
+#[test]
+fn semantic_errors_are_located() {
+    assert_error(&GOOD.replace("nodes = 3", "nodes = 1"), 9, 9, "between 2 and");
+    assert_error(&GOOD.replace("warmup = \"1s\"", "warmup = \"5s\""), 5, 10, "must be shorter than duration");
+    assert_error(&GOOD.replace("\"64KiB\"", "\"16B\""), 22, 8, "object size must be between 28B");
+    let dup = GOOD.replace("name = \"bulk\"", "name = \"block\"");
+    assert_error(&dup, 20, 8, "duplicate class name \"block\"");
+    assert_error(&GOOD.replace("outstanding = 4", "outstanding = 0"), 20, 8, "at least 1");
+    assert_error(&GOOD.replace("[\"quic-tls\"]", "[]"), 6, 10, "at least one stack");
+}
+
+#[test]
+fn syntax_error_is_located() {
+    assert_error(&GOOD.replace("seed = 1", "seed = = 1"), 3, 8, "");
+}
+
+#[test]
+fn error_display_shows_line_and_caret() {
+    let Err(ScenarioError::Invalid(l)) = parse(&GOOD.replace("nodes = 3", "nodes = 1")) else {
+        panic!("expected an error");
+    };
+    let shown = l.to_string();
+    assert!(shown.contains("9 | nodes = 1\n  |         ^"), "{shown}");
+}
