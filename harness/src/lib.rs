@@ -1,5 +1,22 @@
 //! stackbench: measures what transport-security stacks cost a prioritized broadcast.
+//!
+//! Flow: a [`scenario`] is parsed and validated; the [`controller`] builds a [`topology`] of
+//! network namespaces, and for each [`stack`] × repetition runs one [`node`] process per
+//! namespace. Nodes follow the seeded, I/O-free [`workload`] schedule and report
+//! [`metrics`]; [`aggregate`] and [`results`] turn those into self-describing result folders.
 
+pub mod aggregate;
+pub mod check;
+pub mod cli;
+pub mod control;
+pub mod controller;
+pub mod metrics;
+pub mod node;
+pub mod results;
+pub mod rootless;
+pub mod runid;
 pub mod scenario;
+pub mod stack;
+pub mod topology;
 pub mod units;
 pub mod workload;

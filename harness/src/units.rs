@@ -250,7 +250,10 @@ impl fmt::Display for SizeDist {
         }
     }
 }
-serde_via_str!(SizeDist, "a size such as \"1KiB\" or a range \"1KiB..4KiB\"");
+serde_via_str!(
+    SizeDist,
+    "a size such as \"1KiB\" or a range \"1KiB..4KiB\""
+);
 
 #[cfg(test)]
 mod tests {
@@ -272,15 +275,24 @@ mod tests {
     fn sizes_distinguish_binary_and_si() {
         assert_eq!("1KiB".parse::<ByteSize>(), Ok(ByteSize(1024)));
         assert_eq!("1kB".parse::<ByteSize>(), Ok(ByteSize(1000)));
-        assert_eq!("64KiB".parse::<ByteSize>().map(|b| b.to_string()), Ok("64KiB".into()));
-        assert_eq!("200B".parse::<ByteSize>().map(|b| b.to_string()), Ok("200B".into()));
+        assert_eq!(
+            "64KiB".parse::<ByteSize>().map(|b| b.to_string()),
+            Ok("64KiB".into())
+        );
+        assert_eq!(
+            "200B".parse::<ByteSize>().map(|b| b.to_string()),
+            Ok("200B".into())
+        );
         assert!("1Kb".parse::<ByteSize>().is_err());
     }
 
     #[test]
     fn bit_rates_and_event_rates() {
         assert_eq!("20Mbit".parse::<BitRate>(), Ok(BitRate(20_000_000)));
-        assert_eq!("1.5Gbit".parse::<BitRate>().map(|r| r.to_string()), Ok("1500Mbit".into()));
+        assert_eq!(
+            "1.5Gbit".parse::<BitRate>().map(|r| r.to_string()),
+            Ok("1500Mbit".into())
+        );
         assert!("0Mbit".parse::<BitRate>().is_err());
         assert!("20MB/s".parse::<BitRate>().is_err());
         assert_eq!("50/s".parse::<EventRate>(), Ok(EventRate(50.0)));

@@ -1,0 +1,21 @@
+//! Reads stackbench results folders and turns them into summaries for people and machines.
+
+pub mod schema;
+mod summary;
+
+pub use summary::{
+    load_run, summary_markdown, summary_table, warnings, LoadedRun, ReportError, CPU_SATURATED,
+};
+
+use std::path::Path;
+
+/// Writes `summary.md` into a run folder and returns its text.
+pub fn write_summary(run_dir: &Path) -> Result<String, ReportError> {
+    let run = load_run(run_dir)?;
+    let md = summary_markdown(&run);
+    let path = run_dir.join("summary.md");
+    let tmp = run_dir.join(".summary.md.tmp");
+    std::fs::write(&tmp, &md).map_err(|e| ReportError::Io(tmp.clone(), e))?;
+    std::fs::rename(&tmp, &path).map_err(|e| ReportError::Io(path, e))?;
+    Ok(md)
+}

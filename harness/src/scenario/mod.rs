@@ -65,6 +65,14 @@ pub struct Topology {
     /// Egress rate limit of every node's link to the switch; none means line rate.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub uplink: Option<BitRate>,
+    /// How much the uplink's rate limiter may queue, as time at the uplink rate. Loss-based
+    /// congestion control keeps this queue full, so it bounds what priority cannot fix.
+    #[serde(default = "default_queue")]
+    pub queue: Dur,
+}
+
+fn default_queue() -> Dur {
+    Dur(Duration::from_millis(20))
 }
 
 /// How an object spreads from its origin.
@@ -129,7 +137,11 @@ impl Scenario {
     }
 
     /// Parses and validates scenario text; `path` is only used in messages.
-    pub fn parse(path: &Path, text: &str, known_stacks: &[&str]) -> Result<Scenario, ScenarioError> {
+    pub fn parse(
+        path: &Path,
+        text: &str,
+        known_stacks: &[&str],
+    ) -> Result<Scenario, ScenarioError> {
         let at = |span: Option<std::ops::Range<usize>>, msg: String| {
             ScenarioError::Invalid(Located::new(path.to_owned(), text, span, msg))
         };
@@ -146,7 +158,10 @@ impl Scenario {
         if !(2..=MAX_NODES).contains(nodes.get_ref()) {
             return Err((
                 nodes.span(),
-                format!("topology.nodes must be between 2 and {MAX_NODES}, got {}", nodes.get_ref()),
+                format!(
+                    "topology.nodes must be between 2 and {MAX_NODES}, got {}",
+                    nodes.get_ref()
+                ),
             ));
         }
         if self.duration.get_ref().0.is_zero() {
@@ -163,10 +178,16 @@ impl Scenario {
             ));
         }
         if *self.repetitions.get_ref() == 0 {
-            return Err((self.repetitions.span(), "repetitions must be at least 1".into()));
+            return Err((
+                self.repetitions.span(),
+                "repetitions must be at least 1".into(),
+            ));
         }
         if self.stacks.get_ref().is_empty() {
-            return Err((self.stacks.span(), "stacks must name at least one stack".into()));
+            return Err((
+                self.stacks.span(),
+                "stacks must name at least one stack".into(),
+            ));
         }
         for s in self.stacks.get_ref() {
             if !known_stacks.contains(&s.get_ref().as_str()) {
@@ -189,7 +210,11 @@ impl Scenario {
         let mut names = HashSet::new();
         for c in &self.classes {
             let name = c.name.get_ref();
-            if name.is_empty() || !name.chars().all(|ch| ch.is_ascii_alphanumeric() || ch == '-' || ch == '_') {
+            if name.is_empty()
+                || !name
+                    .chars()
+                    .all(|ch| ch.is_ascii_alphanumeric() || ch == '-' || ch == '_')
+            {
                 return Err((
                     c.name.span(),
                     "class name must be non-empty and use only letters, digits, '-' and '_'".into(),
@@ -208,7 +233,10 @@ impl Scenario {
                 ));
             }
             if let Arrival::Backlog { outstanding: 0 } = c.arrival {
-                return Err((c.name.span(), format!("class {name:?}: backlog outstanding must be at least 1")));
+                return Err((
+                    c.name.span(),
+                    format!("class {name:?}: backlog outstanding must be at least 1"),
+                ));
             }
             for o in c.origins.iter().flatten() {
                 if *o.get_ref() >= *nodes.get_ref() {
@@ -223,7 +251,10 @@ impl Scenario {
                 }
             }
             if c.origins.as_ref().is_some_and(Vec::is_empty) {
-                return Err((c.name.span(), format!("class {name:?}: origins is empty; omit it to mean every node")));
+                return Err((
+                    c.name.span(),
+                    format!("class {name:?}: origins is empty; omit it to mean every node"),
+                ));
             }
         }
         Ok(())
@@ -234,7 +265,11 @@ impl Scenario {
     }
 
     pub fn stack_names(&self) -> Vec<String> {
-        self.stacks.get_ref().iter().map(|s| s.get_ref().clone()).collect()
+        self.stacks
+            .get_ref()
+            .iter()
+            .map(|s| s.get_ref().clone())
+            .collect()
     }
 
     /// The scenario as TOML with every default filled in.

@@ -39,7 +39,10 @@ fn assert_error(text: &str, line: usize, col: usize, needle: &str) {
             let shown = l.to_string();
             assert_eq!((l.line, l.col), (line, col), "location of: {shown}");
             assert!(shown.contains(needle), "{shown:?} lacks {needle:?}");
-            assert!(shown.starts_with(&format!("s.toml:{line}:{col}: ")), "{shown}");
+            assert!(
+                shown.starts_with(&format!("s.toml:{line}:{col}: ")),
+                "{shown}"
+            );
         }
         other => panic!("expected an error containing {needle:?}, got {other:?}"),
     }
@@ -78,7 +81,10 @@ fn bad_arrival_process_is_reported() {
     match parse(&text) {
         Err(ScenarioError::Invalid(l)) => {
             assert_eq!((l.line, l.col), (16, 23), "{l}");
-            assert!(l.message.contains("bursty") && l.message.contains("poisson"), "{l}");
+            assert!(
+                l.message.contains("bursty") && l.message.contains("poisson"),
+                "{l}"
+            );
         }
         other => panic!("{other:?}"),
     }
@@ -87,24 +93,59 @@ fn bad_arrival_process_is_reported() {
 #[test]
 fn unknown_stack_lists_known_ones() {
     let text = GOOD.replace("[\"quic-tls\"]", "[\"quic-tls\", \"quic-tsl\"]");
-    assert_error(&text, 6, 23, "unknown stack \"quic-tsl\"; known stacks: quic-tls, quic-null");
+    assert_error(
+        &text,
+        6,
+        23,
+        "unknown stack \"quic-tsl\"; known stacks: quic-tls, quic-null",
+    );
 }
 
 #[test]
 fn origin_out_of_range_is_located() {
     let text = GOOD.replace("origins = [0]", "origins = [0, 3]");
-    assert_error(&text, 17, 15, "origin node 3 does not exist; nodes are numbered 0..2");
+    assert_error(
+        &text,
+        17,
+        15,
+        "origin node 3 does not exist; nodes are numbered 0..2",
+    );
 }
 
 #[test]
 fn semantic_errors_are_located() {
-    assert_error(&GOOD.replace("nodes = 3", "nodes = 1"), 9, 9, "between 2 and");
-    assert_error(&GOOD.replace("warmup = \"1s\"", "warmup = \"5s\""), 5, 10, "must be shorter than duration");
-    assert_error(&GOOD.replace("\"64KiB\"", "\"16B\""), 22, 8, "object size must be between 28B");
+    assert_error(
+        &GOOD.replace("nodes = 3", "nodes = 1"),
+        9,
+        9,
+        "between 2 and",
+    );
+    assert_error(
+        &GOOD.replace("warmup = \"1s\"", "warmup = \"5s\""),
+        5,
+        10,
+        "must be shorter than duration",
+    );
+    assert_error(
+        &GOOD.replace("\"64KiB\"", "\"16B\""),
+        22,
+        8,
+        "object size must be between 28B",
+    );
     let dup = GOOD.replace("name = \"bulk\"", "name = \"block\"");
     assert_error(&dup, 20, 8, "duplicate class name \"block\"");
-    assert_error(&GOOD.replace("outstanding = 4", "outstanding = 0"), 20, 8, "at least 1");
-    assert_error(&GOOD.replace("[\"quic-tls\"]", "[]"), 6, 10, "at least one stack");
+    assert_error(
+        &GOOD.replace("outstanding = 4", "outstanding = 0"),
+        20,
+        8,
+        "at least 1",
+    );
+    assert_error(
+        &GOOD.replace("[\"quic-tls\"]", "[]"),
+        6,
+        10,
+        "at least one stack",
+    );
 }
 
 #[test]

@@ -76,16 +76,31 @@ mod tests {
 
     #[test]
     fn round_trips() {
-        let h = ObjectHeader { origin: 199, class: 3, len: 65536, seq: 1 << 40, intended_ns: 123_456_789_012 };
+        let h = ObjectHeader {
+            origin: 199,
+            class: 3,
+            len: 65536,
+            seq: 1 << 40,
+            intended_ns: 123_456_789_012,
+        };
         assert_eq!(ObjectHeader::decode(&h.encode()), Ok(h));
     }
 
     #[test]
     fn rejects_garbage() {
-        let h = ObjectHeader { origin: 1, class: 0, len: 100, seq: 1, intended_ns: 1 };
+        let h = ObjectHeader {
+            origin: 1,
+            class: 0,
+            len: 100,
+            seq: 1,
+            intended_ns: 1,
+        };
         let mut b = h.encode();
         b[0] = 0;
-        assert!(matches!(ObjectHeader::decode(&b), Err(HeaderError::Magic(_))));
+        assert!(matches!(
+            ObjectHeader::decode(&b),
+            Err(HeaderError::Magic(_))
+        ));
         let mut b = h.encode();
         b[2] = 9;
         assert_eq!(ObjectHeader::decode(&b), Err(HeaderError::Version(9)));

@@ -96,7 +96,9 @@ pub(crate) fn test_plan() -> WorkloadPlan {
                 priority: 10,
                 size_min: 1000,
                 size_max: 1000,
-                arrival: Arrival::Constant { rate: EventRate(10.0) },
+                arrival: Arrival::Constant {
+                    rate: EventRate(10.0),
+                },
                 origins: vec![0],
             },
             ClassPlan {
@@ -104,7 +106,9 @@ pub(crate) fn test_plan() -> WorkloadPlan {
                 priority: 0,
                 size_min: 100,
                 size_max: 400,
-                arrival: Arrival::Poisson { rate: EventRate(200.0) },
+                arrival: Arrival::Poisson {
+                    rate: EventRate(200.0),
+                },
                 origins: vec![0, 1, 2],
             },
             ClassPlan {

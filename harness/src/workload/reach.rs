@@ -21,7 +21,10 @@ mod tests {
     #[test]
     fn order_statistics() {
         let mut l = vec![30, 10, 20, 40];
-        assert_eq!(reach_times(&mut l, 4), [Some(20), Some(40), Some(40), Some(40)]);
+        assert_eq!(
+            reach_times(&mut l, 4),
+            [Some(20), Some(40), Some(40), Some(40)]
+        );
         let mut l = vec![5];
         assert_eq!(reach_times(&mut l, 1), [Some(5); 4]);
     }

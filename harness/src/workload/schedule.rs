@@ -42,7 +42,12 @@ impl ClassStream {
     }
 
     fn take(&mut self, intended: Duration) -> Emit {
-        let e = Emit { class: self.class, seq: self.seq, intended, size: self.size() };
+        let e = Emit {
+            class: self.class,
+            seq: self.seq,
+            intended,
+            size: self.size(),
+        };
         self.seq += 1;
         e
     }
@@ -83,7 +88,10 @@ impl Schedule {
             .filter(|(_, c)| c.origins.contains(&node))
             .map(|(i, c)| Self::stream(plan.seed, node, i, c))
             .collect();
-        Schedule { streams, end: plan.send_end() }
+        Schedule {
+            streams,
+            end: plan.send_end(),
+        }
     }
 
     fn stream(seed: u64, node: u32, index: usize, c: &ClassPlan) -> ClassStream {
@@ -117,7 +125,7 @@ impl Schedule {
         self.streams
             .iter()
             .enumerate()
-            .filter(|(_, s)| !matches!(s.gap, Gap::Backlog) )
+            .filter(|(_, s)| !matches!(s.gap, Gap::Backlog))
             .filter(|(_, s)| s.next < self.end)
     }
 
@@ -184,27 +192,48 @@ mod tests {
         let a = drain(Schedule::new(&plan, 0));
         let b = drain(Schedule::new(&plan, 0));
         assert_eq!(a, b);
-        let other = WorkloadPlan { seed: 8, ..plan.clone() };
+        let other = WorkloadPlan {
+            seed: 8,
+            ..plan.clone()
+        };
         assert_ne!(a, drain(Schedule::new(&other, 0)));
-        assert_ne!(a, drain(Schedule::new(&plan, 1)), "nodes get distinct streams");
+        assert_ne!(
+            a,
+            drain(Schedule::new(&plan, 1)),
+            "nodes get distinct streams"
+        );
     }
 
     #[test]
     fn respects_rates_origins_order_and_end() {
         let plan = test_plan();
         let sent = drain(Schedule::new(&plan, 0));
-        assert!(sent.windows(2).all(|w| w[0].intended <= w[1].intended), "time order");
+        assert!(
+            sent.windows(2).all(|w| w[0].intended <= w[1].intended),
+            "time order"
+        );
         assert!(sent.iter().all(|e| e.intended < plan.send_end()));
         let blocks: Vec<_> = sent.iter().filter(|e| e.class == 0).collect();
         // 10/s constant over 5 s of sending: exactly 50, evenly spaced, seq 0..50.
         assert_eq!(blocks.len(), 50);
-        assert!(blocks.iter().enumerate().all(|(i, e)| e.seq == i as u64 && e.size == 1000));
-        let gaps: Vec<_> = blocks.windows(2).map(|w| w[1].intended - w[0].intended).collect();
-        assert!(gaps.iter().all(|g| g.abs_diff(Duration::from_millis(100)) < Duration::from_micros(1)));
+        assert!(blocks
+            .iter()
+            .enumerate()
+            .all(|(i, e)| e.seq == i as u64 && e.size == 1000));
+        let gaps: Vec<_> = blocks
+            .windows(2)
+            .map(|w| w[1].intended - w[0].intended)
+            .collect();
+        assert!(gaps
+            .iter()
+            .all(|g| g.abs_diff(Duration::from_millis(100)) < Duration::from_micros(1)));
         // Poisson 200/s over 5 s: 1000 expected; 5 sigma is about 160.
         let tx = sent.iter().filter(|e| e.class == 1).count();
         assert!((840..1160).contains(&tx), "poisson count {tx}");
-        assert!(sent.iter().filter(|e| e.class == 1).all(|e| (100..=400).contains(&e.size)));
+        assert!(sent
+            .iter()
+            .filter(|e| e.class == 1)
+            .all(|e| (100..=400).contains(&e.size)));
         // Node 2 originates no blocks.
         assert!(drain(Schedule::new(&plan, 2)).iter().all(|e| e.class == 1));
     }
@@ -214,7 +243,10 @@ mod tests {
         let plan = test_plan();
         let mut s = Schedule::new(&plan, 0);
         let first = s.next_due().expect("schedule not empty");
-        assert_eq!(s.pop_due(first.saturating_sub(Duration::from_nanos(1))), None);
+        assert_eq!(
+            s.pop_due(first.saturating_sub(Duration::from_nanos(1))),
+            None
+        );
         assert!(s.pop_due(first).is_some());
     }
 
@@ -224,10 +256,18 @@ mod tests {
         assert_eq!(Schedule::backlog_classes(&plan, 1), vec![(2, 2)]);
         assert!(Schedule::backlog_classes(&plan, 0).is_empty());
         let mut s = Schedule::new(&plan, 1);
-        let a = s.backlog_next(2, Duration::from_secs(2)).expect("backlog class");
-        let b = s.backlog_next(2, Duration::from_secs(2)).expect("backlog class");
+        let a = s
+            .backlog_next(2, Duration::from_secs(2))
+            .expect("backlog class");
+        let b = s
+            .backlog_next(2, Duration::from_secs(2))
+            .expect("backlog class");
         assert_eq!((a.seq, b.seq, a.size), (0, 1, 65536));
         assert_eq!(s.backlog_next(2, plan.send_end()), None);
-        assert_eq!(s.backlog_next(0, Duration::ZERO), None, "not a backlog class");
+        assert_eq!(
+            s.backlog_next(0, Duration::ZERO),
+            None,
+            "not a backlog class"
+        );
     }
 }

@@ -1,0 +1,203 @@
+//! Turns the nodes' reports of one repetition into its summary and HdrHistogram logs.
+
+use crate::{
+    control::NodeReport,
+    metrics::{self, decode_histogram, new_histogram},
+    workload::{reach_times, WorkloadPlan, REACH_PERCENTS},
+};
+use anyhow::{Context, Result};
+use hdrhistogram::{
+    serialization::{interval_log::IntervalLogWriterBuilder, V2DeflateSerializer},
+    Histogram,
+};
+use stackbench_report::schema::{
+    ClassSummary, NodeSummary, Percentiles, RepetitionSummary, SCHEMA_VERSION,
+};
+use std::{
+    collections::{BTreeMap, HashMap},
+    time::Duration,
+};
+
+pub fn percentiles(h: &Histogram<u64>) -> Percentiles {
+    if h.is_empty() {
+        return Percentiles::default();
+    }
+    Percentiles {
+        count: h.len(),
+        min: h.min(),
+        p50: h.value_at_quantile(0.5),
+        p90: h.value_at_quantile(0.9),
+        p99: h.value_at_quantile(0.99),
+        p999: h.value_at_quantile(0.999),
+        max: h.max(),
+        mean: h.mean(),
+    }
+}
+
+/// One histogram as an HdrHistogram interval log (readable by HdrHistogram's own tools).
+fn hlog(h: &Histogram<u64>, tag: &str, comment: &str, length: Duration) -> Result<String> {
+    let mut buf = Vec::new();
+    let mut ser = V2DeflateSerializer::new();
+    {
+        let mut w = IntervalLogWriterBuilder::new()
+            .add_comment(comment)
+            .add_comment("values are microseconds")
+            .with_base_time(std::time::SystemTime::UNIX_EPOCH)
+            .begin_log_with(&mut buf, &mut ser)?;
+        let tag = hdrhistogram::serialization::interval_log::Tag::new(tag);
+        w.write_histogram(h, Duration::ZERO, length, tag)
+            .map_err(|e| anyhow::anyhow!("writing interval log: {e:?}"))?;
+    }
+    String::from_utf8(buf).context("interval log is ASCII")
+}
+
+/// Inputs beyond the node reports.
+#[derive(Debug)]
+pub struct RepetitionContext<'a> {
+    pub stack: &'a str,
+    pub insecure: bool,
+    pub repetition: u32,
+    pub plan: &'a WorkloadPlan,
+    pub handshake_us: &'a [u64],
+    pub host_softirq_seconds: f64,
+    pub stack_config: serde_json::Value,
+}
+
+pub fn summarize(
+    ctx: &RepetitionContext<'_>,
+    reports: &[NodeReport],
+) -> Result<(RepetitionSummary, Vec<(String, String)>)> {
+    let plan = ctx.plan;
+    let measured = plan.duration.as_secs_f64();
+    let receivers = plan.receivers_per_object();
+    let mut by_object: HashMap<(u16, u8, u64), Vec<u64>> = HashMap::new();
+    for r in reports {
+        for &(origin, class, seq, us) in &r.deliveries {
+            by_object.entry((origin, class, seq)).or_default().push(us);
+        }
+    }
+    let mut hlogs = vec![];
+    let mut classes = vec![];
+    for (ci, c) in plan.classes.iter().enumerate() {
+        let mut lat = new_histogram();
+        let (mut sent, mut delivered, mut bytes, mut inversions) = (0, 0, 0, 0);
+        for r in reports {
+            let cc = r
+                .classes
+                .get(ci)
+                .with_context(|| format!("node {} reported too few classes", r.index))?;
+            lat.add(decode_histogram(&cc.latency_hist)?)
+                .context("merging histograms")?;
+            sent += cc.sent;
+            delivered += cc.received;
+            bytes += cc.received_bytes;
+            inversions += cc.inversions;
+        }
+        let comment = format!(
+            "stackbench {} rep {} class {}",
+            ctx.stack, ctx.repetition, c.name
+        );
+        hlogs.push((
+            format!("{}.latency.hlog", c.name),
+            hlog(&lat, &c.name, &comment, plan.duration)?,
+        ));
+        let mut reach_us = BTreeMap::new();
+        let mut unreached = BTreeMap::new();
+        if !c.arrival.is_backlog() {
+            let objects = sent / receivers as u64;
+            let mut hists: Vec<Histogram<u64>> =
+                REACH_PERCENTS.iter().map(|_| new_histogram()).collect();
+            let mut reached = [0u64; 4];
+            for ((_, class, _), lats) in by_object.iter_mut() {
+                if *class as usize != ci {
+                    continue;
+                }
+                for (k, t) in reach_times(lats, receivers).iter().enumerate() {
+                    if let Some(t) = t {
+                        metrics::record(&mut hists[k], *t);
+                        reached[k] += 1;
+                    }
+                }
+            }
+            for (k, pct) in REACH_PERCENTS.iter().enumerate() {
+                let key = format!("{pct}%");
+                reach_us.insert(key.clone(), percentiles(&hists[k]));
+                unreached.insert(key, objects.saturating_sub(reached[k]));
+                hlogs.push((
+                    format!("{}.reach-{pct}.hlog", c.name),
+                    hlog(
+                        &hists[k],
+                        &c.name,
+                        &format!("{comment}: time to reach {pct}% of receivers"),
+                        plan.duration,
+                    )?,
+                ));
+            }
+        }
+        classes.push(ClassSummary {
+            name: c.name.clone(),
+            priority: c.priority,
+            bulk: c.arrival.is_backlog(),
+            sent,
+            delivered,
+            lost: sent.saturating_sub(delivered),
+            delivered_bytes: bytes,
+            goodput_bytes_per_sec: bytes as f64 / measured,
+            inversions,
+            latency_us: percentiles(&lat),
+            reach_us,
+            unreached,
+        });
+    }
+    let mut lag = new_histogram();
+    let mut handshake = new_histogram();
+    for &us in ctx.handshake_us {
+        metrics::record(&mut handshake, us);
+    }
+    let mut node_errors = vec![];
+    for r in reports {
+        lag.add(decode_histogram(&r.send_lag_hist)?)
+            .context("merging histograms")?;
+        if r.error_count > 0 {
+            node_errors.push(format!(
+                "node {}: {} stream errors, first: {}",
+                r.index,
+                r.error_count,
+                r.errors.join(" | ")
+            ));
+        }
+    }
+    let nodes = reports
+        .iter()
+        .map(|r| NodeSummary {
+            index: r.index,
+            cpu_user_seconds: r.cpu_user_us as f64 / 1e6,
+            cpu_sys_seconds: r.cpu_sys_us as f64 / 1e6,
+            interfaces: r.net.clone(),
+            transport: r.transport,
+        })
+        .collect();
+    let node_cpu: f64 = reports
+        .iter()
+        .map(|r| (r.cpu_user_us + r.cpu_sys_us) as f64 / 1e6)
+        .sum();
+    let window = (plan.send_end() + plan.drain).as_secs_f64();
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get()) as f64;
+    let summary = RepetitionSummary {
+        schema: SCHEMA_VERSION,
+        stack: ctx.stack.to_owned(),
+        repetition: ctx.repetition,
+        insecure: ctx.insecure,
+        measured_seconds: measured,
+        classes,
+        nodes,
+        host_softirq_seconds: ctx.host_softirq_seconds,
+        cpu_busy_fraction: (node_cpu + ctx.host_softirq_seconds) / (cores * window),
+        handshake_us: percentiles(&handshake),
+        send_lag_us: percentiles(&lag),
+        stack_config: ctx.stack_config.clone(),
+        runtime: crate::node::RUNTIME_FLAVOUR.into(),
+        node_errors,
+    };
+    Ok((summary, hlogs))
+}

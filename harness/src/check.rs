@@ -1,0 +1,179 @@
+//! What this host can do: privileges, namespaces, TUN, kernel WireGuard, netem and tools.
+//! Stacks judge their availability from it, and `stackbench check` prints it.
+
+use serde::Serialize;
+use std::{collections::BTreeMap, process::Command};
+
+/// A capability: present, or absent with the reason and, where there is one, the fix.
+pub type Capability = Result<String, String>;
+
+#[derive(Debug, Clone, Serialize)]
+pub struct HostCaps {
+    /// "root", "user namespace (rootless)" or "unprivileged".
+    pub privileges: String,
+    pub netns: Capability,
+    pub tun: Capability,
+    pub kernel_wireguard: Capability,
+    pub netem: Capability,
+    pub tbf: Capability,
+    /// Tool name → version line, or how to install it.
+    pub tools: BTreeMap<&'static str, Capability>,
+}
+
+/// Tools the stacks use, with the command that installs each on Debian/Ubuntu.
+const TOOLS: &[(&str, &[&str], &str)] = &[
+    ("ip", &["-V"], "apt-get install iproute2"),
+    ("tc", &["-V"], "apt-get install iproute2"),
+    ("wg", &["--version"], "apt-get install wireguard-tools"),
+    (
+        "wireguard-go",
+        &["--version"],
+        "apt-get install wireguard-go",
+    ),
+    (
+        "boringtun-cli",
+        &["--version"],
+        "cargo install boringtun-cli",
+    ),
+];
+
+fn tool_version(name: &str, args: &[&str], install: &str) -> Capability {
+    match Command::new(name).args(args).output() {
+        Ok(o) => {
+            let text = if o.stdout.is_empty() {
+                o.stderr
+            } else {
+                o.stdout
+            };
+            Ok(String::from_utf8_lossy(&text)
+                .lines()
+                .next()
+                .unwrap_or("")
+                .trim()
+                .to_owned())
+        }
+        Err(_) => Err(format!("{name} not found; install it with: {install}")),
+    }
+}
+
+fn sh(args: &[&str]) -> Result<(), String> {
+    let out = Command::new(args[0])
+        .args(&args[1..])
+        .output()
+        .map_err(|e| format!("{}: {e}", args[0]))?;
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(String::from_utf8_lossy(&out.stderr).trim().to_owned())
+    }
+}
+
+pub fn euid() -> u32 {
+    // SAFETY: geteuid has no preconditions.
+    unsafe { libc::geteuid() }
+}
+
+impl HostCaps {
+    /// Probes the host, using a scratch namespace named `<prefix>-probe` that is removed again.
+    pub fn probe(prefix: &str) -> HostCaps {
+        let tools: BTreeMap<_, _> = TOOLS
+            .iter()
+            .map(|(n, a, i)| (*n, tool_version(n, a, i)))
+            .collect();
+        let privileges = if crate::rootless::inside() {
+            "user namespace (rootless)"
+        } else if euid() == 0 {
+            "root"
+        } else {
+            "unprivileged"
+        }
+        .to_owned();
+        let mut caps = HostCaps {
+            privileges,
+            netns: Err("not probed".into()),
+            tun: Err("not probed".into()),
+            kernel_wireguard: Err("not probed".into()),
+            netem: Err("not probed".into()),
+            tbf: Err("not probed".into()),
+            tools,
+        };
+        if caps.tools["ip"].is_err() {
+            caps.netns = Err("ip not found; install it with: apt-get install iproute2".into());
+            return caps;
+        }
+        let ns = format!("{prefix}-probe");
+        if let Err(e) = sh(&["ip", "netns", "add", &ns]) {
+            caps.netns = Err(format!(
+                "cannot create a network namespace ({e}); run as root, or as a user where unprivileged user namespaces are enabled (sysctl kernel.unprivileged_userns_clone=1)"
+            ));
+            return caps;
+        }
+        caps.netns = Ok("ip netns add works".into());
+        caps.tun = sh(&[
+            "ip", "-n", &ns, "tuntap", "add", "dev", "sbprobe0", "mode", "tun",
+        ])
+        .map(|()| "TUN devices can be created".into())
+        .map_err(|e| {
+            format!("cannot create a TUN device: {e} (is /dev/net/tun present? modprobe tun)")
+        });
+        caps.kernel_wireguard = sh(&[
+            "ip",
+            "-n",
+            &ns,
+            "link",
+            "add",
+            "sbprobe1",
+            "type",
+            "wireguard",
+        ])
+        .map(|()| "kernel WireGuard interfaces can be created".into())
+        .map_err(|e| format!("kernel has no WireGuard support ({e})"));
+        let tc = |qdisc: &[&str]| {
+            let mut args = vec![
+                "ip", "netns", "exec", &ns, "tc", "qdisc", "add", "dev", "lo", "root",
+            ];
+            args.extend_from_slice(qdisc);
+            sh(&args)
+        };
+        caps.netem = tc(&["netem", "delay", "1ms"])
+            .map(|()| "netem qdisc available".into())
+            .map_err(|e| {
+                format!("no netem qdisc ({e}); delay and loss need the userspace emulator")
+            });
+        let _ = sh(&[
+            "ip", "netns", "exec", &ns, "tc", "qdisc", "del", "dev", "lo", "root",
+        ]);
+        caps.tbf = tc(&["tbf", "rate", "10mbit", "burst", "32kb", "latency", "50ms"])
+            .map(|()| "tbf qdisc available".into())
+            .map_err(|e| format!("no tbf qdisc ({e}); rate limits are impossible"));
+        let _ = sh(&["ip", "netns", "del", &ns]);
+        caps
+    }
+
+    /// Why namespace-based stacks cannot run here, if they cannot.
+    pub fn namespaces_unavailable(&self) -> Option<String> {
+        self.netns.as_ref().err().cloned()
+    }
+
+    /// Why a scenario's link shaping cannot be applied, if it cannot.
+    pub fn shaping_unavailable(&self) -> Option<String> {
+        self.tbf.as_ref().err().cloned()
+    }
+
+    /// A host about which nothing is known (for listing stacks without probing).
+    pub fn probe_nothing() -> HostCaps {
+        Self::none_for_tests()
+    }
+
+    pub fn none_for_tests() -> HostCaps {
+        HostCaps {
+            privileges: "unprivileged".into(),
+            netns: Err("test".into()),
+            tun: Err("test".into()),
+            kernel_wireguard: Err("test".into()),
+            netem: Err("test".into()),
+            tbf: Err("test".into()),
+            tools: BTreeMap::new(),
+        }
+    }
+}

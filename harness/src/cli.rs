@@ -1,0 +1,260 @@
+//! Command-line interface. Exit codes: 0 success, 1 a run or stack failed, 2 usage error
+//! (bad flags, invalid scenario, unknown stack), 130 interrupted.
+
+use crate::{
+    check::HostCaps,
+    controller::{self, Faults, RunOptions},
+    rootless, runid,
+    scenario::Scenario,
+    stack::{self, Availability},
+};
+use anyhow::{Context, Result};
+use clap::{ArgAction, Parser, Subcommand};
+use std::{path::PathBuf, process::ExitCode};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "stackbench",
+    version,
+    about = "Measure transport-security stacks under a prioritized broadcast workload"
+)]
+pub struct Cli {
+    /// More log output (-v info, -vv debug).
+    #[arg(short, long, action = ArgAction::Count, global = true)]
+    verbose: u8,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run a scenario and write results, a summary table and summary.md.
+    Run {
+        /// Scenario file (TOML), e.g. scenarios/quick.toml.
+        scenario: PathBuf,
+        /// Stacks to run instead of the scenario's, comma-separated.
+        #[arg(long, value_delimiter = ',')]
+        stacks: Option<Vec<String>>,
+        /// Parent folder for the run folder.
+        #[arg(long, default_value = "results/runs")]
+        out: PathBuf,
+        /// No progress bar (implied when stderr is not a terminal).
+        #[arg(long)]
+        no_progress: bool,
+    },
+    /// Check scenario files without running them.
+    Validate {
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+    },
+    /// Show what this host can run: privileges, kernel features, tools, and each stack.
+    Check {
+        /// Machine-readable output.
+        #[arg(long)]
+        json: bool,
+    },
+    /// List the stacks of the design.
+    List,
+    /// Internal: one node, started by `run` inside a namespace.
+    #[command(hide = true)]
+    Node {
+        #[arg(long)]
+        control: PathBuf,
+        #[arg(long)]
+        index: u32,
+    },
+}
+
+fn init_logging(verbose: u8) {
+    let level = match verbose {
+        0 => "warn",
+        1 => "info",
+        _ => "debug",
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}
+
+/// Parses arguments and runs the command.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging(cli.verbose);
+    match dispatch(cli) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("stackbench: error: {e:#}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn usage_error(msg: impl std::fmt::Display) -> Result<ExitCode> {
+    eprintln!("stackbench: {msg}");
+    Ok(ExitCode::from(2))
+}
+
+fn dispatch(cli: Cli) -> Result<ExitCode> {
+    match cli.command {
+        Command::Node { control, index } => {
+            crate::node::main(&control, index).map(|()| ExitCode::SUCCESS)
+        }
+        Command::List => {
+            println!("{:<24} {:<9} {}", "stack", "built", "privileges needed");
+            for s in stack::registry() {
+                let built = match s.availability(&HostCaps::probe_nothing()) {
+                    Availability::Unavailable(r) if r.starts_with("not implemented") => "no",
+                    _ => "yes",
+                };
+                let id = s.id();
+                let note = if id.is_insecure() {
+                    " (INSECURE control)"
+                } else {
+                    ""
+                };
+                println!(
+                    "{:<24} {:<9} {}{note}",
+                    id.name(),
+                    built,
+                    id.underlay.privileges()
+                );
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Validate { files } => {
+            let known = stack::names();
+            let known: Vec<&str> = known.iter().map(String::as_str).collect();
+            let mut bad = false;
+            for f in files {
+                match Scenario::load(&f, &known) {
+                    Ok(s) => println!(
+                        "ok: {} ({}: {} nodes, {} classes, stacks {})",
+                        f.display(),
+                        s.name,
+                        s.node_count(),
+                        s.classes.len(),
+                        s.stack_names().join(", ")
+                    ),
+                    Err(e) => {
+                        eprintln!("{e}");
+                        bad = true;
+                    }
+                }
+            }
+            Ok(ExitCode::from(if bad { 2 } else { 0 }))
+        }
+        Command::Check { json } => {
+            rootless::reexec_if_needed()?;
+            rootless::prepare_private_run()?;
+            let prefix = format!("sbc{:05x}", rand::random::<u32>() & 0xf_ffff);
+            let host = HostCaps::probe(&prefix);
+            print_check(&host, json)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Run {
+            scenario,
+            stacks,
+            out,
+            no_progress,
+        } => {
+            let known = stack::names();
+            let known_refs: Vec<&str> = known.iter().map(String::as_str).collect();
+            let parsed = match Scenario::load(&scenario, &known_refs) {
+                Ok(s) => s,
+                Err(e) => return usage_error(e),
+            };
+            if let Some(bad) = stacks.iter().flatten().find(|s| !known.contains(s)) {
+                return usage_error(format!(
+                    "--stacks: unknown stack {bad:?}; known stacks: {}",
+                    known.join(", ")
+                ));
+            }
+            rootless::reexec_if_needed()?;
+            rootless::prepare_private_run()?;
+            let opts = RunOptions {
+                out,
+                exact_dir: false,
+                stacks,
+                node_exe: std::env::current_exe().context("locating the stackbench executable")?,
+                progress: !no_progress && std::io::IsTerminal::is_terminal(&std::io::stderr()),
+                verbose: cli.verbose > 0,
+                faults: Faults::default(),
+            };
+            run_command(&parsed, &opts)
+        }
+    }
+}
+
+fn run_command(scenario: &Scenario, opts: &RunOptions) -> Result<ExitCode> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let outcome = rt.block_on(async {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+        let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())?;
+        // Dropping the run future on a signal runs its guards: nodes are killed, namespaces
+        // and sockets removed, and run.json marked interrupted.
+        tokio::select! {
+            r = controller::run(scenario, opts) => r.map(Some),
+            _ = tokio::signal::ctrl_c() => Ok(None),
+            _ = term.recv() => Ok(None),
+            _ = hup.recv() => Ok(None),
+        }
+    });
+    let _ = runid::STATE_DIR;
+    match outcome? {
+        None => {
+            eprintln!("stackbench: interrupted; the run's nodes, namespaces and sockets were removed and its run.json marked interrupted");
+            Ok(ExitCode::from(130))
+        }
+        Some(outcome) => {
+            let run = stackbench_report::load_run(&outcome.dir)?;
+            stackbench_report::write_summary(&outcome.dir)?;
+            println!("{}", stackbench_report::summary_table(&run));
+            println!("results: {}", outcome.dir.display());
+            if let Some(e) = &outcome.manifest.error {
+                eprintln!("stackbench: run failed: {e}");
+                return Ok(ExitCode::from(1));
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+fn print_check(host: &HostCaps, json: bool) -> Result<()> {
+    let stacks: Vec<(String, Availability)> = stack::registry()
+        .iter()
+        .map(|s| (s.id().name(), s.availability(host)))
+        .collect();
+    if json {
+        let v = serde_json::json!({ "host": host, "stacks": stacks.iter().map(|(n, a)| serde_json::json!({"name": n, "availability": a})).collect::<Vec<_>>() });
+        println!("{}", serde_json::to_string_pretty(&v)?);
+        return Ok(());
+    }
+    let show = |name: &str, c: &crate::check::Capability| match c {
+        Ok(v) => println!("  {name:<18} yes  {v}"),
+        Err(e) => println!("  {name:<18} no   {e}"),
+    };
+    println!("privileges: {}", host.privileges);
+    println!("kernel:");
+    show("network namespaces", &host.netns);
+    show("tbf qdisc", &host.tbf);
+    show("netem qdisc", &host.netem);
+    show("TUN", &host.tun);
+    show("kernel WireGuard", &host.kernel_wireguard);
+    println!("tools:");
+    for (name, c) in &host.tools {
+        show(name, c);
+    }
+    println!("stacks:");
+    for (name, a) in stacks {
+        match a {
+            Availability::Available => println!("  {name:<24} available"),
+            Availability::Unavailable(r) => println!("  {name:<24} unavailable: {r}"),
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,109 @@
+//! The control protocol between the controller and its nodes: one JSON message per line
+//! over a Unix socket, which works across network namespaces.
+
+use crate::{stack::PeerInfo, workload::WorkloadPlan};
+use serde::{de::DeserializeOwned, Deserialize, Serialize};
+pub use stackbench_report::schema::{InterfaceCounters as NetCounters, TransportCounters};
+use std::{collections::BTreeMap, net::SocketAddr};
+use tokio::io::{AsyncBufRead, AsyncBufReadExt, AsyncWrite, AsyncWriteExt};
+
+/// Node → controller.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(tag = "msg", rename_all = "snake_case")]
+pub enum ToController {
+    /// The node is up; `spki` is its fresh public key.
+    Hello { index: u32, pid: u32, spki: Vec<u8> },
+    /// The endpoint is bound and accepting; waiting for the go to dial.
+    Bound,
+    /// Connected to every peer; waiting for the start.
+    Ready { handshake_us: Vec<u64> },
+    /// Measurements of the finished repetition.
+    Report(Box<NodeReport>),
+    /// The node could not do its part; the message says why.
+    Failed { error: String },
+}
+
+/// Controller → node.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(tag = "msg", rename_all = "snake_case")]
+pub enum ToNode {
+    Setup(Box<NodeSetup>),
+    /// Every node is bound: dial the peers now (so no Initial is sent to a closed port).
+    Connect,
+    /// Start sending at this CLOCK_MONOTONIC instant (ns), shared by all nodes of the host.
+    Start {
+        start_ns: u64,
+    },
+    Shutdown,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+pub struct NodeSetup {
+    pub stack: String,
+    pub plan: WorkloadPlan,
+    pub bind: SocketAddr,
+    pub peers: Vec<PeerInfo>,
+}
+
+/// What one node measured during a repetition.
+#[derive(Debug, Default, Serialize, Deserialize)]
+pub struct NodeReport {
+    pub index: u32,
+    /// Indexed by class.
+    pub classes: Vec<ClassCounters>,
+    /// Measured deliveries of open-loop classes, for reach times: (origin, class, seq, µs).
+    pub deliveries: Vec<(u16, u8, u64, u64)>,
+    /// How late the node's sender was against the schedule, µs (base64 HdrHistogram V2).
+    pub send_lag_hist: String,
+    pub cpu_user_us: u64,
+    pub cpu_sys_us: u64,
+    /// Interface counters over the repetition, by interface name.
+    pub net: BTreeMap<String, NetCounters>,
+    /// QUIC and socket counters summed over this node's connections.
+    pub transport: TransportCounters,
+    pub error_count: u64,
+    /// The first few stream errors, verbatim.
+    pub errors: Vec<String>,
+}
+
+#[derive(Debug, Default, Clone, Serialize, Deserialize)]
+pub struct ClassCounters {
+    /// Measured objects this node scheduled, counted once per receiving peer.
+    pub sent: u64,
+    pub sent_bytes: u64,
+    pub received: u64,
+    pub received_bytes: u64,
+    pub inversions: u64,
+    /// Delivery latency of measured objects received here, µs (base64 HdrHistogram V2).
+    pub latency_hist: String,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ProtocolError {
+    #[error("control socket I/O: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("malformed control message: {0}")]
+    Decode(#[from] serde_json::Error),
+}
+
+pub async fn send<W: AsyncWrite + Unpin, M: Serialize>(
+    w: &mut W,
+    msg: &M,
+) -> Result<(), ProtocolError> {
+    let mut line = serde_json::to_vec(msg)?;
+    line.push(b'\n');
+    w.write_all(&line).await?;
+    w.flush().await?;
+    Ok(())
+}
+
+/// The next message, or `None` at end of stream.
+pub async fn recv<R: AsyncBufRead + Unpin, M: DeserializeOwned>(
+    r: &mut R,
+) -> Result<Option<M>, ProtocolError> {
+    let mut line = String::new();
+    if r.read_line(&mut line).await? == 0 {
+        return Ok(None);
+    }
+    Ok(Some(serde_json::from_str(&line)?))
+}

@@ -1,0 +1,295 @@
+//! The controller: builds the topology, runs every stack × repetition of a scenario through
+//! its node processes, and writes results as each repetition finishes. Whatever happens —
+//! success, failure, Ctrl-C, a dead node — the guards here remove every namespace, process
+//! and socket the run made.
+
+mod nodes;
+
+use crate::{
+    aggregate::{self, RepetitionContext},
+    check::HostCaps,
+    control::{NodeSetup, ToController, ToNode},
+    metrics,
+    results::{Environment, RunWriter},
+    runid::{self, RunId},
+    scenario::Scenario,
+    stack::{self, Availability, PeerInfo, PreparedUnderlay, Stack},
+    topology::Topology,
+    workload::WorkloadPlan,
+};
+use anyhow::{anyhow, Context, Result};
+use indicatif::{ProgressBar, ProgressStyle};
+use nodes::NodeSet;
+use stackbench_report::schema::StackOutcome;
+use std::{path::PathBuf, sync::Arc, time::Duration};
+
+/// How long nodes may take to start, connect and get ready.
+const SETUP_TIMEOUT: Duration = Duration::from_secs(30);
+/// Slack beyond the scenario's own timings before a node counts as hung.
+const REPORT_SLACK: Duration = Duration::from_secs(15);
+/// Lead time between announcing the start and the start itself.
+const START_LEAD: Duration = Duration::from_millis(200);
+
+/// Test-only interference, to prove failures are caught.
+#[derive(Debug, Clone, Default)]
+pub struct Faults {
+    /// Give node `.0` a wrong key for node `.1`.
+    pub wrong_peer_key: Option<(u32, u32)>,
+}
+
+#[derive(Debug, Clone)]
+pub struct RunOptions {
+    /// Parent folder of run folders (e.g. `results/runs`), or the exact folder with `exact_dir`.
+    pub out: PathBuf,
+    pub exact_dir: bool,
+    /// Overrides the scenario's stack list.
+    pub stacks: Option<Vec<String>>,
+    /// The stackbench binary that nodes run.
+    pub node_exe: PathBuf,
+    pub progress: bool,
+    pub verbose: bool,
+    pub faults: Faults,
+}
+
+/// What a run produced.
+#[derive(Debug)]
+pub struct RunOutcome {
+    pub dir: PathBuf,
+    pub manifest: stackbench_report::schema::RunManifest,
+}
+
+/// Releases the run's markers after everything else is gone.
+struct RunGuard(RunId);
+impl Drop for RunGuard {
+    fn drop(&mut self) {
+        self.0.release();
+    }
+}
+
+pub async fn run(scenario: &Scenario, opts: &RunOptions) -> Result<RunOutcome> {
+    for prefix in runid::reap_stale(std::path::Path::new(runid::STATE_DIR)) {
+        eprintln!("stackbench: removed leftovers of an earlier run that was killed before cleaning up ({prefix}-*)");
+    }
+    let run = RunGuard(RunId::create().context("creating the run's state under /run/stackbench")?);
+    let host = HostCaps::probe(&run.0.prefix);
+    let names = opts
+        .stacks
+        .clone()
+        .unwrap_or_else(|| scenario.stack_names());
+    let stacks: Vec<Arc<dyn Stack>> = names
+        .iter()
+        .map(|n| {
+            stack::by_name(n)
+                .ok_or_else(|| anyhow!("unknown stack {n:?}; known: {}", stack::names().join(", ")))
+        })
+        .collect::<Result<_>>()?;
+    if let (Some(_), Some(why)) = (scenario.topology.uplink, host.shaping_unavailable()) {
+        anyhow::bail!("the scenario limits uplink rates, but {why}");
+    }
+    if let Some(why) = host.namespaces_unavailable() {
+        anyhow::bail!("{why}");
+    }
+    let plan = WorkloadPlan::from_scenario(scenario);
+    let topology = Topology::up(
+        &run.0,
+        scenario.node_count(),
+        scenario.topology.uplink,
+        scenario.topology.queue,
+    )
+    .context("building the namespaces")?;
+    let dir = if opts.exact_dir {
+        opts.out.clone()
+    } else {
+        opts.out.join(&run.0.id)
+    };
+    let env = Environment::capture(host.clone(), topology.describe_qdiscs());
+    let mut writer = RunWriter::create(dir, &run.0.id, scenario, &env)?;
+    let reps = *scenario.repetitions.get_ref();
+    let mut failures = vec![];
+    for (si, stack) in stacks.iter().enumerate() {
+        let id = stack.id();
+        let name = id.name();
+        let availability = stack.availability(&host);
+        let (status, reason) = match &availability {
+            Availability::Available => ("available", None),
+            Availability::Unavailable(r) => ("unavailable", Some(r.clone())),
+        };
+        writer.add_stack(StackOutcome {
+            name: name.clone(),
+            insecure: id.is_insecure(),
+            status: status.into(),
+            reason: reason.clone(),
+            repetitions_done: 0,
+            error: None,
+        })?;
+        if let Some(r) = reason {
+            eprintln!("stackbench: {name}: unavailable: {r}");
+            continue;
+        }
+        let result = async {
+            let underlay = stack
+                .prepare(&topology)
+                .with_context(|| format!("preparing {name}"))?;
+            for rep in 0..reps {
+                let label = format!("{name} rep {}/{reps}", rep + 1);
+                let sock = run.0.socket_dir().join(format!("s{si}r{rep}.sock"));
+                let (reports, handshakes, softirq) = repetition(
+                    &topology,
+                    underlay.as_ref(),
+                    &name,
+                    &plan,
+                    &sock,
+                    opts,
+                    &label,
+                )
+                .await?;
+                let ctx = RepetitionContext {
+                    stack: &name,
+                    insecure: id.is_insecure(),
+                    repetition: rep,
+                    plan: &plan,
+                    handshake_us: &handshakes,
+                    host_softirq_seconds: softirq,
+                    stack_config: underlay.describe(),
+                };
+                let (summary, hlogs) = aggregate::summarize(&ctx, &reports)?;
+                writer.write_repetition(&summary, &hlogs)?;
+            }
+            anyhow::Ok(())
+        }
+        .await;
+        if let Err(e) = result {
+            let msg = format!("{e:#}");
+            eprintln!("stackbench: {name} failed: {msg}");
+            writer.stack_failed(&name, msg.clone())?;
+            failures.push(format!("{name}: {msg}"));
+        }
+    }
+    drop(topology);
+    let error = (!failures.is_empty()).then(|| failures.join("; "));
+    writer.finish(
+        if error.is_some() {
+            "failed"
+        } else {
+            "complete"
+        },
+        error,
+    )?;
+    Ok(RunOutcome {
+        dir: writer.dir().to_owned(),
+        manifest: writer.manifest().clone(),
+    })
+}
+
+fn progress_bar(opts: &RunOptions, total: Duration, label: &str) -> ProgressBar {
+    if !opts.progress {
+        return ProgressBar::hidden();
+    }
+    let pb = ProgressBar::new(total.as_millis() as u64);
+    pb.set_style(
+        ProgressStyle::with_template("{prefix:>28} [{bar:30}] {elapsed_precise}/{msg} {wide_msg}")
+            .unwrap_or_else(|_| ProgressStyle::default_bar())
+            .progress_chars("=> "),
+    );
+    pb.set_prefix(label.to_owned());
+    pb.set_message(format!("{:.0}s", total.as_secs_f64()));
+    pb
+}
+
+/// One repetition of one stack: nodes up, connected, run, reported, gone.
+async fn repetition(
+    topology: &Topology,
+    underlay: &dyn PreparedUnderlay,
+    stack: &str,
+    plan: &WorkloadPlan,
+    sock: &std::path::Path,
+    opts: &RunOptions,
+    label: &str,
+) -> Result<(Vec<crate::control::NodeReport>, Vec<u64>, f64)> {
+    let mut nodes = NodeSet::spawn(topology, &opts.node_exe, sock, opts.verbose)?;
+    let keys = nodes
+        .gather(
+            "startup",
+            SETUP_TIMEOUT,
+            |m| match m {
+                ToController::Hello { spki, .. } => Some(spki),
+                _ => None,
+            },
+            || {},
+        )
+        .await?;
+    nodes
+        .send_all(|i| {
+            let peers = (0..topology.nodes())
+                .filter(|&j| j != i)
+                .map(|j| {
+                    let mut spki = keys[j as usize].clone();
+                    if opts.faults.wrong_peer_key == Some((i, j)) {
+                        spki = keys[i as usize].clone(); // a real key, but not node j's
+                    }
+                    PeerInfo {
+                        index: j,
+                        addr: underlay.node_addr(j),
+                        spki,
+                    }
+                })
+                .collect();
+            ToNode::Setup(Box::new(NodeSetup {
+                stack: stack.to_owned(),
+                plan: plan.clone(),
+                bind: underlay.node_addr(i),
+                peers,
+            }))
+        })
+        .await?;
+    nodes
+        .gather(
+            "endpoint setup",
+            SETUP_TIMEOUT,
+            |m| matches!(m, ToController::Bound).then_some(()),
+            || {},
+        )
+        .await?;
+    nodes.send_all(|_| ToNode::Connect).await?;
+    let handshakes: Vec<u64> = nodes
+        .gather(
+            "connection setup",
+            SETUP_TIMEOUT,
+            |m| match m {
+                ToController::Ready { handshake_us } => Some(handshake_us),
+                _ => None,
+            },
+            || {},
+        )
+        .await?
+        .into_iter()
+        .flatten()
+        .collect();
+    let softirq0 = metrics::host_softirq_seconds();
+    let start_ns = metrics::monotonic_ns() + START_LEAD.as_nanos() as u64;
+    nodes.send_all(|_| ToNode::Start { start_ns }).await?;
+    let total = START_LEAD + plan.send_end() + plan.drain;
+    let pb = progress_bar(opts, total, label);
+    let reports = nodes
+        .gather(
+            "the run",
+            total + REPORT_SLACK,
+            |m| match m {
+                ToController::Report(r) => Some(*r),
+                _ => None,
+            },
+            || {
+                pb.set_position(
+                    ((metrics::monotonic_ns().saturating_sub(start_ns) / 1_000_000) as u64)
+                        .min(total.as_millis() as u64),
+                )
+            },
+        )
+        .await;
+    pb.finish_and_clear();
+    let softirq = metrics::host_softirq_seconds() - softirq0;
+    let reports = reports?;
+    nodes.shutdown().await;
+    let _ = std::fs::remove_file(sock);
+    Ok((reports, handshakes, softirq))
+}

@@ -1,0 +1,261 @@
+//! The node processes of one repetition: spawned into their namespaces, watched for death,
+//! talked to over the control socket, and killed on drop whatever happened.
+
+use crate::{
+    control::{self, ToController, ToNode},
+    topology::Topology,
+};
+use anyhow::{anyhow, bail, Context, Result};
+use std::{
+    collections::VecDeque, os::unix::process::ExitStatusExt, path::Path, process::ExitStatus,
+    time::Duration,
+};
+use tokio::{
+    io::{AsyncBufReadExt, BufReader},
+    net::{unix::OwnedWriteHalf, UnixListener},
+    sync::mpsc,
+};
+
+const STDERR_TAIL: usize = 12;
+
+/// Something that happened to a node.
+#[derive(Debug)]
+pub enum NodeEvent {
+    Message(u32, ToController),
+    Connected(u32, OwnedWriteHalf),
+    Exited(u32, ExitStatus, Vec<String>),
+}
+
+/// The running nodes of one repetition.
+pub struct NodeSet {
+    pids: Vec<Option<u32>>,
+    netns: Vec<String>,
+    writers: Vec<Option<OwnedWriteHalf>>,
+    events: mpsc::UnboundedReceiver<NodeEvent>,
+}
+
+fn describe_exit(status: ExitStatus) -> String {
+    match (status.code(), status.signal()) {
+        (Some(c), _) => format!("exited with status {c}"),
+        (None, Some(9)) => "was killed by signal 9 (SIGKILL)".into(),
+        (None, Some(s)) => format!("was killed by signal {s}"),
+        _ => format!("ended ({status})"),
+    }
+}
+
+impl NodeSet {
+    /// Starts one node per namespace, each told to report to the socket at `sock`.
+    pub fn spawn(topology: &Topology, exe: &Path, sock: &Path, verbose: bool) -> Result<NodeSet> {
+        let _ = std::fs::remove_file(sock);
+        let listener = UnixListener::bind(sock)
+            .with_context(|| format!("binding control socket {}", sock.display()))?;
+        let (tx, events) = mpsc::unbounded_channel();
+        let mut set = NodeSet {
+            pids: vec![],
+            netns: vec![],
+            writers: vec![],
+            events,
+        };
+        for i in 0..topology.nodes() {
+            let mut cmd = topology.command_in(i, exe);
+            cmd.arg("node")
+                .arg("--control")
+                .arg(sock)
+                .arg("--index")
+                .arg(i.to_string());
+            if verbose {
+                cmd.arg("-v");
+            }
+            cmd.stdin(std::process::Stdio::null())
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::piped())
+                .kill_on_drop(true);
+            // SAFETY: only async-signal-safe calls (setpgid, prctl) between fork and exec.
+            unsafe {
+                cmd.pre_exec(|| {
+                    // Own process group: a terminal's Ctrl-C reaches the controller, which then
+                    // stops the nodes in order, rather than every node at once.
+                    libc::setpgid(0, 0);
+                    // If the controller dies, even by SIGKILL, its nodes die with it.
+                    libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+                    Ok(())
+                });
+            }
+            let mut child = cmd
+                .spawn()
+                .with_context(|| format!("starting node {i} in {}", topology.node_netns(i)))?;
+            set.pids.push(child.id());
+            set.netns.push(topology.node_netns(i));
+            set.writers.push(None);
+            let stderr = child.stderr.take();
+            let tx = tx.clone();
+            tokio::spawn(async move {
+                let mut tail = VecDeque::new();
+                if let Some(err) = stderr {
+                    let mut lines = BufReader::new(err).lines();
+                    while let Ok(Some(l)) = lines.next_line().await {
+                        tracing::debug!("node {i}: {l}");
+                        if tail.len() == STDERR_TAIL {
+                            tail.pop_front();
+                        }
+                        tail.push_back(l);
+                    }
+                }
+                let status = child
+                    .wait()
+                    .await
+                    .unwrap_or_else(|_| ExitStatus::from_raw(-1));
+                let _ = tx.send(NodeEvent::Exited(i, status, tail.into()));
+            });
+        }
+        // The accept loop owns the socket; the controller removes its file at the end.
+        tokio::spawn(accept_loop(listener, tx, topology.nodes()));
+        Ok(set)
+    }
+
+    fn who(&self, i: u32) -> String {
+        let pid = self
+            .pids
+            .get(i as usize)
+            .copied()
+            .flatten()
+            .map_or("?".into(), |p| p.to_string());
+        format!("node {i} (pid {pid}, netns {})", self.netns[i as usize])
+    }
+
+    /// Waits for the next event, or fails when `deadline` passes first.
+    async fn next(&mut self, deadline: tokio::time::Instant, phase: &str) -> Result<NodeEvent> {
+        match tokio::time::timeout_at(deadline, self.events.recv()).await {
+            Ok(Some(ev)) => Ok(ev),
+            Ok(None) => bail!("all node watchers ended during {phase}"),
+            Err(_) => bail!("deadline passed during {phase}"),
+        }
+    }
+
+    /// Handles an event every phase treats alike; returns the message if it was one.
+    fn common(&mut self, ev: NodeEvent, phase: &str) -> Result<Option<(u32, ToController)>> {
+        match ev {
+            NodeEvent::Connected(i, w) => {
+                self.writers[i as usize] = Some(w);
+                Ok(None)
+            }
+            NodeEvent::Exited(i, status, tail) => {
+                self.pids[i as usize] = None;
+                let tail = if tail.is_empty() {
+                    String::new()
+                } else {
+                    format!("; its last output:\n    {}", tail.join("\n    "))
+                };
+                bail!(
+                    "{} {} during {phase}{tail}",
+                    self.who(i),
+                    describe_exit(status)
+                )
+            }
+            NodeEvent::Message(i, ToController::Failed { error }) => {
+                bail!("{} failed during {phase}: {error}", self.who(i))
+            }
+            NodeEvent::Message(i, m) => Ok(Some((i, m))),
+        }
+    }
+
+    /// Collects one message per node, choosing with `want`, within `timeout`.
+    pub async fn gather<T>(
+        &mut self,
+        phase: &str,
+        timeout: Duration,
+        mut want: impl FnMut(ToController) -> Option<T>,
+        mut on_tick: impl FnMut(),
+    ) -> Result<Vec<T>> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        let n = self.pids.len();
+        let mut got: Vec<Option<T>> = (0..n).map(|_| None).collect();
+        let mut tick = tokio::time::interval(Duration::from_millis(100));
+        while got.iter().any(Option::is_none) {
+            let ev = tokio::select! {
+                ev = self.next(deadline, phase) => ev.map_err(|e| {
+                    let missing: Vec<String> = got.iter().enumerate().filter(|(_, g)| g.is_none()).map(|(i, _)| self.who(i as u32)).collect();
+                    anyhow!("{e} ({timeout:?}): no answer from {} — hung or unreachable", missing.join(", "))
+                })?,
+                _ = tick.tick() => { on_tick(); continue; }
+            };
+            if let Some((i, m)) = self.common(ev, phase)? {
+                let what = format!("{m:?}");
+                got[i as usize] = Some(want(m).ok_or_else(|| {
+                    anyhow!(
+                        "{} sent an unexpected message during {phase}: {what:.120}",
+                        self.who(i)
+                    )
+                })?);
+            }
+        }
+        Ok(got.into_iter().flatten().collect())
+    }
+
+    pub async fn send_all(&mut self, msg: impl Fn(u32) -> ToNode) -> Result<()> {
+        for i in 0..self.writers.len() {
+            let who = self.who(i as u32);
+            let w = self.writers[i]
+                .as_mut()
+                .ok_or_else(|| anyhow!("{who} has not connected"))?;
+            control::send(w, &msg(i as u32))
+                .await
+                .with_context(|| format!("sending to {who}"))?;
+        }
+        Ok(())
+    }
+
+    /// Asks nodes to leave and waits briefly for them; stragglers are killed on drop.
+    pub async fn shutdown(mut self) {
+        for w in self.writers.iter_mut().flatten() {
+            let _ = control::send(w, &ToNode::Shutdown).await;
+        }
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+        while self.pids.iter().any(Option::is_some) {
+            match tokio::time::timeout_at(deadline, self.events.recv()).await {
+                Ok(Some(NodeEvent::Exited(i, ..))) => self.pids[i as usize] = None,
+                Ok(Some(_)) => {}
+                _ => break,
+            }
+        }
+    }
+}
+
+impl Drop for NodeSet {
+    fn drop(&mut self) {
+        for pid in self.pids.iter().flatten() {
+            // SAFETY: kill has no memory-safety preconditions; the pid is our unreaped child,
+            // so it cannot have been reused by another process.
+            unsafe { libc::kill(*pid as i32, libc::SIGKILL) };
+        }
+    }
+}
+
+async fn accept_loop(listener: UnixListener, tx: mpsc::UnboundedSender<NodeEvent>, nodes: u32) {
+    for _ in 0..nodes {
+        let Ok((stream, _)) = listener.accept().await else {
+            return;
+        };
+        let tx = tx.clone();
+        tokio::spawn(async move {
+            let (r, w) = stream.into_split();
+            let mut r = BufReader::new(r);
+            let index = match control::recv::<_, ToController>(&mut r).await {
+                Ok(Some(ToController::Hello { index, pid, spki })) if index < nodes => {
+                    let _ = tx.send(NodeEvent::Connected(index, w));
+                    let _ = tx.send(NodeEvent::Message(
+                        index,
+                        ToController::Hello { index, pid, spki },
+                    ));
+                    index
+                }
+                _ => return,
+            };
+            while let Ok(Some(m)) = control::recv::<_, ToController>(&mut r).await {
+                if tx.send(NodeEvent::Message(index, m)).is_err() {
+                    return;
+                }
+            }
+        });
+    }
+}

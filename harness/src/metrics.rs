@@ -1,0 +1,197 @@
+//! Measurement primitives: HDR histograms and their encodings, CPU and interface counters,
+//! the shared monotonic clock.
+
+use crate::control::NetCounters;
+use base64::Engine;
+use hdrhistogram::{
+    serialization::{Deserializer, Serializer, V2DeflateSerializer},
+    Histogram,
+};
+use std::collections::BTreeMap;
+
+/// Highest recordable latency: 10 minutes in µs.
+const MAX_US: u64 = 600_000_000;
+
+/// A latency histogram in µs with 3 significant digits.
+pub fn new_histogram() -> Histogram<u64> {
+    // 1..MAX_US with 3 significant figures is a valid configuration.
+    Histogram::new_with_bounds(1, MAX_US, 3).unwrap_or_else(|_| unreachable!("static bounds"))
+}
+
+/// Records `value_us`, clamped into the histogram's range.
+pub fn record(h: &mut Histogram<u64>, value_us: u64) {
+    h.saturating_record(value_us.clamp(1, MAX_US));
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum HistogramCodecError {
+    #[error("histogram encoding failed: {0}")]
+    Encode(String),
+    #[error("histogram decoding failed: {0}")]
+    Decode(String),
+}
+
+/// HdrHistogram V2 compressed, base64: the payload format of HdrHistogram interval logs.
+pub fn encode_histogram(h: &Histogram<u64>) -> Result<String, HistogramCodecError> {
+    let mut buf = Vec::new();
+    V2DeflateSerializer::new()
+        .serialize(h, &mut buf)
+        .map_err(|e| HistogramCodecError::Encode(format!("{e:?}")))?;
+    Ok(base64::engine::general_purpose::STANDARD.encode(buf))
+}
+
+pub fn decode_histogram(s: &str) -> Result<Histogram<u64>, HistogramCodecError> {
+    let bytes = base64::engine::general_purpose::STANDARD
+        .decode(s)
+        .map_err(|e| HistogramCodecError::Decode(e.to_string()))?;
+    Deserializer::new()
+        .deserialize(&mut bytes.as_slice())
+        .map_err(|e| HistogramCodecError::Decode(format!("{e:?}")))
+}
+
+/// CLOCK_MONOTONIC in ns: one clock for every process (and namespace) on the host.
+pub fn monotonic_ns() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: clock_gettime writes into the valid timespec we pass; CLOCK_MONOTONIC always exists.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+}
+
+/// This process's CPU time so far: (user µs, system µs).
+pub fn process_cpu_us() -> (u64, u64) {
+    // SAFETY: getrusage fills the zeroed struct we own.
+    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: valid pointer to an owned rusage; RUSAGE_SELF is always valid.
+    unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut ru) };
+    let us = |t: libc::timeval| t.tv_sec as u64 * 1_000_000 + t.tv_usec as u64;
+    (us(ru.ru_utime), us(ru.ru_stime))
+}
+
+/// Interface counters of the caller's network namespace, from /proc/self/net/dev.
+pub fn net_counters() -> BTreeMap<String, NetCounters> {
+    let text = std::fs::read_to_string("/proc/self/net/dev").unwrap_or_default();
+    parse_net_dev(&text)
+}
+
+fn parse_net_dev(text: &str) -> BTreeMap<String, NetCounters> {
+    text.lines()
+        .skip(2)
+        .filter_map(|l| {
+            let (name, rest) = l.split_once(':')?;
+            let f: Vec<u64> = rest
+                .split_whitespace()
+                .filter_map(|x| x.parse().ok())
+                .collect();
+            (f.len() >= 10).then(|| {
+                (
+                    name.trim().to_owned(),
+                    NetCounters {
+                        rx_bytes: f[0],
+                        rx_packets: f[1],
+                        tx_bytes: f[8],
+                        tx_packets: f[9],
+                    },
+                )
+            })
+        })
+        .filter(|(name, _)| name != "lo")
+        .collect()
+}
+
+/// UDP receive-buffer drops in the caller's network namespace, from /proc/self/net/snmp.
+pub fn udp_rcvbuf_errors() -> u64 {
+    let text = std::fs::read_to_string("/proc/self/net/snmp").unwrap_or_default();
+    parse_snmp_udp(&text, "RcvbufErrors").unwrap_or(0)
+}
+
+fn parse_snmp_udp(text: &str, field: &str) -> Option<u64> {
+    let mut udp = text.lines().filter(|l| l.starts_with("Udp:"));
+    let (names, values) = (udp.next()?, udp.next()?);
+    let i = names.split_whitespace().position(|n| n == field)?;
+    values.split_whitespace().nth(i)?.parse().ok()
+}
+
+/// Per-interface difference `after - before`.
+pub fn net_delta(
+    before: &BTreeMap<String, NetCounters>,
+    after: &BTreeMap<String, NetCounters>,
+) -> BTreeMap<String, NetCounters> {
+    after
+        .iter()
+        .map(|(k, a)| {
+            let b = before.get(k).copied().unwrap_or_default();
+            let d = NetCounters {
+                rx_bytes: a.rx_bytes.saturating_sub(b.rx_bytes),
+                rx_packets: a.rx_packets.saturating_sub(b.rx_packets),
+                tx_bytes: a.tx_bytes.saturating_sub(b.tx_bytes),
+                tx_packets: a.tx_packets.saturating_sub(b.tx_packets),
+            };
+            (k.clone(), d)
+        })
+        .collect()
+}
+
+/// Host-wide softirq time so far in seconds (all CPUs), from /proc/stat. Kernel network
+/// work (and kernel WireGuard) runs here rather than in any node process.
+pub fn host_softirq_seconds() -> f64 {
+    let text = std::fs::read_to_string("/proc/stat").unwrap_or_default();
+    let ticks = text
+        .lines()
+        .find(|l| l.starts_with("cpu "))
+        .and_then(|l| l.split_whitespace().nth(7))
+        .and_then(|v| v.parse::<f64>().ok())
+        .unwrap_or(0.0);
+    // SAFETY: sysconf has no memory-safety preconditions.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64;
+    ticks / hz
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn histogram_codec_round_trips() {
+        let mut h = new_histogram();
+        for v in [1, 50, 75, 1000, 250_000, MAX_US * 2] {
+            record(&mut h, v);
+        }
+        let back = decode_histogram(&encode_histogram(&h).expect("encode")).expect("decode");
+        assert_eq!(back.len(), 6);
+        assert_eq!(back.value_at_quantile(0.5), h.value_at_quantile(0.5));
+        assert!(back.max() >= MAX_US - MAX_US / 1000, "clamped into range");
+    }
+
+    #[test]
+    fn parses_proc_net_dev() {
+        let text = "Inter-|   Receive                                                |  Transmit\n face |bytes    packets errs drop fifo frame compressed multicast|bytes    packets errs drop fifo colls carrier compressed\n    lo:     100       2    0    0    0     0          0         0      100       2    0    0    0     0       0          0\n  eth0:     573       7    0    0    0     0          0         0      205       3    0    0    0     0       0          0\n";
+        let m = parse_net_dev(text);
+        assert_eq!(m.len(), 1, "loopback is left out");
+        assert_eq!(
+            m["eth0"],
+            NetCounters {
+                rx_bytes: 573,
+                rx_packets: 7,
+                tx_bytes: 205,
+                tx_packets: 3
+            }
+        );
+    }
+
+    #[test]
+    fn parses_proc_net_snmp() {
+        let text = "Udp: InDatagrams NoPorts InErrors OutDatagrams RcvbufErrors SndbufErrors\nUdp: 10 0 3 12 7 0\nUdpLite: InDatagrams\nUdpLite: 0\n";
+        assert_eq!(parse_snmp_udp(text, "RcvbufErrors"), Some(7));
+        assert_eq!(parse_snmp_udp(text, "Missing"), None);
+    }
+
+    #[test]
+    fn monotonic_clock_advances() {
+        let a = monotonic_ns();
+        std::thread::sleep(std::time::Duration::from_millis(2));
+        assert!(monotonic_ns() >= a + 2_000_000);
+    }
+}

@@ -1,0 +1,107 @@
+//! Receiver-side bookkeeping: per-class latency histograms, counts, inversions and the
+//! per-object deliveries from which reach times are computed.
+
+use crate::{
+    control::ClassCounters,
+    metrics::{self, HistogramCodecError},
+    workload::{InversionTracker, ObjectHeader, WorkloadPlan},
+};
+use hdrhistogram::Histogram;
+use std::collections::HashMap;
+
+const KEPT_ERRORS: usize = 5;
+
+pub struct Recorder {
+    plan: WorkloadPlan,
+    start_ns: u64,
+    classes: Vec<ClassCounters>,
+    hists: Vec<Histogram<u64>>,
+    deliveries: Vec<(u16, u8, u64, u64)>,
+    inversions: HashMap<u32, InversionTracker>,
+    pub send_lag: Histogram<u64>,
+    pub error_count: u64,
+    pub errors: Vec<String>,
+}
+
+impl Recorder {
+    pub fn new(plan: WorkloadPlan, start_ns: u64) -> Self {
+        let n = plan.classes.len();
+        Recorder {
+            plan,
+            start_ns,
+            classes: vec![ClassCounters::default(); n],
+            hists: (0..n).map(|_| metrics::new_histogram()).collect(),
+            deliveries: Vec::new(),
+            inversions: HashMap::new(),
+            send_lag: metrics::new_histogram(),
+            error_count: 0,
+            errors: Vec::new(),
+        }
+    }
+
+    fn measured(&self, intended_ns: u64) -> bool {
+        let offset = intended_ns.saturating_sub(self.start_ns);
+        intended_ns >= self.start_ns
+            && self
+                .plan
+                .is_measured(std::time::Duration::from_nanos(offset))
+    }
+
+    /// An object scheduled for `receivers` peers at `intended_ns`.
+    pub fn scheduled(&mut self, class: u8, size: u32, intended_ns: u64, receivers: u64) {
+        if self.measured(intended_ns) {
+            let c = &mut self.classes[class as usize];
+            c.sent += receivers;
+            c.sent_bytes += size as u64 * receivers;
+        }
+    }
+
+    /// An object from `peer` fully received at `now_ns`.
+    pub fn delivered(&mut self, peer: u32, h: &ObjectHeader, now_ns: u64) {
+        let Some(class) = self.plan.classes.get(h.class as usize) else {
+            self.error(format!(
+                "object from node {peer} names unknown class {}",
+                h.class
+            ));
+            return;
+        };
+        let priority = class.priority;
+        let open_loop = !class.arrival.is_backlog();
+        let inverted = self
+            .inversions
+            .entry(peer)
+            .or_default()
+            .complete(priority, h.intended_ns);
+        if !self.measured(h.intended_ns) {
+            return;
+        }
+        let latency_us = now_ns.saturating_sub(h.intended_ns) / 1000;
+        let c = &mut self.classes[h.class as usize];
+        c.received += 1;
+        c.received_bytes += h.len as u64;
+        c.inversions += inverted as u64;
+        metrics::record(&mut self.hists[h.class as usize], latency_us);
+        if open_loop {
+            self.deliveries.push((h.origin, h.class, h.seq, latency_us));
+        }
+    }
+
+    pub fn error(&mut self, e: String) {
+        self.error_count += 1;
+        if self.errors.len() < KEPT_ERRORS {
+            self.errors.push(e);
+        }
+    }
+
+    /// Class counters with encoded histograms, and the deliveries.
+    #[allow(clippy::type_complexity)]
+    pub fn finish(
+        &mut self,
+    ) -> Result<(Vec<ClassCounters>, Vec<(u16, u8, u64, u64)>), HistogramCodecError> {
+        let mut classes = std::mem::take(&mut self.classes);
+        for (c, h) in classes.iter_mut().zip(&self.hists) {
+            c.latency_hist = metrics::encode_histogram(h)?;
+        }
+        Ok((classes, std::mem::take(&mut self.deliveries)))
+    }
+}

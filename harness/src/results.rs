@@ -1,0 +1,223 @@
+//! Results folders: `run.json`, the resolved scenario, the environment fingerprint, and one
+//! folder per stack and repetition, each written atomically the moment it is complete.
+
+use crate::{check::HostCaps, scenario::Scenario};
+use anyhow::{Context, Result};
+use serde::Serialize;
+use stackbench_report::schema::{RepetitionSummary, RunManifest, StackOutcome, SCHEMA_VERSION};
+use std::{
+    collections::BTreeMap,
+    fs,
+    path::{Path, PathBuf},
+};
+
+/// Writes `bytes` to `path` via a temporary file and rename, so readers never see half a file.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+    let tmp = path.with_extension("tmp~");
+    fs::write(&tmp, bytes).with_context(|| format!("writing {}", tmp.display()))?;
+    fs::rename(&tmp, path).with_context(|| format!("renaming into {}", path.display()))
+}
+
+/// Where and on what a run happened.
+#[derive(Debug, Serialize)]
+pub struct Environment {
+    pub kernel: String,
+    pub os: String,
+    pub cpu_model: String,
+    pub cores: usize,
+    pub memory_total_kib: u64,
+    pub stackbench_git_rev: &'static str,
+    pub rustc: &'static str,
+    pub crate_versions: BTreeMap<String, String>,
+    pub node_runtime: &'static str,
+    /// Timings on an emulated CPU are comparable only within the same run.
+    pub emulated_cpu: bool,
+    pub host: HostCaps,
+    pub sysctls: BTreeMap<String, String>,
+    /// `tc qdisc show` on node 0's uplink.
+    pub qdiscs: String,
+}
+
+fn first_line_with(path: &str, key: &str) -> Option<String> {
+    let text = fs::read_to_string(path).ok()?;
+    text.lines().find(|l| l.starts_with(key)).map(|l| {
+        l.split_once([':', '='])
+            .map_or(l, |(_, v)| v)
+            .trim()
+            .trim_matches('"')
+            .to_owned()
+    })
+}
+
+const SYSCTLS: &[&str] = &[
+    "net/core/rmem_max",
+    "net/core/wmem_max",
+    "net/core/netdev_max_backlog",
+    "net/ipv4/udp_mem",
+    "kernel/unprivileged_userns_clone",
+];
+
+impl Environment {
+    pub fn capture(host: HostCaps, qdiscs: String) -> Environment {
+        let read = |p: &str| {
+            fs::read_to_string(p)
+                .map(|s| s.trim().to_owned())
+                .unwrap_or_default()
+        };
+        let emulated_cpu = fs::read_to_string("/proc/cpuinfo")
+            .map(|c| {
+                c.contains("QEMU Virtual CPU")
+                    || (c.contains("hypervisor")
+                        && std::env::var_os("STACKBENCH_EMULATED").is_some())
+            })
+            .unwrap_or(false);
+        Environment {
+            kernel: read("/proc/sys/kernel/osrelease"),
+            os: first_line_with("/etc/os-release", "PRETTY_NAME").unwrap_or_default(),
+            cpu_model: first_line_with("/proc/cpuinfo", "model name").unwrap_or_default(),
+            cores: std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(1),
+            memory_total_kib: first_line_with("/proc/meminfo", "MemTotal")
+                .and_then(|v| v.trim_end_matches("kB").trim().parse().ok())
+                .unwrap_or(0),
+            stackbench_git_rev: env!("STACKBENCH_GIT_REV"),
+            rustc: env!("STACKBENCH_RUSTC"),
+            crate_versions: env!("STACKBENCH_CRATE_VERSIONS")
+                .split(',')
+                .filter_map(|kv| kv.split_once('='))
+                .map(|(k, v)| (k.to_owned(), v.to_owned()))
+                .collect(),
+            node_runtime: crate::node::RUNTIME_FLAVOUR,
+            emulated_cpu,
+            host,
+            sysctls: SYSCTLS
+                .iter()
+                .map(|k| (k.replace('/', "."), read(&format!("/proc/sys/{k}"))))
+                .collect(),
+            qdiscs,
+        }
+    }
+}
+
+/// A run folder being filled. Dropped before [`RunWriter::finish`], it records the run as
+/// interrupted, so an aborted run still says what happened.
+#[derive(Debug)]
+pub struct RunWriter {
+    dir: PathBuf,
+    manifest: RunManifest,
+    finished: bool,
+}
+
+impl RunWriter {
+    pub fn create(
+        dir: PathBuf,
+        run_id: &str,
+        scenario: &Scenario,
+        env: &Environment,
+    ) -> Result<Self> {
+        fs::create_dir_all(&dir)
+            .with_context(|| format!("creating results folder {}", dir.display()))?;
+        write_atomic(
+            &dir.join("scenario.resolved.toml"),
+            scenario.to_resolved_toml().as_bytes(),
+        )?;
+        write_atomic(&dir.join("env.json"), &serde_json::to_vec_pretty(env)?)?;
+        let w = RunWriter {
+            manifest: RunManifest {
+                schema: SCHEMA_VERSION,
+                run_id: run_id.to_owned(),
+                scenario: scenario.name.clone(),
+                status: "running".into(),
+                started_unix: crate::runid::unix_now(),
+                finished_unix: None,
+                stacks: vec![],
+                error: None,
+            },
+            dir,
+            finished: false,
+        };
+        w.save()?;
+        Ok(w)
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    fn save(&self) -> Result<()> {
+        write_atomic(
+            &self.dir.join("run.json"),
+            &serde_json::to_vec_pretty(&self.manifest)?,
+        )
+    }
+
+    pub fn add_stack(&mut self, outcome: StackOutcome) -> Result<()> {
+        self.manifest.stacks.push(outcome);
+        self.save()
+    }
+
+    pub fn stack_failed(&mut self, name: &str, error: String) -> Result<()> {
+        if let Some(s) = self.manifest.stacks.iter_mut().find(|s| s.name == name) {
+            s.error = Some(error);
+        }
+        self.save()
+    }
+
+    /// Writes one finished repetition: summary and histogram logs into `<stack>/<rep>/`.
+    pub fn write_repetition(
+        &mut self,
+        summary: &RepetitionSummary,
+        hlogs: &[(String, String)],
+    ) -> Result<()> {
+        let stack_dir = self.dir.join(&summary.stack);
+        fs::create_dir_all(&stack_dir)?;
+        let final_dir = stack_dir.join(summary.repetition.to_string());
+        let tmp = stack_dir.join(format!(".{}.partial", summary.repetition));
+        let _ = fs::remove_dir_all(&tmp);
+        fs::create_dir_all(&tmp)?;
+        fs::write(
+            tmp.join("summary.json"),
+            serde_json::to_vec_pretty(summary)?,
+        )?;
+        for (name, text) in hlogs {
+            fs::write(tmp.join(name), text)?;
+        }
+        let _ = fs::remove_dir_all(&final_dir);
+        fs::rename(&tmp, &final_dir)
+            .with_context(|| format!("publishing {}", final_dir.display()))?;
+        if let Some(s) = self
+            .manifest
+            .stacks
+            .iter_mut()
+            .find(|s| s.name == summary.stack)
+        {
+            s.repetitions_done = s.repetitions_done.max(summary.repetition + 1);
+        }
+        self.save()
+    }
+
+    /// Records the final status ("complete" or "failed") and any run-level error.
+    pub fn finish(&mut self, status: &str, error: Option<String>) -> Result<()> {
+        self.finished = true;
+        self.manifest.status = status.into();
+        self.manifest.error = error;
+        self.manifest.finished_unix = Some(crate::runid::unix_now());
+        self.save()
+    }
+
+    pub fn manifest(&self) -> &RunManifest {
+        &self.manifest
+    }
+}
+
+impl Drop for RunWriter {
+    fn drop(&mut self) {
+        if !self.finished {
+            let _ = self.finish(
+                "interrupted",
+                Some("the run was interrupted before it finished".into()),
+            );
+        }
+    }
+}

@@ -1,0 +1,263 @@
+//! Transport-security stacks: QUIC's crypto × the underlay it runs on.
+//!
+//! Every stack sits behind [`Stack`]. The controller asks it whether the host can run it and
+//! has it build its underlay across the topology; each node asks it for a QUIC endpoint.
+//! The conformance test (`tests/conformance.rs`) runs every available stack through the
+//! same checks.
+
+mod quic_tls;
+pub mod tls;
+mod transport;
+
+pub use quic_tls::QuicTls;
+pub use transport::{bind_udp, transport_config, SOCKET_BUFFER};
+
+use crate::check::HostCaps;
+use serde::{Deserialize, Serialize};
+use std::{fmt, net::SocketAddr, sync::Arc};
+
+/// The QUIC crypto of a stack.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum CryptoKind {
+    /// TLS 1.3 (rustls), peers pinned by public key.
+    Tls,
+    /// No encryption; WireGuard underneath provides confidentiality and authenticity.
+    Null,
+}
+
+/// What QUIC's UDP datagrams travel over.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum UnderlayKind {
+    Udp,
+    WgBoringtun,
+    WgKernel,
+    WgInproc,
+    WgGo,
+}
+
+/// A stack's identity; its name is what scenarios, results and reports use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct StackId {
+    pub crypto: CryptoKind,
+    pub underlay: UnderlayKind,
+}
+
+impl UnderlayKind {
+    const ALL: [UnderlayKind; 5] = [
+        UnderlayKind::Udp,
+        UnderlayKind::WgBoringtun,
+        UnderlayKind::WgKernel,
+        UnderlayKind::WgInproc,
+        UnderlayKind::WgGo,
+    ];
+    fn suffix(self) -> &'static str {
+        match self {
+            UnderlayKind::Udp => "",
+            UnderlayKind::WgBoringtun => "+wg-boringtun",
+            UnderlayKind::WgKernel => "+wg-kernel",
+            UnderlayKind::WgInproc => "+wg-inproc",
+            UnderlayKind::WgGo => "+wg-go",
+        }
+    }
+    /// What the operator must grant for this underlay.
+    pub fn privileges(self) -> &'static str {
+        match self {
+            UnderlayKind::Udp => "network namespace (root or an unprivileged user namespace)",
+            UnderlayKind::WgBoringtun | UnderlayKind::WgGo => "network namespace + TUN device",
+            UnderlayKind::WgKernel => "network namespace + kernel WireGuard module",
+            UnderlayKind::WgInproc => "none beyond a UDP socket",
+        }
+    }
+}
+
+impl StackId {
+    /// Every stack of the design, in report order.
+    pub fn all() -> Vec<StackId> {
+        let mut v = vec![];
+        for crypto in [CryptoKind::Tls, CryptoKind::Null] {
+            for underlay in UnderlayKind::ALL {
+                v.push(StackId { crypto, underlay });
+            }
+        }
+        v
+    }
+
+    pub fn name(&self) -> String {
+        let c = match self.crypto {
+            CryptoKind::Tls => "quic-tls",
+            CryptoKind::Null => "quic-null",
+        };
+        format!("{c}{}", self.underlay.suffix())
+    }
+
+    pub fn parse(name: &str) -> Option<StackId> {
+        StackId::all().into_iter().find(|s| s.name() == name)
+    }
+
+    /// Plain QUIC without crypto over plain UDP: a control, never a candidate.
+    pub fn is_insecure(&self) -> bool {
+        self.crypto == CryptoKind::Null && self.underlay == UnderlayKind::Udp
+    }
+}
+
+impl fmt::Display for StackId {
+    fn fmt(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str(&self.name())
+    }
+}
+
+/// Whether a stack can run on this host.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "status", content = "reason", rename_all = "lowercase")]
+pub enum Availability {
+    Available,
+    Unavailable(String),
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StackError {
+    #[error("stack {0} is not available: {1}")]
+    Unavailable(String, String),
+    #[error(transparent)]
+    Tls(#[from] tls::TlsError),
+    #[error("binding the QUIC endpoint on {addr}: {source}")]
+    Bind {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+}
+
+/// A node's view of the run, from which its stack builds the endpoint.
+#[derive(Debug)]
+pub struct NodeContext<'a> {
+    pub index: u32,
+    pub identity: &'a tls::NodeIdentity,
+    /// Where this node's QUIC endpoint listens.
+    pub bind: SocketAddr,
+    pub peers: &'a [PeerInfo],
+}
+
+/// One other node as this node sees it: where to reach it and which key it must present.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PeerInfo {
+    pub index: u32,
+    pub addr: SocketAddr,
+    pub spki: Vec<u8>,
+}
+
+/// A node's QUIC endpoint and how to dial each peer it initiates to.
+#[derive(Debug)]
+pub struct NodeEndpoint {
+    pub endpoint: quinn::Endpoint,
+    /// Per peer: the client configuration (pinned to that peer) and its TLS server name.
+    pub dial: Vec<(u32, quinn::ClientConfig, String)>,
+}
+
+/// The underlay a stack built across a topology; dropped, it is torn down.
+pub trait PreparedUnderlay: Send {
+    /// The address peers use to reach node `index`'s QUIC endpoint.
+    fn node_addr(&self, index: u32) -> SocketAddr;
+    /// The stack's configuration as it should be recorded in results.
+    fn describe(&self) -> serde_json::Value;
+}
+
+/// A transport-security stack under test.
+pub trait Stack: Send + Sync {
+    fn id(&self) -> StackId;
+    /// Whether this host can run the stack, and if not, why.
+    fn availability(&self, host: &HostCaps) -> Availability;
+    /// Controller side: builds the underlay across `topology`'s namespaces.
+    fn prepare(
+        &self,
+        topology: &crate::topology::Topology,
+    ) -> Result<Box<dyn PreparedUnderlay>, StackError>;
+    /// Node side: the QUIC endpoint of one node, inside its namespace.
+    fn endpoint(&self, ctx: &NodeContext<'_>) -> Result<NodeEndpoint, StackError>;
+}
+
+/// A stack of the design that this build does not implement yet; always unavailable.
+#[derive(Debug)]
+struct NotBuilt(StackId);
+
+impl NotBuilt {
+    fn reason(&self) -> String {
+        format!(
+            "not implemented in this stackbench build (needs: {})",
+            self.0.underlay.privileges()
+        )
+    }
+}
+
+impl Stack for NotBuilt {
+    fn id(&self) -> StackId {
+        self.0
+    }
+    fn availability(&self, _: &HostCaps) -> Availability {
+        Availability::Unavailable(self.reason())
+    }
+    fn prepare(
+        &self,
+        _: &crate::topology::Topology,
+    ) -> Result<Box<dyn PreparedUnderlay>, StackError> {
+        Err(StackError::Unavailable(self.0.name(), self.reason()))
+    }
+    fn endpoint(&self, _: &NodeContext<'_>) -> Result<NodeEndpoint, StackError> {
+        Err(StackError::Unavailable(self.0.name(), self.reason()))
+    }
+}
+
+/// Every stack of the design, implemented or not, in report order.
+pub fn registry() -> Vec<Arc<dyn Stack>> {
+    StackId::all()
+        .into_iter()
+        .map(|id| -> Arc<dyn Stack> {
+            match (id.crypto, id.underlay) {
+                (CryptoKind::Tls, UnderlayKind::Udp) => Arc::new(QuicTls),
+                _ => Arc::new(NotBuilt(id)),
+            }
+        })
+        .collect()
+}
+
+/// The stack called `name`, if the design has one.
+pub fn by_name(name: &str) -> Option<Arc<dyn Stack>> {
+    registry().into_iter().find(|s| s.id().name() == name)
+}
+
+/// All stack names, for scenario validation and `stackbench list`.
+pub fn names() -> Vec<String> {
+    StackId::all().iter().map(StackId::name).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_round_trip_and_are_unique() {
+        let names = names();
+        assert_eq!(names.len(), 10);
+        let set: std::collections::HashSet<_> = names.iter().collect();
+        assert_eq!(set.len(), names.len());
+        for n in &names {
+            assert_eq!(
+                StackId::parse(n).map(|s| s.name()).as_deref(),
+                Some(n.as_str())
+            );
+        }
+        assert!(names.contains(&"quic-tls".to_string()));
+        assert!(names.contains(&"quic-null+wg-inproc".to_string()));
+        assert!(StackId::parse("quic-null").is_some_and(|s| s.is_insecure()));
+        assert!(StackId::parse("quic-null+wg-kernel").is_some_and(|s| !s.is_insecure()));
+    }
+
+    #[test]
+    fn unbuilt_stacks_say_why() {
+        let host = HostCaps::none_for_tests();
+        let s = by_name("quic-tls+wg-go").expect("designed stack");
+        match s.availability(&host) {
+            Availability::Unavailable(r) => assert!(r.contains("not implemented"), "{r}"),
+            Availability::Available => panic!("an unbuilt stack must not claim availability"),
+        }
+    }
+}

@@ -1,0 +1,285 @@
+//! QUIC's TLS 1.3 crypto with peers pinned by public key.
+//!
+//! The seed's network authenticates node keys out of band, so there is no PKI: each node
+//! has a fresh self-signed Ed25519 certificate per run, and a verifier accepts exactly the
+//! scenario's node keys (the one expected node when dialling, any other node when
+//! accepting). There is no accept-anything verifier. Session resumption and tickets are off,
+//! so every connection measures a full handshake.
+
+use rustls::{
+    client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier},
+    crypto::{CryptoProvider, WebPkiSupportedAlgorithms},
+    pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer, ServerName, UnixTime},
+    server::danger::{ClientCertVerified, ClientCertVerifier},
+    CertificateError, DigitallySignedStruct, DistinguishedName, OtherError, SignatureScheme,
+};
+use std::{fmt, sync::Arc};
+
+/// ALPN protocol id of stackbench's object transfer.
+pub const ALPN: &[u8] = b"stackbench/1";
+
+#[derive(Debug, thiserror::Error)]
+pub enum TlsError {
+    #[error("generating the node key: {0}")]
+    KeyGen(#[from] rcgen::Error),
+    #[error("building the TLS configuration: {0}")]
+    Rustls(#[from] rustls::Error),
+    #[error("TLS configuration unusable for QUIC: {0}")]
+    Quic(String),
+}
+
+/// A node's key pair and self-signed certificate.
+pub struct NodeIdentity {
+    pub cert: CertificateDer<'static>,
+    key: PrivatePkcs8KeyDer<'static>,
+    /// DER SubjectPublicKeyInfo, the value peers pin.
+    pub spki: Vec<u8>,
+}
+
+impl fmt::Debug for NodeIdentity {
+    fn fmt(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        write!(f, "NodeIdentity({})", fingerprint(&self.spki))
+    }
+}
+
+impl NodeIdentity {
+    /// A fresh Ed25519 identity for node `index`.
+    pub fn generate(index: u32) -> Result<Self, TlsError> {
+        let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ED25519)?;
+        let params = rcgen::CertificateParams::new(vec![server_name(index)])?;
+        let cert = params.self_signed(&key)?;
+        Ok(NodeIdentity {
+            cert: cert.der().clone(),
+            spki: key.public_key_der(),
+            key: PrivatePkcs8KeyDer::from(key.serialize_der()),
+        })
+    }
+
+    fn key(&self) -> PrivateKeyDer<'static> {
+        PrivateKeyDer::Pkcs8(self.key.clone_key())
+    }
+}
+
+/// The TLS server name a node's certificate carries.
+pub fn server_name(index: u32) -> String {
+    format!("node-{index}")
+}
+
+/// Short, printable SHA-256 fingerprint of a public key.
+pub fn fingerprint(spki: &[u8]) -> String {
+    let d = ring::digest::digest(&ring::digest::SHA256, spki);
+    let hex: String = d.as_ref()[..8].iter().map(|b| format!("{b:02x}")).collect();
+    format!("sha256:{hex}")
+}
+
+/// A peer's pinned key.
+#[derive(Debug, Clone)]
+pub struct PinnedPeer {
+    pub index: u32,
+    pub spki: Vec<u8>,
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("peer presented key {presented}, which is not {expected}")]
+struct KeyNotPinned {
+    presented: String,
+    expected: String,
+}
+
+/// Accepts a certificate only if its public key is one of `allowed`.
+#[derive(Debug)]
+struct PinnedVerifier {
+    allowed: Vec<PinnedPeer>,
+    algorithms: WebPkiSupportedAlgorithms,
+}
+
+impl PinnedVerifier {
+    fn new(allowed: Vec<PinnedPeer>, provider: &CryptoProvider) -> Arc<Self> {
+        Arc::new(PinnedVerifier {
+            allowed,
+            algorithms: provider.signature_verification_algorithms,
+        })
+    }
+
+    fn check(&self, cert: &CertificateDer<'_>) -> Result<(), rustls::Error> {
+        let ee = webpki::EndEntityCert::try_from(cert)
+            .map_err(|_| rustls::Error::InvalidCertificate(CertificateError::BadEncoding))?;
+        let spki = ee.subject_public_key_info();
+        if self.allowed.iter().any(|p| p.spki == spki.as_ref()) {
+            return Ok(());
+        }
+        let expected = match self.allowed.as_slice() {
+            [one] => format!("node {}'s pinned key {}", one.index, fingerprint(&one.spki)),
+            many => format!("any of the {} pinned node keys", many.len()),
+        };
+        Err(rustls::Error::InvalidCertificate(CertificateError::Other(
+            OtherError(Arc::new(KeyNotPinned {
+                presented: fingerprint(spki.as_ref()),
+                expected,
+            })),
+        )))
+    }
+
+    fn verify13(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.algorithms)
+    }
+}
+
+impl ServerCertVerifier for PinnedVerifier {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _server_name: &ServerName<'_>,
+        _ocsp: &[u8],
+        _now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        self.check(end_entity)
+            .map(|()| ServerCertVerified::assertion())
+    }
+    fn verify_tls12_signature(
+        &self,
+        _: &[u8],
+        _: &CertificateDer<'_>,
+        _: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        Err(rustls::Error::General("TLS 1.2 is not offered".into()))
+    }
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.verify13(message, cert, dss)
+    }
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.algorithms.supported_schemes()
+    }
+}
+
+impl ClientCertVerifier for PinnedVerifier {
+    fn root_hint_subjects(&self) -> &[DistinguishedName] {
+        &[]
+    }
+    fn verify_client_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _now: UnixTime,
+    ) -> Result<ClientCertVerified, rustls::Error> {
+        self.check(end_entity)
+            .map(|()| ClientCertVerified::assertion())
+    }
+    fn verify_tls12_signature(
+        &self,
+        _: &[u8],
+        _: &CertificateDer<'_>,
+        _: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        Err(rustls::Error::General("TLS 1.2 is not offered".into()))
+    }
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.verify13(message, cert, dss)
+    }
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.algorithms.supported_schemes()
+    }
+}
+
+fn provider() -> Arc<CryptoProvider> {
+    Arc::new(rustls::crypto::ring::default_provider())
+}
+
+/// Crypto for dialling `peer`: TLS 1.3 only, no resumption, peer pinned, our key presented.
+pub fn client_crypto(
+    me: &NodeIdentity,
+    peer: PinnedPeer,
+) -> Result<Arc<quinn::crypto::rustls::QuicClientConfig>, TlsError> {
+    let provider = provider();
+    let mut cfg = rustls::ClientConfig::builder_with_provider(provider.clone())
+        .with_protocol_versions(&[&rustls::version::TLS13])?
+        .dangerous()
+        .with_custom_certificate_verifier(PinnedVerifier::new(vec![peer], &provider))
+        .with_client_auth_cert(vec![me.cert.clone()], me.key())?;
+    cfg.alpn_protocols = vec![ALPN.to_vec()];
+    cfg.resumption = rustls::client::Resumption::disabled();
+    cfg.enable_early_data = false;
+    let quic = quinn::crypto::rustls::QuicClientConfig::try_from(Arc::new(cfg))
+        .map_err(|e| TlsError::Quic(e.to_string()))?;
+    Ok(Arc::new(quic))
+}
+
+/// Crypto for accepting any of `peers`: client certificates required and pinned, no tickets.
+pub fn server_crypto(
+    me: &NodeIdentity,
+    peers: Vec<PinnedPeer>,
+) -> Result<Arc<quinn::crypto::rustls::QuicServerConfig>, TlsError> {
+    let provider = provider();
+    let mut cfg = rustls::ServerConfig::builder_with_provider(provider.clone())
+        .with_protocol_versions(&[&rustls::version::TLS13])?
+        .with_client_cert_verifier(PinnedVerifier::new(peers, &provider))
+        .with_single_cert(vec![me.cert.clone()], me.key())?;
+    cfg.alpn_protocols = vec![ALPN.to_vec()];
+    cfg.send_tls13_tickets = 0;
+    let quic = quinn::crypto::rustls::QuicServerConfig::try_from(Arc::new(cfg))
+        .map_err(|e| TlsError::Quic(e.to_string()))?;
+    Ok(Arc::new(quic))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pins_exactly_the_listed_keys() {
+        let a = NodeIdentity::generate(0).expect("keygen");
+        let b = NodeIdentity::generate(1).expect("keygen");
+        let v = PinnedVerifier::new(
+            vec![PinnedPeer {
+                index: 1,
+                spki: b.spki.clone(),
+            }],
+            &provider(),
+        );
+        assert!(v.check(&b.cert).is_ok(), "the pinned key is accepted");
+        let err = v
+            .check(&a.cert)
+            .expect_err("an unpinned key is refused")
+            .to_string();
+        assert!(err.contains("not node 1's pinned key"), "{err}");
+        assert!(err.contains(&fingerprint(&a.spki)), "{err}");
+    }
+
+    #[test]
+    fn configs_build() {
+        let a = NodeIdentity::generate(0).expect("keygen");
+        let b = NodeIdentity::generate(1).expect("keygen");
+        client_crypto(
+            &a,
+            PinnedPeer {
+                index: 1,
+                spki: b.spki.clone(),
+            },
+        )
+        .expect("client config");
+        server_crypto(
+            &a,
+            vec![PinnedPeer {
+                index: 1,
+                spki: b.spki,
+            }],
+        )
+        .expect("server config");
+    }
+}

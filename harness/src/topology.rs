@@ -1,0 +1,181 @@
+//! The namespaces a run lives in, built by `netns-scripts/topology.sh` (embedded here so the
+//! binary works from any directory; the file in the repository is the same script, for use
+//! by hand). A [`Topology`] removes what it made when dropped, whatever happened.
+
+use crate::{
+    runid::RunId,
+    units::{BitRate, Dur},
+};
+use std::{
+    net::{Ipv4Addr, SocketAddr, SocketAddrV4},
+    path::PathBuf,
+    process::Command,
+};
+
+const SCRIPT: &str = include_str!("../../netns-scripts/topology.sh");
+/// UDP port every node's QUIC endpoint listens on.
+pub const QUIC_PORT: u16 = 4433;
+
+#[derive(Debug, thiserror::Error)]
+pub enum TopologyError {
+    #[error("running topology.sh {action}: {source}")]
+    Spawn {
+        action: &'static str,
+        source: std::io::Error,
+    },
+    #[error("topology.sh {action} failed ({status}): {stderr}")]
+    Script {
+        action: &'static str,
+        status: std::process::ExitStatus,
+        stderr: String,
+    },
+}
+
+/// N node namespaces joined by a switch namespace, with optional uplink rate limits.
+#[derive(Debug)]
+pub struct Topology {
+    prefix: String,
+    nodes: u32,
+    state_dir: PathBuf,
+    uplink: Option<BitRate>,
+    up: bool,
+}
+
+/// TBF bucket: at least 32 KiB, and 2 ms of the rate, so fast links are not starved.
+fn tbf_burst(rate: BitRate) -> u64 {
+    ((rate.bytes_per_sec() * 0.002) as u64).max(32 * 1024)
+}
+
+fn run_script(
+    state_dir: &std::path::Path,
+    action: &'static str,
+    args: &[String],
+) -> Result<(), TopologyError> {
+    let out = Command::new("bash")
+        .arg("-c")
+        .arg(SCRIPT)
+        .arg("topology.sh")
+        .arg(action)
+        .args(args)
+        .env("STACKBENCH_STATE", state_dir)
+        .output()
+        .map_err(|source| TopologyError::Spawn { action, source })?;
+    if !out.status.success() {
+        return Err(TopologyError::Script {
+            action,
+            status: out.status,
+            stderr: String::from_utf8_lossy(&out.stderr).trim().to_owned(),
+        });
+    }
+    Ok(())
+}
+
+impl Topology {
+    /// Builds the namespaces for `run`; on failure, removes whatever was half made.
+    pub fn up(
+        run: &RunId,
+        nodes: u32,
+        uplink: Option<BitRate>,
+        queue: Dur,
+    ) -> Result<Topology, TopologyError> {
+        let mut t = Topology {
+            prefix: run.prefix.clone(),
+            nodes,
+            state_dir: run.state_dir.clone(),
+            uplink,
+            up: true,
+        };
+        let mut args = vec![
+            "--prefix".into(),
+            t.prefix.clone(),
+            "--nodes".into(),
+            nodes.to_string(),
+        ];
+        if let Some(rate) = uplink {
+            args.extend([
+                "--uplink".into(),
+                format!("{}bit", rate.0),
+                "--burst".into(),
+                format!("{}b", tbf_burst(rate)),
+                "--queue".into(),
+                format!("{}us", queue.0.as_micros().max(1)),
+            ]);
+        }
+        if let Err(e) = run_script(&t.state_dir, "up", &args) {
+            let _ = t.down();
+            return Err(e);
+        }
+        Ok(t)
+    }
+
+    /// Removes exactly what `up` made. Idempotent.
+    pub fn down(&mut self) -> Result<(), TopologyError> {
+        if !self.up {
+            return Ok(());
+        }
+        self.up = false;
+        down_prefix(&self.state_dir, &self.prefix)
+    }
+
+    pub fn nodes(&self) -> u32 {
+        self.nodes
+    }
+
+    pub fn uplink(&self) -> Option<BitRate> {
+        self.uplink
+    }
+
+    pub fn node_netns(&self, index: u32) -> String {
+        format!("{}-n{index}", self.prefix)
+    }
+
+    pub fn node_ip(&self, index: u32) -> Ipv4Addr {
+        Ipv4Addr::new(198, 18, 0, (index + 1) as u8)
+    }
+
+    pub fn node_socket_addr(&self, index: u32) -> SocketAddr {
+        SocketAddr::V4(SocketAddrV4::new(self.node_ip(index), QUIC_PORT))
+    }
+
+    /// A command that runs `program` inside node `index`'s namespace.
+    pub fn command_in(&self, index: u32, program: &std::path::Path) -> tokio::process::Command {
+        let mut c = tokio::process::Command::new("ip");
+        c.args(["netns", "exec", &self.node_netns(index)])
+            .arg(program);
+        c
+    }
+
+    /// The qdiscs on node 0's uplink, for the environment fingerprint.
+    pub fn describe_qdiscs(&self) -> String {
+        Command::new("ip")
+            .args([
+                "netns",
+                "exec",
+                &self.node_netns(0),
+                "tc",
+                "qdisc",
+                "show",
+                "dev",
+                "eth0",
+            ])
+            .output()
+            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
+            .unwrap_or_default()
+    }
+}
+
+/// Removes the namespaces recorded for `prefix` (used for our own and for stale runs).
+pub fn down_prefix(state_dir: &std::path::Path, prefix: &str) -> Result<(), TopologyError> {
+    run_script(state_dir, "down", &["--prefix".into(), prefix.into()])
+}
+
+impl Drop for Topology {
+    fn drop(&mut self) {
+        if let Err(e) = self.down() {
+            eprintln!(
+                "stackbench: cleanup of namespaces {}-* failed: {e}",
+                self.prefix
+            );
+        }
+    }
+}

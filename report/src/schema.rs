@@ -1,0 +1,127 @@
+//! The on-disk results schema. The harness writes it; reports, comparisons and outside tools
+//! read it. Every file describes itself: units are in the field names.
+
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+/// Version of this schema, written into every file.
+pub const SCHEMA_VERSION: u32 = 1;
+
+/// `run.json`: what was asked, what ran, what could not and why.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RunManifest {
+    pub schema: u32,
+    pub run_id: String,
+    pub scenario: String,
+    /// "running", "complete", "failed" or "interrupted".
+    pub status: String,
+    pub started_unix: u64,
+    pub finished_unix: Option<u64>,
+    pub stacks: Vec<StackOutcome>,
+    /// Why the run stopped early, if it did.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+/// One stack's fate in a run.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct StackOutcome {
+    pub name: String,
+    /// Plain QUIC over UDP without crypto: a control, never a candidate.
+    pub insecure: bool,
+    /// "available" or "unavailable".
+    pub status: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    pub repetitions_done: u32,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+/// `<stack>/<rep>/summary.json`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RepetitionSummary {
+    pub schema: u32,
+    pub stack: String,
+    pub repetition: u32,
+    pub insecure: bool,
+    pub measured_seconds: f64,
+    pub classes: Vec<ClassSummary>,
+    pub nodes: Vec<NodeSummary>,
+    /// Host-wide softirq CPU seconds during the repetition (all namespaces share the kernel).
+    pub host_softirq_seconds: f64,
+    /// Share of all host CPUs busy with the nodes and softirq during the repetition. Near 1,
+    /// latencies include waiting for a CPU, not only the stack's own cost.
+    pub cpu_busy_fraction: f64,
+    /// Full QUIC handshake durations at setup, µs.
+    pub handshake_us: Percentiles,
+    /// How late nodes sent against their schedule, µs: the harness's own delay.
+    pub send_lag_us: Percentiles,
+    pub stack_config: serde_json::Value,
+    pub runtime: String,
+    pub node_errors: Vec<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ClassSummary {
+    pub name: String,
+    pub priority: i32,
+    /// Closed-loop background load; its latency is queueing by design.
+    pub bulk: bool,
+    /// Measured (object, receiver) pairs scheduled.
+    pub sent: u64,
+    pub delivered: u64,
+    pub lost: u64,
+    pub delivered_bytes: u64,
+    pub goodput_bytes_per_sec: f64,
+    pub inversions: u64,
+    /// Delivery latency from intended send to full receipt, per (object, receiver), µs.
+    pub latency_us: Percentiles,
+    /// Time for an object to reach N% of receivers, µs (open-loop classes only).
+    pub reach_us: BTreeMap<String, Percentiles>,
+    /// Objects that never reached N% of receivers.
+    pub unreached: BTreeMap<String, u64>,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct Percentiles {
+    pub count: u64,
+    pub min: u64,
+    pub p50: u64,
+    pub p90: u64,
+    pub p99: u64,
+    pub p999: u64,
+    pub max: u64,
+    pub mean: f64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct NodeSummary {
+    pub index: u32,
+    pub cpu_user_seconds: f64,
+    pub cpu_sys_seconds: f64,
+    pub interfaces: BTreeMap<String, InterfaceCounters>,
+    pub transport: TransportCounters,
+}
+
+/// Transport-level counters of one node, summed over its connections: where latency tails
+/// come from (losses, socket drops).
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TransportCounters {
+    pub sent_packets: u64,
+    pub lost_packets: u64,
+    pub congestion_events: u64,
+    pub udp_tx_datagrams: u64,
+    pub udp_rx_datagrams: u64,
+    /// Datagrams the kernel dropped because the node's socket buffer was full.
+    pub udp_rcvbuf_errors: u64,
+    pub min_rtt_us: u64,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InterfaceCounters {
+    pub rx_bytes: u64,
+    pub rx_packets: u64,
+    pub tx_bytes: u64,
+    pub tx_packets: u64,
+}

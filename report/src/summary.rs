@@ -1,0 +1,239 @@
+//! The per-class summary: a Markdown table for CI and reviews, and an aligned table for
+//! terminals. Both come from the same rows.
+
+use crate::schema::{RepetitionSummary, RunManifest};
+use std::path::{Path, PathBuf};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ReportError {
+    #[error("reading {0}: {1}")]
+    Io(PathBuf, std::io::Error),
+    #[error("parsing {0}: {1}")]
+    Parse(PathBuf, serde_json::Error),
+}
+
+/// A run folder's manifest and every repetition summary in it.
+#[derive(Debug)]
+pub struct LoadedRun {
+    pub manifest: RunManifest,
+    pub repetitions: Vec<RepetitionSummary>,
+}
+
+fn read_json<T: serde::de::DeserializeOwned>(p: &Path) -> Result<T, ReportError> {
+    let text = std::fs::read_to_string(p).map_err(|e| ReportError::Io(p.to_owned(), e))?;
+    serde_json::from_str(&text).map_err(|e| ReportError::Parse(p.to_owned(), e))
+}
+
+pub fn load_run(dir: &Path) -> Result<LoadedRun, ReportError> {
+    let manifest: RunManifest = read_json(&dir.join("run.json"))?;
+    let mut repetitions = vec![];
+    for s in &manifest.stacks {
+        for rep in 0..s.repetitions_done {
+            repetitions.push(read_json(
+                &dir.join(&s.name).join(rep.to_string()).join("summary.json"),
+            )?);
+        }
+    }
+    Ok(LoadedRun {
+        manifest,
+        repetitions,
+    })
+}
+
+const HEADERS: [&str; 12] = [
+    "stack",
+    "rep",
+    "class",
+    "prio",
+    "sent",
+    "delivered",
+    "lost",
+    "p50",
+    "p99",
+    "p99.9",
+    "max",
+    "goodput",
+];
+
+/// Microseconds as a short human string.
+pub fn fmt_us(us: u64) -> String {
+    match us {
+        0..=9_999 => format!("{us}µs"),
+        10_000..=9_999_999 => format!("{:.1}ms", us as f64 / 1e3),
+        _ => format!("{:.2}s", us as f64 / 1e6),
+    }
+}
+
+fn fmt_rate(bytes_per_sec: f64) -> String {
+    let mbit = bytes_per_sec * 8.0 / 1e6;
+    if mbit >= 1000.0 {
+        format!("{:.2}Gbit/s", mbit / 1000.0)
+    } else {
+        format!("{mbit:.1}Mbit/s")
+    }
+}
+
+fn rows(run: &LoadedRun) -> Vec<[String; 12]> {
+    let mut out = vec![];
+    for r in &run.repetitions {
+        let stack = if r.insecure {
+            format!("{} (INSECURE control)", r.stack)
+        } else {
+            r.stack.clone()
+        };
+        for c in &r.classes {
+            let l = &c.latency_us;
+            out.push([
+                stack.clone(),
+                r.repetition.to_string(),
+                if c.bulk {
+                    format!("{} (bulk)", c.name)
+                } else {
+                    c.name.clone()
+                },
+                c.priority.to_string(),
+                c.sent.to_string(),
+                c.delivered.to_string(),
+                c.lost.to_string(),
+                fmt_us(l.p50),
+                fmt_us(l.p99),
+                fmt_us(l.p999),
+                fmt_us(l.max),
+                fmt_rate(c.goodput_bytes_per_sec),
+            ]);
+        }
+    }
+    out
+}
+
+/// Share of CPU above which a repetition's latencies are flagged as CPU-bound.
+pub const CPU_SATURATED: f64 = 0.9;
+
+/// Warnings a reader must see next to the numbers.
+pub fn warnings(run: &LoadedRun) -> Vec<String> {
+    let mut w = vec![];
+    for r in &run.repetitions {
+        if r.cpu_busy_fraction >= CPU_SATURATED {
+            w.push(format!(
+                "{} rep {}: CPU {:.0}% busy; latencies include waiting for a CPU",
+                r.stack,
+                r.repetition,
+                r.cpu_busy_fraction * 100.0
+            ));
+        }
+        if r.insecure {
+            w.push(format!(
+                "{}: INSECURE control (no encryption, no authentication), not a candidate",
+                r.stack
+            ));
+        }
+        w.extend(
+            r.node_errors
+                .iter()
+                .map(|e| format!("{} rep {}: {e}", r.stack, r.repetition)),
+        );
+    }
+    w.dedup();
+    w
+}
+
+fn unavailable(run: &LoadedRun) -> Vec<String> {
+    run.manifest
+        .stacks
+        .iter()
+        .filter_map(|s| match (&s.reason, &s.error) {
+            (Some(r), _) => Some(format!("{}: unavailable: {r}", s.name)),
+            (None, Some(e)) => Some(format!("{}: failed: {e}", s.name)),
+            _ => None,
+        })
+        .collect()
+}
+
+/// Compact Markdown: the per-class table, then stacks that did not run and why.
+pub fn summary_markdown(run: &LoadedRun) -> String {
+    let m = &run.manifest;
+    let mut s = format!(
+        "## stackbench: {} (run {}, {})\n\n",
+        m.scenario, m.run_id, m.status
+    );
+    s.push_str(
+        "Latency is per (object, receiver), from the intended send time to full receipt.\n\n",
+    );
+    s.push_str(&format!("| {} |\n", HEADERS.join(" | ")));
+    s.push_str(&format!("|{}\n", "---|".repeat(HEADERS.len())));
+    for r in rows(run) {
+        s.push_str(&format!("| {} |\n", r.join(" | ")));
+    }
+    let warn = warnings(run);
+    if !warn.is_empty() {
+        s.push_str("\n**Warnings:**\n\n");
+        for x in warn {
+            s.push_str(&format!("- {x}\n"));
+        }
+    }
+    let na = unavailable(run);
+    if !na.is_empty() {
+        s.push_str("\n**Not measured:**\n\n");
+        for n in na {
+            s.push_str(&format!("- {n}\n"));
+        }
+    }
+    if let Some(e) = &m.error {
+        s.push_str(&format!("\n**Run stopped early:** {e}\n"));
+    }
+    s
+}
+
+/// An aligned plain-text table for the terminal.
+pub fn summary_table(run: &LoadedRun) -> String {
+    let rows = rows(run);
+    let mut widths = HEADERS.map(|h| h.chars().count());
+    for r in &rows {
+        for (w, cell) in widths.iter_mut().zip(r) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    let line = |cells: &[String]| {
+        cells
+            .iter()
+            .zip(widths)
+            .enumerate()
+            .map(|(i, (c, w))| {
+                let pad = w.saturating_sub(c.chars().count());
+                if i < 3 {
+                    format!("{c}{}", " ".repeat(pad))
+                } else {
+                    format!("{}{c}", " ".repeat(pad))
+                }
+            })
+            .collect::<Vec<_>>()
+            .join("  ")
+    };
+    let mut s = line(&HEADERS.map(String::from));
+    s.push('\n');
+    for r in &rows {
+        s.push_str(&line(r));
+        s.push('\n');
+    }
+    for x in warnings(run) {
+        s.push_str(&format!("warning: {x}\n"));
+    }
+    for n in unavailable(run) {
+        s.push_str(&format!("not measured: {n}\n"));
+    }
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn formats_units() {
+        assert_eq!(fmt_us(75), "75µs");
+        assert_eq!(fmt_us(12_345), "12.3ms");
+        assert_eq!(fmt_us(2_500_000), "2.50s");
+        assert_eq!(fmt_rate(125_000_000.0 * 1.5), "1.50Gbit/s");
+        assert_eq!(fmt_rate(2_500_000.0), "20.0Mbit/s");
+    }
+}
