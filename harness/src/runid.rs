@@ -131,7 +131,7 @@ mod tests {
     #[test]
     fn utc_stamps() {
         assert_eq!(utc_stamp(0), "19700101-000000");
-        assert_eq!(utc_stamp(1_795_541_130), "20261124-145210");
+        assert_eq!(utc_stamp(1_795_541_130), "20261124-172530");
         assert_eq!(utc_stamp(951_782_400), "20000229-000000");
     }
 

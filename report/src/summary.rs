@@ -59,7 +59,7 @@ const HEADERS: [&str; 12] = [
 pub fn fmt_us(us: u64) -> String {
     match us {
         0..=9_999 => format!("{us}µs"),
-        10_000..=9_999_999 => format!("{:.1}ms", us as f64 / 1e3),
+        10_000..=999_999 => format!("{:.1}ms", us as f64 / 1e3),
         _ => format!("{:.2}s", us as f64 / 1e6),
     }
 }

@@ -79,11 +79,18 @@ pub struct PinnedPeer {
     pub spki: Vec<u8>,
 }
 
-#[derive(Debug, thiserror::Error)]
+#[derive(thiserror::Error)]
 #[error("peer presented key {presented}, which is not {expected}")]
 struct KeyNotPinned {
     presented: String,
     expected: String,
+}
+
+/// rustls shows this error with `Debug`; make that the readable sentence.
+impl fmt::Debug for KeyNotPinned {
+    fn fmt(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        fmt::Display::fmt(self, f)
+    }
 }
 
 /// Accepts a certificate only if its public key is one of `allowed`.
