@@ -145,8 +145,8 @@ impl Scenario {
         let at = |span: Option<std::ops::Range<usize>>, msg: String| {
             ScenarioError::Invalid(Located::new(path.to_owned(), text, span, msg))
         };
-        let scenario: Scenario =
-            toml::from_str(text).map_err(|e| at(e.span(), e.message().trim().to_owned()))?;
+        let scenario: Scenario = toml::from_str(text)
+            .map_err(|e| at(e.span(), e.message().trim().replace('\n', "; ")))?;
         scenario
             .validate(known_stacks)
             .map_err(|(span, msg)| at(Some(span), msg))?;

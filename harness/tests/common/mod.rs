@@ -1,0 +1,76 @@
+//! Helpers shared by the integration tests that build real namespaces.
+#![allow(dead_code)]
+
+use stackbench::{
+    check::HostCaps,
+    controller::{self, Faults, RunOptions, RunOutcome},
+    scenario::Scenario,
+    stack::{self, Availability, Stack},
+};
+use std::{
+    path::PathBuf,
+    sync::{Arc, Mutex, MutexGuard},
+};
+
+static NETNS: Mutex<()> = Mutex::new(());
+
+/// Serializes tests that build namespaces: they measure latency and must not share the CPU.
+pub fn serial() -> MutexGuard<'static, ()> {
+    NETNS
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// Fails loudly (never skips) when this host cannot build namespaces.
+pub fn require_namespaces() -> HostCaps {
+    let host = HostCaps::probe(&format!("sbt{:05x}", rand::random::<u32>() & 0xf_ffff));
+    if let Some(why) = host.namespaces_unavailable() {
+        panic!("these tests build network namespaces and need root: {why}");
+    }
+    host
+}
+
+/// The stacks this host can run; prints the others with their reason.
+pub fn available_stacks(host: &HostCaps) -> Vec<Arc<dyn Stack>> {
+    let mut out = vec![];
+    for s in stack::registry() {
+        match s.availability(host) {
+            Availability::Available => out.push(s),
+            Availability::Unavailable(r) => {
+                eprintln!("conformance: {} unavailable here: {r}", s.id())
+            }
+        }
+    }
+    assert!(!out.is_empty(), "no stack is available on this host");
+    out
+}
+
+pub fn scenario(text: &str) -> Scenario {
+    let known = stack::names();
+    let known: Vec<&str> = known.iter().map(String::as_str).collect();
+    Scenario::parse(&PathBuf::from("test.toml"), text, &known).unwrap_or_else(|e| panic!("{e}"))
+}
+
+pub fn run(scenario: &Scenario, stack: &str, out: &std::path::Path, faults: Faults) -> RunOutcome {
+    let opts = RunOptions {
+        out: out.to_owned(),
+        exact_dir: true,
+        stacks: Some(vec![stack.to_owned()]),
+        node_exe: PathBuf::from(env!("CARGO_BIN_EXE_stackbench")),
+        progress: false,
+        verbose: false,
+        faults,
+    };
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    rt.block_on(controller::run(scenario, &opts))
+        .unwrap_or_else(|e| panic!("run failed to start: {e:#}"))
+}
+
+pub fn summary(outcome: &RunOutcome, stack: &str) -> stackbench_report::schema::RepetitionSummary {
+    let p = outcome.dir.join(stack).join("0").join("summary.json");
+    let text = std::fs::read_to_string(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
+    serde_json::from_str(&text).expect("summary.json parses")
+}
