@@ -140,17 +140,14 @@ impl NodeSet {
                 Ok(None)
             }
             NodeEvent::Exited(i, status, tail) => {
+                let who = self.who(i);
                 self.pids[i as usize] = None;
                 let tail = if tail.is_empty() {
                     String::new()
                 } else {
                     format!("; its last output:\n    {}", tail.join("\n    "))
                 };
-                bail!(
-                    "{} {} during {phase}{tail}",
-                    self.who(i),
-                    describe_exit(status)
-                )
+                bail!("{who} {} during {phase}{tail}", describe_exit(status))
             }
             NodeEvent::Message(i, ToController::Failed { error }) => {
                 bail!("{} failed during {phase}: {error}", self.who(i))

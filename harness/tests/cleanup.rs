@@ -1,0 +1,247 @@
+//! Nothing a run creates survives it: not after Ctrl-C, not after a node is killed, and
+//! not after the controller itself is killed (the next run removes those leftovers).
+
+mod common;
+
+use common::{require_namespaces, serial};
+use std::{
+    path::{Path, PathBuf},
+    process::{Child, Command, Stdio},
+    thread::sleep,
+    time::{Duration, Instant},
+};
+
+const LONG: &str = r#"
+name = "cleanup"
+seed = 3
+duration = "60s"
+warmup = "1s"
+stacks = ["quic-tls"]
+
+[topology]
+nodes = 3
+
+[[class]]
+name = "vote"
+priority = 10
+size = "200B"
+arrival = { process = "poisson", rate = "100/s" }
+"#;
+
+const SHORT: &str = r#"
+name = "cleanup-short"
+seed = 3
+duration = "1s"
+warmup = "200ms"
+drain = "500ms"
+stacks = ["quic-tls"]
+
+[topology]
+nodes = 2
+
+[[class]]
+name = "vote"
+priority = 10
+size = "200B"
+arrival = { process = "poisson", rate = "10/s" }
+"#;
+
+fn start(dir: &Path, text: &str) -> Child {
+    let file = dir.join("s.toml");
+    std::fs::write(&file, text).expect("write scenario");
+    Command::new(env!("CARGO_BIN_EXE_stackbench"))
+        .args(["run", "--no-progress", "--out"])
+        .arg(dir.join("runs"))
+        .arg(&file)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start stackbench")
+}
+
+fn wait_for<T>(what: &str, mut f: impl FnMut() -> Option<T>) -> T {
+    let t0 = Instant::now();
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        assert!(
+            t0.elapsed() < Duration::from_secs(30),
+            "timed out waiting for {what}"
+        );
+        sleep(Duration::from_millis(100));
+    }
+}
+
+/// The run prefix of the controller with pid `pid`, from its ownership marker.
+fn prefix_of(pid: u32) -> String {
+    wait_for("the run marker", || {
+        std::fs::read_dir("/run/stackbench")
+            .ok()?
+            .flatten()
+            .find_map(|e| {
+                let name = e.file_name().to_string_lossy().into_owned();
+                let prefix = name.strip_suffix(".owner")?;
+                let owner = std::fs::read_to_string(e.path()).ok()?;
+                (owner.split_whitespace().next()? == pid.to_string()).then(|| prefix.to_owned())
+            })
+    })
+}
+
+fn namespaces(prefix: &str) -> Vec<String> {
+    let out = Command::new("ip")
+        .args(["netns", "list"])
+        .output()
+        .expect("ip netns list");
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| l.split_whitespace().next())
+        .filter(|n| n.starts_with(&format!("{prefix}-")))
+        .map(String::from)
+        .collect()
+}
+
+/// Processes whose command line mentions the run (nodes carry its socket path).
+fn processes(prefix: &str) -> Vec<u32> {
+    std::fs::read_dir("/proc")
+        .expect("/proc")
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| {
+            std::fs::read(format!("/proc/{pid}/cmdline"))
+                .map(|c| String::from_utf8_lossy(&c).contains(&format!("/{prefix}/")))
+                .unwrap_or(false)
+        })
+        .collect()
+}
+
+fn node_pid(prefix: &str, index: u32) -> u32 {
+    wait_for("node processes", || {
+        let out = Command::new("ip")
+            .args(["netns", "pids", &format!("{prefix}-n{index}")])
+            .output()
+            .ok()?;
+        String::from_utf8_lossy(&out.stdout)
+            .split_whitespace()
+            .next()?
+            .parse()
+            .ok()
+    })
+}
+
+fn assert_nothing_left(prefix: &str) {
+    // Killed processes may take a moment to be reaped.
+    wait_for("the run's processes to go", || {
+        processes(prefix).is_empty().then_some(())
+    });
+    assert_eq!(namespaces(prefix), Vec::<String>::new(), "namespaces left");
+    assert!(
+        !PathBuf::from("/run/stackbench").join(prefix).exists(),
+        "socket directory left"
+    );
+    assert!(
+        !PathBuf::from(format!("/run/stackbench/{prefix}.owner")).exists(),
+        "marker left"
+    );
+    assert!(
+        !PathBuf::from(format!("/run/stackbench/{prefix}.netns")).exists(),
+        "topology record left"
+    );
+}
+
+fn run_status(dir: &Path) -> serde_json::Value {
+    let run = std::fs::read_dir(dir.join("runs"))
+        .expect("runs/")
+        .flatten()
+        .next()
+        .expect("a run folder")
+        .path();
+    serde_json::from_str(&std::fs::read_to_string(run.join("run.json")).expect("run.json"))
+        .expect("json")
+}
+
+fn signal(pid: u32, sig: i32) {
+    // SAFETY: kill has no memory-safety preconditions.
+    assert_eq!(unsafe { libc::kill(pid as i32, sig) }, 0, "kill {pid}");
+}
+
+#[test]
+fn ctrl_c_removes_everything_and_says_so() {
+    let _g = serial();
+    require_namespaces();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let child = start(dir.path(), LONG);
+    let prefix = prefix_of(child.id());
+    node_pid(&prefix, 2);
+    assert_eq!(namespaces(&prefix).len(), 4, "3 nodes and a switch");
+    signal(child.id(), libc::SIGINT);
+    let out = child.wait_with_output().expect("wait");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(130), "{err}");
+    assert!(err.contains("interrupted"), "{err}");
+    assert_nothing_left(&prefix);
+    assert_eq!(run_status(dir.path())["status"], "interrupted");
+}
+
+#[test]
+fn a_killed_node_is_reported_and_everything_removed() {
+    let _g = serial();
+    require_namespaces();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let child = start(dir.path(), LONG);
+    let prefix = prefix_of(child.id());
+    let victim = node_pid(&prefix, 1);
+    sleep(Duration::from_secs(2)); // into the run proper
+    signal(victim, libc::SIGKILL);
+    let out = child.wait_with_output().expect("wait");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains(&format!("node 1 (pid {victim}")) && err.contains("killed by signal 9"),
+        "{err}"
+    );
+    assert_nothing_left(&prefix);
+    let status = run_status(dir.path());
+    assert_eq!(status["status"], "failed");
+    assert!(
+        status["error"]
+            .as_str()
+            .unwrap_or("")
+            .contains("killed by signal 9"),
+        "{status}"
+    );
+}
+
+#[test]
+fn leftovers_of_a_killed_controller_are_removed_by_the_next_run() {
+    let _g = serial();
+    require_namespaces();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut child = start(dir.path(), LONG);
+    let prefix = prefix_of(child.id());
+    node_pid(&prefix, 2);
+    signal(child.id(), libc::SIGKILL);
+    child.wait().expect("wait");
+    // Nodes die with their controller (parent-death signal); the namespaces stay behind.
+    wait_for("nodes to die with the controller", || {
+        processes(&prefix).is_empty().then_some(())
+    });
+    assert_eq!(
+        namespaces(&prefix).len(),
+        4,
+        "a SIGKILLed controller cannot clean up"
+    );
+    let dir2 = tempfile::tempdir().expect("tempdir");
+    let out = start(dir2.path(), SHORT)
+        .wait_with_output()
+        .expect("second run");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert!(
+        err.contains(&format!(
+            "removed leftovers of an earlier run that was killed before cleaning up ({prefix}-*)"
+        )),
+        "{err}"
+    );
+    assert_nothing_left(&prefix);
+}
