@@ -44,7 +44,9 @@ fn main() {
             .unwrap_or_else(|| "unknown".into())
     };
     let mut rev = out("git", &["rev-parse", "--short=12", "HEAD"]);
-    if out("git", &["status", "--porcelain", "--untracked-files=no"]) != "" && rev != "unknown" {
+    if !out("git", &["status", "--porcelain", "--untracked-files=no"]).is_empty()
+        && rev != "unknown"
+    {
         rev.push_str("-dirty");
     }
     println!("cargo:rustc-env=STACKBENCH_GIT_REV={rev}");

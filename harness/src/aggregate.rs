@@ -172,6 +172,7 @@ pub fn summarize(
         .map(|r| NodeSummary {
             index: r.index,
             cpu_user_seconds: r.cpu_user_us as f64 / 1e6,
+            generator_spin_seconds: r.generator_spin_us as f64 / 1e6,
             cpu_sys_seconds: r.cpu_sys_us as f64 / 1e6,
             interfaces: r.net.clone(),
             transport: r.transport,

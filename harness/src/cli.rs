@@ -103,7 +103,7 @@ fn dispatch(cli: Cli) -> Result<ExitCode> {
             crate::node::main(&control, index).map(|()| ExitCode::SUCCESS)
         }
         Command::List => {
-            println!("{:<24} {:<9} {}", "stack", "built", "privileges needed");
+            println!("{:<24} {:<9} privileges needed", "stack", "built");
             for s in stack::registry() {
                 let built = match s.availability(&HostCaps::probe_nothing()) {
                     Availability::Unavailable(r) if r.starts_with("not implemented") => "no",

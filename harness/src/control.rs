@@ -55,7 +55,9 @@ pub struct NodeReport {
     pub deliveries: Vec<(u16, u8, u64, u64)>,
     /// How late the node's sender was against the schedule, µs (base64 HdrHistogram V2).
     pub send_lag_hist: String,
+    /// User CPU net of the generator's busy-wait, which is reported apart.
     pub cpu_user_us: u64,
+    pub generator_spin_us: u64,
     pub cpu_sys_us: u64,
     /// Interface counters over the repetition, by interface name.
     pub net: BTreeMap<String, NetCounters>,

@@ -98,7 +98,11 @@ pub struct Percentiles {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct NodeSummary {
     pub index: u32,
+    /// User CPU of the node process, net of `generator_spin_seconds`.
     pub cpu_user_seconds: f64,
+    /// Time the load generator busy-waited before scheduled sends (harness cost, excluded
+    /// from `cpu_user_seconds`) so that its wake-up delay is not charged to the stack.
+    pub generator_spin_seconds: f64,
     pub cpu_sys_seconds: f64,
     pub interfaces: BTreeMap<String, InterfaceCounters>,
     pub transport: TransportCounters,

@@ -280,7 +280,7 @@ async fn repetition(
             },
             || {
                 pb.set_position(
-                    ((metrics::monotonic_ns().saturating_sub(start_ns) / 1_000_000) as u64)
+                    (metrics::monotonic_ns().saturating_sub(start_ns) / 1_000_000)
                         .min(total.as_millis() as u64),
                 )
             },

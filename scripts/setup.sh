@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# Installs what stackbench needs beyond Rust, on Debian or Ubuntu. Idempotent and quick when
+# everything is present. Needs root (or sudo) only when something must be installed.
+#
+#   iproute2     ip, tc: namespaces, veths, rate limits
+#   util-linux   unshare: rootless runs
+#   python3-venv a virtualenv with the PyPI `hdrhistogram` package, which the tests use to
+#                check that results decode with an independent HdrHistogram implementation
+#                (created in target/interop-venv)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+need_apt=()
+command -v ip >/dev/null && command -v tc >/dev/null || need_apt+=(iproute2)
+command -v unshare >/dev/null || need_apt+=(util-linux)
+command -v python3 >/dev/null || need_apt+=(python3)
+venv=target/interop-venv
+if [ ! -x "$venv/bin/python" ] && ! python3 -c 'import venv, ensurepip' 2>/dev/null; then
+  need_apt+=(python3-venv)
+fi
+
+if [ ${#need_apt[@]} -gt 0 ]; then
+  if [ "$(id -u)" -eq 0 ]; then sudo=""; elif command -v sudo >/dev/null; then sudo="sudo"; else
+    echo "setup.sh: missing packages; as root run: apt-get install -y ${need_apt[*]}" >&2; exit 1
+  fi
+  echo "setup.sh: installing ${need_apt[*]}"
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${need_apt[@]}" >/dev/null
+fi
+
+if ! "$venv/bin/python" -c 'import hdrh' 2>/dev/null; then
+  echo "setup.sh: creating $venv with the hdrhistogram package"
+  mkdir -p target
+  python3 -m venv "$venv"
+  "$venv/bin/pip" install -q --disable-pip-version-check hdrhistogram
+fi
+echo "setup.sh: ready"
