@@ -225,17 +225,18 @@ async fn workload(
     );
     let end_ns = start_ns + plan.send_end().as_nanos() as u64;
 
+    let send_ctx = |peer: u32, conn: &quinn::Connection, plan_priority: i32| SendCtx {
+        origin: index as u16,
+        peer,
+        conn: conn.clone(),
+        payload: payload.clone(),
+        rec: rec.clone(),
+        plan_priority,
+    };
     for (class, outstanding) in Schedule::backlog_classes(plan, index) {
         for (peer, conn) in conns.iter() {
             for _ in 0..outstanding {
-                let ctx = SendCtx {
-                    origin: index as u16,
-                    peer: *peer,
-                    conn: conn.clone(),
-                    payload: payload.clone(),
-                    rec: rec.clone(),
-                    plan_priority: plan.classes[class as usize].priority,
-                };
+                let ctx = send_ctx(*peer, conn, plan.classes[class as usize].priority);
                 tokio::task::spawn_local(backlog_loop(ctx, class, schedule.clone(), start_ns));
             }
         }
@@ -265,14 +266,7 @@ async fn workload(
             };
             let priority = plan.classes[e.class as usize].priority;
             for (peer, conn) in conns.iter() {
-                let ctx = SendCtx {
-                    origin: index as u16,
-                    peer: *peer,
-                    conn: conn.clone(),
-                    payload: payload.clone(),
-                    rec: rec.clone(),
-                    plan_priority: priority,
-                };
+                let ctx = send_ctx(*peer, conn, priority);
                 tokio::task::spawn_local(async move {
                     if let Err(e) = send_object(&ctx, &h).await {
                         ctx.rec
