@@ -28,6 +28,25 @@ size = "200B"
 arrival = { process = "poisson", rate = "100/s" }
 "#;
 
+/// Long enough to stop a node mid-run, short enough that the deadline comes soon.
+const MEDIUM: &str = r#"
+name = "cleanup-medium"
+seed = 3
+duration = "4s"
+warmup = "500ms"
+drain = "500ms"
+stacks = ["quic-tls"]
+
+[topology]
+nodes = 2
+
+[[class]]
+name = "vote"
+priority = 10
+size = "200B"
+arrival = { process = "poisson", rate = "100/s" }
+"#;
+
 const SHORT: &str = r#"
 name = "cleanup-short"
 seed = 3
@@ -241,6 +260,28 @@ fn leftovers_of_a_killed_controller_are_removed_by_the_next_run() {
         err.contains(&format!(
             "removed leftovers of an earlier run that was killed before cleaning up ({prefix}-*)"
         )),
+        "{err}"
+    );
+    assert_nothing_left(&prefix);
+}
+
+#[test]
+fn a_hung_node_is_reported_at_the_deadline_not_waited_for() {
+    let _g = serial();
+    require_namespaces();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let child = start(dir.path(), MEDIUM);
+    let prefix = prefix_of(child.id());
+    let victim = node_pid(&prefix, 1);
+    sleep(Duration::from_secs(3)); // past setup, into the run
+    signal(victim, libc::SIGSTOP);
+    let out = child.wait_with_output().expect("wait");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("deadline passed during the run")
+            && err.contains(&format!("node 1 (pid {victim}"))
+            && err.contains("hung"),
         "{err}"
     );
     assert_nothing_left(&prefix);

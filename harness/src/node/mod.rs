@@ -110,12 +110,7 @@ async fn repetition(
         Some(ToNode::Connect) => {}
         _ => return Ok(None),
     }
-    let (conns, handshake_us) =
-        tokio::time::timeout(CONNECT_TIMEOUT, connect_all(index, &ep, setup))
-            .await
-            .map_err(|_| {
-                anyhow!("node {index}: connecting to all peers took over {CONNECT_TIMEOUT:?}")
-            })??;
+    let (conns, handshake_us) = connect_all(index, &ep, setup).await?;
     control::send(w, &ToController::Ready { handshake_us }).await?;
     let start_ns = match control::recv(r).await? {
         Some(ToNode::Start { start_ns }) => start_ns,
@@ -132,50 +127,66 @@ async fn connect_all(
     setup: &NodeSetup,
 ) -> Result<(Conns, Vec<u64>)> {
     let by_ip: BTreeMap<IpAddr, u32> = setup.peers.iter().map(|p| (p.addr.ip(), p.index)).collect();
-    let mut dials = Vec::new();
+    let mut dials = tokio::task::JoinSet::new();
     for (peer, cfg, name) in &ep.dial {
-        if *peer <= index {
+        let peer = *peer;
+        if peer <= index {
             continue;
         }
         let addr = setup
             .peers
             .iter()
-            .find(|p| p.index == *peer)
+            .find(|p| p.index == peer)
             .map(|p| p.addr)
             .ok_or_else(|| anyhow!("no address for node {peer}"))?;
         let t0 = monotonic_ns();
         let connecting = ep.endpoint.connect_with(cfg.clone(), addr, name)?;
-        dials.push(async move {
-            let c = connecting
+        dials.spawn_local(async move {
+            let what = || format!("node {index}: connecting to node {peer} at {addr}");
+            let c = tokio::time::timeout(CONNECT_TIMEOUT, connecting)
                 .await
-                .with_context(|| format!("node {index}: connecting to node {peer} at {addr}"))?;
-            anyhow::Ok((*peer, c, (monotonic_ns() - t0) / 1000))
+                .map_err(|_| {
+                    anyhow!(
+                        "{}: no answer within {CONNECT_TIMEOUT:?} (is node {peer} alive?)",
+                        what()
+                    )
+                })?
+                .with_context(what)?;
+            anyhow::Ok((peer, c, (monotonic_ns() - t0) / 1000))
         });
     }
     let expected_in = setup.peers.iter().filter(|p| p.index < index).count();
     let accept = async {
         let mut got = Vec::new();
-        while got.len() < expected_in {
-            let incoming = ep
-                .endpoint
-                .accept()
-                .await
-                .ok_or_else(|| anyhow!("endpoint closed"))?;
-            let remote = incoming.remote_address();
-            match incoming.await {
-                Ok(c) => {
-                    let peer = *by_ip
-                        .get(&remote.ip())
-                        .ok_or_else(|| anyhow!("connection from unknown address {remote}"))?;
-                    got.push((peer, c));
-                }
-                // The dialling side reports its own failure; keep waiting for the others.
-                Err(e) => tracing::warn!("node {index}: refused connection from {remote}: {e}"),
+        match tokio::time::timeout(
+            CONNECT_TIMEOUT,
+            accept_peers(index, &ep.endpoint, &by_ip, expected_in, &mut got),
+        )
+        .await
+        {
+            Ok(r) => r.map(|()| got),
+            Err(_) => {
+                let missing: Vec<String> = setup
+                    .peers
+                    .iter()
+                    .filter(|p| p.index < index && !got.iter().any(|(g, _)| *g == p.index))
+                    .map(|p| format!("node {}", p.index))
+                    .collect();
+                bail!(
+                    "node {index}: {} never connected within {CONNECT_TIMEOUT:?}",
+                    missing.join(", ")
+                )
             }
         }
-        anyhow::Ok(got)
     };
-    let (dialled, mut accepted) = tokio::try_join!(futures_join_all(dials), accept)?;
+    let dial_all = async {
+        let mut out = Vec::new();
+        while let Some(joined) = dials.join_next().await {
+            out.push(joined.map_err(|e| anyhow!("dial task failed: {e}"))??);
+        }
+        anyhow::Ok(out)
+    };
+    let (dialled, mut accepted) = tokio::try_join!(dial_all, accept)?;
     let mut handshakes = Vec::new();
     for (peer, c, us) in dialled {
         handshakes.push(us);
@@ -185,16 +196,32 @@ async fn connect_all(
     Ok((Rc::new(accepted), handshakes))
 }
 
-async fn futures_join_all<F, T>(fs: Vec<F>) -> Result<Vec<T>>
-where
-    F: std::future::Future<Output = Result<T>>,
-{
-    let mut out = Vec::with_capacity(fs.len());
-    let handles: Vec<_> = fs.into_iter().map(Box::pin).collect();
-    for h in handles {
-        out.push(h.await?);
+/// Accepts connections from lower-numbered peers into `got` until `expected` have come.
+async fn accept_peers(
+    index: u32,
+    endpoint: &quinn::Endpoint,
+    by_ip: &BTreeMap<IpAddr, u32>,
+    expected: usize,
+    got: &mut Vec<(u32, quinn::Connection)>,
+) -> Result<()> {
+    while got.len() < expected {
+        let incoming = endpoint
+            .accept()
+            .await
+            .ok_or_else(|| anyhow!("endpoint closed"))?;
+        let remote = incoming.remote_address();
+        match incoming.await {
+            Ok(c) => {
+                let peer = *by_ip
+                    .get(&remote.ip())
+                    .ok_or_else(|| anyhow!("connection from unknown address {remote}"))?;
+                got.push((peer, c));
+            }
+            // The dialling side reports its own failure; keep waiting for the others.
+            Err(e) => tracing::warn!("node {index}: refused connection from {remote}: {e}"),
+        }
     }
-    Ok(out)
+    Ok(())
 }
 
 async fn workload(
