@@ -214,7 +214,7 @@ fn run_command(scenario: &Scenario, opts: &RunOptions) -> Result<ExitCode> {
             let run = stackbench_report::load_run(&outcome.dir)?;
             stackbench_report::write_summary(&outcome.dir)?;
             println!("{}", stackbench_report::summary_table(&run));
-            println!("results: {}", outcome.dir.display());
+            println!("results: {}  (summary.md, summary.json per stack and repetition, HdrHistogram logs)", outcome.dir.display());
             if let Some(e) = &outcome.manifest.error {
                 eprintln!("stackbench: run failed: {e}");
                 return Ok(ExitCode::from(1));

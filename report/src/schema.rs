@@ -53,7 +53,8 @@ pub struct RepetitionSummary {
     /// Share of all host CPUs busy with the nodes and softirq during the repetition. Near 1,
     /// latencies include waiting for a CPU, not only the stack's own cost.
     pub cpu_busy_fraction: f64,
-    /// Full QUIC handshake durations at setup, µs.
+    /// Full QUIC+TLS handshakes at setup, µs: the first handshake of each freshly started
+    /// node process (cold code paths), not a warm reconnect.
     pub handshake_us: Percentiles,
     /// How late nodes sent against their schedule, µs: the harness's own delay.
     pub send_lag_us: Percentiles,
@@ -73,6 +74,8 @@ pub struct ClassSummary {
     pub delivered: u64,
     pub lost: u64,
     pub delivered_bytes: u64,
+    /// `delivered_bytes` (objects scheduled in the measured window, delivered before the
+    /// drain ended) over the window's length.
     pub goodput_bytes_per_sec: f64,
     pub inversions: u64,
     /// Delivery latency from intended send to full receipt, per (object, receiver), µs.

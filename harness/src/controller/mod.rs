@@ -187,7 +187,7 @@ fn progress_bar(opts: &RunOptions, total: Duration, label: &str) -> ProgressBar 
     }
     let pb = ProgressBar::new(total.as_millis() as u64);
     pb.set_style(
-        ProgressStyle::with_template("{prefix:>28} [{bar:30}] {elapsed_precise}/{msg} {wide_msg}")
+        ProgressStyle::with_template("{prefix:>28} [{bar:30}] {elapsed_precise} of {msg}")
             .unwrap_or_else(|_| ProgressStyle::default_bar())
             .progress_chars("=> "),
     );
