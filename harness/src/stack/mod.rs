@@ -5,11 +5,13 @@
 //! The conformance test (`tests/conformance.rs`) runs every available stack through the
 //! same checks.
 
-mod quic_tls;
+mod crypto;
+pub mod null;
+mod quic_udp;
 pub mod tls;
 mod transport;
 
-pub use quic_tls::QuicTls;
+pub use quic_udp::QuicUdp;
 pub use transport::{bind_udp, transport_config, SOCKET_BUFFER};
 
 use crate::check::HostCaps;
@@ -94,6 +96,11 @@ impl StackId {
         StackId::all().into_iter().find(|s| s.name() == name)
     }
 
+    /// Whether the stack authenticates peers (TLS keys, or WireGuard keys underneath).
+    pub fn authenticates_peers(&self) -> bool {
+        !self.is_insecure()
+    }
+
     /// Plain QUIC without crypto over plain UDP: a control, never a candidate.
     pub fn is_insecure(&self) -> bool {
         self.crypto == CryptoKind::Null && self.underlay == UnderlayKind::Udp
@@ -145,12 +152,15 @@ pub struct PeerInfo {
     pub spki: Vec<u8>,
 }
 
+/// How to dial one peer: its index, a client configuration (pinned to that peer) and the
+/// TLS server name.
+pub type Dial = (u32, quinn::ClientConfig, String);
+
 /// A node's QUIC endpoint and how to dial each peer it initiates to.
 #[derive(Debug)]
 pub struct NodeEndpoint {
     pub endpoint: quinn::Endpoint,
-    /// Per peer: the client configuration (pinned to that peer) and its TLS server name.
-    pub dial: Vec<(u32, quinn::ClientConfig, String)>,
+    pub dial: Vec<Dial>,
 }
 
 /// The underlay a stack built across a topology; dropped, it is torn down.
@@ -212,7 +222,7 @@ pub fn registry() -> Vec<Arc<dyn Stack>> {
         .into_iter()
         .map(|id| -> Arc<dyn Stack> {
             match (id.crypto, id.underlay) {
-                (CryptoKind::Tls, UnderlayKind::Udp) => Arc::new(QuicTls),
+                (crypto, UnderlayKind::Udp) => Arc::new(QuicUdp { crypto }),
                 _ => Arc::new(NotBuilt(id)),
             }
         })

@@ -1,19 +1,23 @@
-//! `quic-tls`: quinn with TLS 1.3 over plain UDP on the node's veth.
+//! `quic-tls` and `quic-null`: quinn straight on UDP over the node's veth. `quic-null` is the
+//! insecure control: it shows what QUIC costs without any crypto.
 
 use super::{
-    tls, transport_config, Availability, NodeContext, NodeEndpoint, PreparedUnderlay, Stack,
-    StackError, StackId,
+    crypto, Availability, CryptoKind, NodeContext, NodeEndpoint, PreparedUnderlay, Stack,
+    StackError, StackId, UnderlayKind,
 };
 use crate::{check::HostCaps, topology::Topology};
 use std::{net::SocketAddr, sync::Arc};
 
-/// QUIC + TLS 1.3 directly on UDP.
+/// QUIC with the given crypto directly on UDP.
 #[derive(Debug)]
-pub struct QuicTls;
+pub struct QuicUdp {
+    pub crypto: CryptoKind,
+}
 
 /// Plain UDP needs nothing built: nodes listen on their veth addresses.
 struct PlainUdp {
     addrs: Vec<SocketAddr>,
+    crypto: CryptoKind,
 }
 
 impl PreparedUnderlay for PlainUdp {
@@ -23,18 +27,18 @@ impl PreparedUnderlay for PlainUdp {
     fn describe(&self) -> serde_json::Value {
         serde_json::json!({
             "underlay": "udp",
-            "crypto": "TLS 1.3 (rustls, ring), Ed25519 keys pinned, no resumption",
+            "crypto": crypto::describe(self.crypto),
             "socket_buffer_requested_bytes": super::SOCKET_BUFFER,
             "congestion_control": "cubic (quinn default)",
         })
     }
 }
 
-impl Stack for QuicTls {
+impl Stack for QuicUdp {
     fn id(&self) -> StackId {
         StackId {
-            crypto: super::CryptoKind::Tls,
-            underlay: super::UnderlayKind::Udp,
+            crypto: self.crypto,
+            underlay: UnderlayKind::Udp,
         }
     }
 
@@ -49,20 +53,14 @@ impl Stack for QuicTls {
         let addrs = (0..topology.nodes())
             .map(|i| topology.node_socket_addr(i))
             .collect();
-        Ok(Box::new(PlainUdp { addrs }))
+        Ok(Box::new(PlainUdp {
+            addrs,
+            crypto: self.crypto,
+        }))
     }
 
     fn endpoint(&self, ctx: &NodeContext<'_>) -> Result<NodeEndpoint, StackError> {
-        let transport = transport_config(None);
-        let pinned = |p: &super::PeerInfo| tls::PinnedPeer {
-            index: p.index,
-            spki: p.spki.clone(),
-        };
-        let mut server = quinn::ServerConfig::with_crypto(tls::server_crypto(
-            ctx.identity,
-            ctx.peers.iter().map(pinned).collect(),
-        )?);
-        server.transport_config(transport.clone());
+        let (server, dial) = crypto::quic_configs(self.crypto, ctx, None)?;
         let bind_err = |source| StackError::Bind {
             addr: ctx.bind,
             source,
@@ -76,15 +74,6 @@ impl Stack for QuicTls {
             Arc::new(quinn::TokioRuntime),
         )
         .map_err(bind_err)?;
-        let dial = ctx
-            .peers
-            .iter()
-            .map(|p| {
-                let mut c = quinn::ClientConfig::new(tls::client_crypto(ctx.identity, pinned(p))?);
-                c.transport_config(transport.clone());
-                Ok((p.index, c, tls::server_name(p.index)))
-            })
-            .collect::<Result<_, StackError>>()?;
         Ok(NodeEndpoint { endpoint, dial })
     }
 }

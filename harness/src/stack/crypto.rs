@@ -1,0 +1,54 @@
+//! QUIC configurations for a stack's crypto: TLS 1.3 with pinned keys, or null crypto.
+//! Every underlay builds its endpoints through here, so stacks differ only where they must.
+
+use super::{null, tls, transport_config, CryptoKind, Dial, NodeContext, PeerInfo, StackError};
+use std::sync::Arc;
+
+fn pinned(p: &PeerInfo) -> tls::PinnedPeer {
+    tls::PinnedPeer {
+        index: p.index,
+        spki: p.spki.clone(),
+    }
+}
+
+/// The server configuration and, per peer, the client configuration and server name.
+pub fn quic_configs(
+    crypto: CryptoKind,
+    ctx: &NodeContext<'_>,
+    max_udp_payload: Option<u16>,
+) -> Result<(quinn::ServerConfig, Vec<Dial>), StackError> {
+    let transport = transport_config(max_udp_payload);
+    let mut server = match crypto {
+        CryptoKind::Tls => quinn::ServerConfig::with_crypto(tls::server_crypto(
+            ctx.identity,
+            ctx.peers.iter().map(pinned).collect(),
+        )?),
+        CryptoKind::Null => quinn::ServerConfig::with_crypto(Arc::new(null::NullServer)),
+    };
+    server.transport_config(transport.clone());
+    let dial = ctx
+        .peers
+        .iter()
+        .map(|p| {
+            let mut c = match crypto {
+                CryptoKind::Tls => {
+                    quinn::ClientConfig::new(tls::client_crypto(ctx.identity, pinned(p))?)
+                }
+                CryptoKind::Null => quinn::ClientConfig::new(Arc::new(null::NullClient)),
+            };
+            c.transport_config(transport.clone());
+            Ok((p.index, c, tls::server_name(p.index)))
+        })
+        .collect::<Result<_, StackError>>()?;
+    Ok((server, dial))
+}
+
+/// How a stack's crypto is described in results.
+pub fn describe(crypto: CryptoKind) -> &'static str {
+    match crypto {
+        CryptoKind::Tls => "TLS 1.3 (rustls, ring), Ed25519 keys pinned, no resumption",
+        CryptoKind::Null => {
+            "none: plaintext packets with an xxh3 integrity tag over the full packet number"
+        }
+    }
+}
