@@ -11,8 +11,13 @@ use tokio::io::{AsyncBufRead, AsyncBufReadExt, AsyncWrite, AsyncWriteExt};
 #[derive(Debug, Serialize, Deserialize)]
 #[serde(tag = "msg", rename_all = "snake_case")]
 pub enum ToController {
-    /// The node is up; `spki` is its fresh public key.
-    Hello { index: u32, pid: u32, spki: Vec<u8> },
+    /// The node is up; `spki` and `wg_public` are its fresh TLS and WireGuard public keys.
+    Hello {
+        index: u32,
+        pid: u32,
+        spki: Vec<u8>,
+        wg_public: [u8; 32],
+    },
     /// The endpoint is bound and accepting; waiting for the go to dial.
     Bound,
     /// Connected to every peer; waiting for the start.
@@ -42,6 +47,7 @@ pub struct NodeSetup {
     pub stack: String,
     pub plan: WorkloadPlan,
     pub bind: SocketAddr,
+    pub wg_listen: Option<SocketAddr>,
     pub peers: Vec<PeerInfo>,
 }
 

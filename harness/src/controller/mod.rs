@@ -212,7 +212,9 @@ async fn repetition(
             "startup",
             SETUP_TIMEOUT,
             |m| match m {
-                ToController::Hello { spki, .. } => Some(spki),
+                ToController::Hello {
+                    spki, wg_public, ..
+                } => Some((spki, wg_public)),
                 _ => None,
             },
             || {},
@@ -223,14 +225,15 @@ async fn repetition(
             let peers = (0..topology.nodes())
                 .filter(|&j| j != i)
                 .map(|j| {
-                    let mut spki = keys[j as usize].clone();
-                    if opts.faults.wrong_peer_key == Some((i, j)) {
-                        spki = keys[i as usize].clone(); // a real key, but not node j's
-                    }
+                    // A wrong key is a real key, but not node j's: node i's own.
+                    let wrong = opts.faults.wrong_peer_key == Some((i, j));
+                    let (spki, wg_public) = keys[if wrong { i } else { j } as usize].clone();
                     PeerInfo {
                         index: j,
                         addr: underlay.node_addr(j),
                         spki,
+                        wg_public,
+                        wg_endpoint: underlay.wg_endpoint(j),
                     }
                 })
                 .collect();
@@ -238,6 +241,7 @@ async fn repetition(
                 stack: stack.to_owned(),
                 plan: plan.clone(),
                 bind: underlay.node_addr(i),
+                wg_listen: underlay.wg_endpoint(i),
                 peers,
             }))
         })

@@ -238,12 +238,9 @@ async fn accept_loop(listener: UnixListener, tx: mpsc::UnboundedSender<NodeEvent
             let (r, w) = stream.into_split();
             let mut r = BufReader::new(r);
             let index = match control::recv::<_, ToController>(&mut r).await {
-                Ok(Some(ToController::Hello { index, pid, spki })) if index < nodes => {
+                Ok(Some(hello @ ToController::Hello { index, .. })) if index < nodes => {
                     let _ = tx.send(NodeEvent::Connected(index, w));
-                    let _ = tx.send(NodeEvent::Message(
-                        index,
-                        ToController::Hello { index, pid, spki },
-                    ));
+                    let _ = tx.send(NodeEvent::Message(index, hello));
                     index
                 }
                 _ => return,

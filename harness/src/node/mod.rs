@@ -25,6 +25,8 @@ use tokio::{io::BufReader, net::UnixStream, task::LocalSet};
 pub const RUNTIME_FLAVOUR: &str = "tokio current_thread, one per node process";
 /// How long connecting to all peers may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// Accepting waits longer than dialling, so a failed dial reports first, with its reason.
+const ACCEPT_TIMEOUT: Duration = Duration::from_secs(12);
 
 /// Runs node `index`, controlled over the Unix socket at `control`.
 pub fn main(control: &Path, index: u32) -> Result<()> {
@@ -53,6 +55,7 @@ async fn run(control: &Path, index: u32) -> Result<()> {
             index,
             pid,
             spki: identity.spki.clone(),
+            wg_public: identity.wg_public(),
         },
     )
     .await?;
@@ -100,6 +103,7 @@ async fn repetition(
         index,
         identity,
         bind: setup.bind,
+        wg_listen: setup.wg_listen,
         peers: &setup.peers,
     };
     let ep = stack
@@ -141,15 +145,16 @@ async fn connect_all(
             .ok_or_else(|| anyhow!("no address for node {peer}"))?;
         let t0 = monotonic_ns();
         let connecting = ep.endpoint.connect_with(cfg.clone(), addr, name)?;
+        let diagnose = ep.diagnose.clone();
         dials.spawn_local(async move {
             let what = || format!("node {index}: connecting to node {peer} at {addr}");
             let c = tokio::time::timeout(CONNECT_TIMEOUT, connecting)
                 .await
                 .map_err(|_| {
-                    anyhow!(
-                        "{}: no answer within {CONNECT_TIMEOUT:?} (is node {peer} alive?)",
-                        what()
-                    )
+                    let why = diagnose
+                        .as_ref()
+                        .map_or_else(|| format!("is node {peer} alive?"), |d| d(peer));
+                    anyhow!("{}: no answer within {CONNECT_TIMEOUT:?} ({why})", what())
                 })?
                 .with_context(what)?;
             anyhow::Ok((peer, c, (monotonic_ns() - t0) / 1000))
@@ -159,7 +164,7 @@ async fn connect_all(
     let accept = async {
         let mut got = Vec::new();
         match tokio::time::timeout(
-            CONNECT_TIMEOUT,
+            ACCEPT_TIMEOUT,
             accept_peers(index, &ep.endpoint, &by_ip, expected_in, &mut got),
         )
         .await
@@ -170,10 +175,13 @@ async fn connect_all(
                     .peers
                     .iter()
                     .filter(|p| p.index < index && !got.iter().any(|(g, _)| *g == p.index))
-                    .map(|p| format!("node {}", p.index))
+                    .map(|p| match &ep.diagnose {
+                        Some(d) => format!("node {} ({})", p.index, d(p.index)),
+                        None => format!("node {}", p.index),
+                    })
                     .collect();
                 bail!(
-                    "node {index}: {} never connected within {CONNECT_TIMEOUT:?}",
+                    "node {index}: {} never connected within {ACCEPT_TIMEOUT:?}",
                     missing.join(", ")
                 )
             }

@@ -10,9 +10,12 @@ pub mod null;
 mod quic_udp;
 pub mod tls;
 mod transport;
+mod wg_inproc;
+pub mod wg_socket;
 
 pub use quic_udp::QuicUdp;
 pub use transport::{bind_udp, transport_config, SOCKET_BUFFER};
+pub use wg_inproc::QuicWgInproc;
 
 use crate::check::HostCaps;
 use serde::{Deserialize, Serialize};
@@ -96,6 +99,11 @@ impl StackId {
         StackId::all().into_iter().find(|s| s.name() == name)
     }
 
+    /// Whether QUIC runs inside WireGuard.
+    pub fn uses_wireguard(&self) -> bool {
+        self.underlay != UnderlayKind::Udp
+    }
+
     /// Whether the stack authenticates peers (TLS keys, or WireGuard keys underneath).
     pub fn authenticates_peers(&self) -> bool {
         !self.is_insecure()
@@ -141,6 +149,8 @@ pub struct NodeContext<'a> {
     pub identity: &'a tls::NodeIdentity,
     /// Where this node's QUIC endpoint listens.
     pub bind: SocketAddr,
+    /// Where this node's in-process WireGuard listens, for stacks that have one.
+    pub wg_listen: Option<SocketAddr>,
     pub peers: &'a [PeerInfo],
 }
 
@@ -150,17 +160,29 @@ pub struct PeerInfo {
     pub index: u32,
     pub addr: SocketAddr,
     pub spki: Vec<u8>,
+    pub wg_public: [u8; 32],
+    /// Where the peer's WireGuard listens (outer UDP address), for in-process tunnels.
+    pub wg_endpoint: Option<SocketAddr>,
 }
 
 /// How to dial one peer: its index, a client configuration (pinned to that peer) and the
 /// TLS server name.
 pub type Dial = (u32, quinn::ClientConfig, String);
 
+/// Explains, for error messages, why a peer may be unreachable through the underlay.
+pub type Diagnose = Arc<dyn Fn(u32) -> String + Send + Sync>;
+
 /// A node's QUIC endpoint and how to dial each peer it initiates to.
-#[derive(Debug)]
 pub struct NodeEndpoint {
     pub endpoint: quinn::Endpoint,
     pub dial: Vec<Dial>,
+    pub diagnose: Option<Diagnose>,
+}
+
+impl fmt::Debug for NodeEndpoint {
+    fn fmt(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        write!(f, "NodeEndpoint({} dials)", self.dial.len())
+    }
 }
 
 /// The underlay a stack built across a topology; dropped, it is torn down.
@@ -169,6 +191,10 @@ pub trait PreparedUnderlay: Send {
     fn node_addr(&self, index: u32) -> SocketAddr;
     /// The stack's configuration as it should be recorded in results.
     fn describe(&self) -> serde_json::Value;
+    /// Where node `index`'s in-process WireGuard listens, if the stack has one.
+    fn wg_endpoint(&self, _index: u32) -> Option<SocketAddr> {
+        None
+    }
 }
 
 /// A transport-security stack under test.
@@ -223,6 +249,7 @@ pub fn registry() -> Vec<Arc<dyn Stack>> {
         .map(|id| -> Arc<dyn Stack> {
             match (id.crypto, id.underlay) {
                 (crypto, UnderlayKind::Udp) => Arc::new(QuicUdp { crypto }),
+                (crypto, UnderlayKind::WgInproc) => Arc::new(QuicWgInproc { crypto }),
                 _ => Arc::new(NotBuilt(id)),
             }
         })

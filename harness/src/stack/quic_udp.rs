@@ -74,6 +74,10 @@ impl Stack for QuicUdp {
             Arc::new(quinn::TokioRuntime),
         )
         .map_err(bind_err)?;
-        Ok(NodeEndpoint { endpoint, dial })
+        Ok(NodeEndpoint {
+            endpoint,
+            dial,
+            diagnose: None,
+        })
     }
 }

@@ -28,12 +28,14 @@ pub enum TlsError {
     Quic(String),
 }
 
-/// A node's key pair and self-signed certificate.
+/// A node's keys, fresh for every run: a TLS key pair with its self-signed certificate,
+/// and a WireGuard (X25519) key.
 pub struct NodeIdentity {
     pub cert: CertificateDer<'static>,
     key: PrivatePkcs8KeyDer<'static>,
     /// DER SubjectPublicKeyInfo, the value peers pin.
     pub spki: Vec<u8>,
+    pub wg_secret: boringtun::x25519::StaticSecret,
 }
 
 impl fmt::Debug for NodeIdentity {
@@ -52,7 +54,12 @@ impl NodeIdentity {
             cert: cert.der().clone(),
             spki: key.public_key_der(),
             key: PrivatePkcs8KeyDer::from(key.serialize_der()),
+            wg_secret: boringtun::x25519::StaticSecret::random_from_rng(rand::rngs::OsRng),
         })
+    }
+
+    pub fn wg_public(&self) -> [u8; 32] {
+        boringtun::x25519::PublicKey::from(&self.wg_secret).to_bytes()
     }
 
     fn key(&self) -> PrivateKeyDer<'static> {

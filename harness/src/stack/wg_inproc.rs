@@ -1,0 +1,143 @@
+//! `quic-tls+wg-inproc` and `quic-null+wg-inproc`: QUIC through boringtun's `Tunn` inside the
+//! node process ([`super::wg_socket`]). Needs no TUN device and no privilege.
+
+use super::{
+    bind_udp, crypto,
+    wg_socket::{self, WgPeer, WgSocket},
+    Availability, CryptoKind, NodeContext, NodeEndpoint, PreparedUnderlay, Stack, StackError,
+    StackId, UnderlayKind,
+};
+use crate::{check::HostCaps, topology::Topology};
+use boringtun::{noise::Tunn, x25519};
+use quinn::Runtime;
+use std::{
+    net::{SocketAddr, SocketAddrV4},
+    sync::Arc,
+};
+
+/// UDP port of every node's in-process WireGuard.
+pub const WG_PORT: u16 = 51820;
+
+#[derive(Debug)]
+pub struct QuicWgInproc {
+    pub crypto: CryptoKind,
+}
+
+struct InprocUnderlay {
+    endpoints: Vec<SocketAddr>,
+    crypto: CryptoKind,
+}
+
+fn quic_addr(index: u32) -> SocketAddr {
+    SocketAddr::V4(SocketAddrV4::new(
+        wg_socket::virtual_ip(index),
+        crate::topology::QUIC_PORT,
+    ))
+}
+
+impl PreparedUnderlay for InprocUnderlay {
+    fn node_addr(&self, index: u32) -> SocketAddr {
+        quic_addr(index)
+    }
+    fn wg_endpoint(&self, index: u32) -> Option<SocketAddr> {
+        self.endpoints.get(index as usize).copied()
+    }
+    fn describe(&self) -> serde_json::Value {
+        serde_json::json!({
+            "underlay": "boringtun 0.7 noise::Tunn inside the node process, one per peer, over UDP",
+            "crypto": crypto::describe(self.crypto),
+            "tunnel_mtu": wg_socket::TUNNEL_MTU,
+            "quic_max_udp_payload": wg_socket::MAX_QUIC_PAYLOAD,
+            "per_packet_overhead_bytes": { "synthetic_ipv4_udp": wg_socket::INNER_HEADER, "wireguard": wg_socket::WG_OVERHEAD },
+            "timer_interval_ms": 100,
+            "batching": "none (one datagram per send and receive call)",
+            "socket_buffer_requested_bytes": super::SOCKET_BUFFER,
+        })
+    }
+}
+
+impl Stack for QuicWgInproc {
+    fn id(&self) -> StackId {
+        StackId {
+            crypto: self.crypto,
+            underlay: UnderlayKind::WgInproc,
+        }
+    }
+
+    fn availability(&self, host: &HostCaps) -> Availability {
+        // The stack itself needs nothing; the harness's namespaces do.
+        match host.namespaces_unavailable() {
+            Some(why) => Availability::Unavailable(why),
+            None => Availability::Available,
+        }
+    }
+
+    fn prepare(&self, topology: &Topology) -> Result<Box<dyn PreparedUnderlay>, StackError> {
+        let endpoints = (0..topology.nodes())
+            .map(|i| SocketAddr::V4(SocketAddrV4::new(topology.node_ip(i), WG_PORT)))
+            .collect();
+        Ok(Box::new(InprocUnderlay {
+            endpoints,
+            crypto: self.crypto,
+        }))
+    }
+
+    fn endpoint(&self, ctx: &NodeContext<'_>) -> Result<NodeEndpoint, StackError> {
+        let listen = ctx.wg_listen.ok_or_else(|| {
+            StackError::Unavailable(
+                self.id().name(),
+                "no WireGuard endpoint was assigned to this node".into(),
+            )
+        })?;
+        let (server, dial) =
+            crypto::quic_configs(self.crypto, ctx, Some(wg_socket::MAX_QUIC_PAYLOAD))?;
+        let bind_err = |source| StackError::Bind {
+            addr: listen,
+            source,
+        };
+        let (outer, _) = bind_udp(listen).map_err(bind_err)?;
+        let outer = quinn::TokioRuntime
+            .wrap_udp_socket(outer)
+            .map_err(bind_err)?;
+        let mut peers = vec![];
+        for p in ctx.peers {
+            let endpoint = p.wg_endpoint.ok_or_else(|| {
+                StackError::Unavailable(
+                    self.id().name(),
+                    format!("node {} has no WireGuard endpoint", p.index),
+                )
+            })?;
+            peers.push(WgPeer {
+                index: p.index,
+                virtual_ip: wg_socket::virtual_ip(p.index),
+                endpoint,
+                // Tunnel indices have 24 usable bits; peer indices are small.
+                tunn: Tunn::new(
+                    ctx.identity.wg_secret.clone(),
+                    x25519::PublicKey::from(p.wg_public),
+                    None,
+                    None,
+                    p.index + 1,
+                    None,
+                ),
+                initiations: 0,
+                decrypted: 0,
+            });
+        }
+        let sock = WgSocket::new(outer, ctx.bind, peers);
+        let endpoint = quinn::Endpoint::new_with_abstract_socket(
+            quinn::EndpointConfig::default(),
+            Some(server),
+            sock.clone(),
+            Arc::new(quinn::TokioRuntime),
+        )
+        .map_err(bind_err)?;
+        let diagnose: Arc<dyn Fn(u32) -> String + Send + Sync> =
+            Arc::new(move |peer| sock.diagnose(peer));
+        Ok(NodeEndpoint {
+            endpoint,
+            dial,
+            diagnose: Some(diagnose),
+        })
+    }
+}

@@ -1,0 +1,412 @@
+//! WireGuard inside the node process: a quinn [`AsyncUdpSocket`] that carries QUIC datagrams
+//! through boringtun's `Tunn` (one per peer) over an ordinary UDP socket. No TUN device, no
+//! root: the seed's "ideally we wouldn't need root".
+//!
+//! QUIC sees each peer at a virtual address. A datagram to it gets a minimal IPv4+UDP header
+//! (WireGuard carries IP packets), is encrypted by that peer's `Tunn` and sent to the peer's
+//! real WireGuard endpoint; incoming WireGuard datagrams are decrypted and unwrapped the same
+//! way back. Timers (handshake retries, keepalives, rekeys) are driven every 100 ms.
+
+use boringtun::noise::{Tunn, TunnResult};
+use quinn::{
+    udp::{RecvMeta, Transmit},
+    AsyncUdpSocket, UdpPoller,
+};
+use std::{
+    collections::VecDeque,
+    fmt,
+    io::{self, IoSliceMut},
+    net::{IpAddr, Ipv4Addr, SocketAddr, SocketAddrV4},
+    pin::Pin,
+    sync::{Arc, Mutex, MutexGuard},
+    task::{Context, Poll},
+    time::Duration,
+};
+
+/// The synthetic IPv4 (20 B) + UDP (8 B) header around each QUIC datagram.
+pub const INNER_HEADER: usize = 28;
+/// WireGuard's own per-packet overhead: type, index, counter (16 B) and tag (16 B).
+pub const WG_OVERHEAD: usize = 32;
+/// Tunnel MTU, as on a WireGuard interface; inner IP packets never exceed it.
+pub const TUNNEL_MTU: usize = 1420;
+/// The largest QUIC datagram that fits the tunnel.
+pub const MAX_QUIC_PAYLOAD: u16 = (TUNNEL_MTU - INNER_HEADER) as u16;
+const TIMER_INTERVAL: Duration = Duration::from_millis(100);
+const SCRATCH: usize = 65_536;
+
+/// One remote node: its tunnel, virtual address and real WireGuard endpoint.
+pub struct WgPeer {
+    pub index: u32,
+    pub virtual_ip: Ipv4Addr,
+    pub endpoint: SocketAddr,
+    pub tunn: Tunn,
+    /// Handshake initiations sent and data packets decrypted, for diagnosis.
+    pub initiations: u64,
+    pub decrypted: u64,
+}
+
+struct Inbound {
+    /// Decrypted datagrams that did not fit quinn's buffers last time: (source, payload).
+    ready: VecDeque<(SocketAddr, Vec<u8>)>,
+    /// Receive buffers for one batched read of the outer socket (recvmmsg and GRO).
+    recv_bufs: Vec<Vec<u8>>,
+    out_buf: Vec<u8>,
+}
+
+struct Outbound {
+    /// Encrypted datagrams of one GSO batch, back to back.
+    batch: Vec<u8>,
+    plain: Vec<u8>,
+}
+
+/// Outer datagrams read per receive call.
+const RECV_BATCH: usize = 8;
+/// QUIC datagrams accepted per send call (sent as one GSO batch).
+const SEND_SEGMENTS: usize = 32;
+
+/// The socket quinn uses; see the module documentation.
+pub struct WgSocket {
+    outer: Arc<dyn AsyncUdpSocket>,
+    local: SocketAddr,
+    peers: Vec<Mutex<WgPeer>>,
+    inbound: Mutex<Inbound>,
+    outbound: Mutex<Outbound>,
+}
+
+impl fmt::Debug for WgSocket {
+    fn fmt(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        write!(f, "WgSocket({} via {} peers)", self.local, self.peers.len())
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    // A panic while holding the lock leaves plain buffers behind; they stay usable.
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Writes an IPv4+UDP header for `payload_len` bytes from `src` to `dst` into `out[..28]`.
+fn write_inner_header(out: &mut [u8], src: SocketAddrV4, dst: SocketAddrV4, payload_len: usize) {
+    let total = (INNER_HEADER + payload_len) as u16;
+    out[0] = 0x45;
+    out[1] = 0;
+    out[2..4].copy_from_slice(&total.to_be_bytes());
+    out[4..8].copy_from_slice(&[0, 0, 0x40, 0]); // id 0, don't fragment
+    out[8] = 64;
+    out[9] = 17; // UDP
+    out[10..12].copy_from_slice(&[0, 0]);
+    out[12..16].copy_from_slice(&src.ip().octets());
+    out[16..20].copy_from_slice(&dst.ip().octets());
+    let mut sum: u32 = out[..20]
+        .chunks(2)
+        .map(|w| u16::from_be_bytes([w[0], w[1]]) as u32)
+        .sum();
+    while sum > 0xffff {
+        sum = (sum & 0xffff) + (sum >> 16);
+    }
+    out[10..12].copy_from_slice(&(!(sum as u16)).to_be_bytes());
+    out[20..22].copy_from_slice(&src.port().to_be_bytes());
+    out[22..24].copy_from_slice(&dst.port().to_be_bytes());
+    out[24..26].copy_from_slice(&((8 + payload_len) as u16).to_be_bytes());
+    out[26..28].copy_from_slice(&[0, 0]); // UDP checksum optional over IPv4
+}
+
+/// The source and payload of an inner IPv4+UDP packet, if it is one.
+fn read_inner_packet(p: &[u8]) -> Option<(SocketAddr, &[u8])> {
+    if p.len() < INNER_HEADER || p[0] != 0x45 || p[9] != 17 {
+        return None;
+    }
+    let total = u16::from_be_bytes([p[2], p[3]]) as usize;
+    let src = Ipv4Addr::new(p[12], p[13], p[14], p[15]);
+    let sport = u16::from_be_bytes([p[20], p[21]]);
+    (INNER_HEADER..=p.len())
+        .contains(&total)
+        .then(|| (SocketAddr::new(src.into(), sport), &p[INNER_HEADER..total]))
+}
+
+impl WgSocket {
+    /// A tunnel socket at virtual address `local`, sending over `outer` to `peers`; spawns the
+    /// timer task on the current tokio runtime.
+    pub fn new(outer: Arc<dyn AsyncUdpSocket>, local: SocketAddr, peers: Vec<WgPeer>) -> Arc<Self> {
+        let sock = Arc::new(WgSocket {
+            outer,
+            local,
+            peers: peers.into_iter().map(Mutex::new).collect(),
+            inbound: Mutex::new(Inbound {
+                ready: VecDeque::new(),
+                recv_bufs: vec![vec![0; SCRATCH]; RECV_BATCH],
+                out_buf: vec![0; SCRATCH],
+            }),
+            outbound: Mutex::new(Outbound {
+                batch: Vec::with_capacity(SCRATCH * 2),
+                plain: vec![0; TUNNEL_MTU],
+            }),
+        });
+        let weak = Arc::downgrade(&sock);
+        tokio::spawn(async move {
+            let mut buf = vec![0u8; SCRATCH];
+            let mut tick = tokio::time::interval(TIMER_INTERVAL);
+            while let Some(sock) = {
+                tick.tick().await;
+                weak.upgrade()
+            } {
+                for p in &sock.peers {
+                    let mut p = lock(p);
+                    if let TunnResult::WriteToNetwork(pkt) = p.tunn.update_timers(&mut buf) {
+                        sock.send_outer(p.endpoint, pkt);
+                    }
+                }
+            }
+        });
+        sock
+    }
+
+    fn send_outer(&self, dest: SocketAddr, contents: &[u8]) {
+        self.send_outer_batch(dest, contents, None);
+    }
+
+    fn send_outer_batch(&self, dest: SocketAddr, contents: &[u8], segment_size: Option<usize>) {
+        let t = Transmit {
+            destination: dest,
+            ecn: None,
+            contents,
+            segment_size,
+            src_ip: None,
+        };
+        // A full socket buffer is a loss, which QUIC recovers from like any other.
+        let _ = self.outer.try_send(&t);
+    }
+
+    /// Why nothing may be arriving from peer `index`, for error messages.
+    pub fn diagnose(&self, index: u32) -> String {
+        match self.peers.iter().map(lock).find(|p| p.index == index) {
+            Some(p) => {
+                let (since_handshake, ..) = p.tunn.stats();
+                match since_handshake {
+                    Some(t) => format!("WireGuard session with node {index} up (last handshake {t:?} ago), {} packets decrypted", p.decrypted),
+                    None => format!(
+                        "no WireGuard handshake with node {index} completed ({} initiations sent to {}): wrong key, or the peer is down",
+                        p.initiations, p.endpoint
+                    ),
+                }
+            }
+            None => format!("node {index} is not a WireGuard peer"),
+        }
+    }
+
+    /// Decrypts one datagram from the outer socket; the inner QUIC datagram goes to
+    /// `deliver` (which copies it out), anything for the network is sent at once.
+    fn decapsulate(
+        &self,
+        out_buf: &mut [u8],
+        from: SocketAddr,
+        data: &[u8],
+        mut deliver: impl FnMut(SocketAddr, &[u8]),
+    ) {
+        let Some(peer) = self.peers.iter().find(|p| lock(p).endpoint == from) else {
+            return;
+        };
+        let mut p = lock(peer);
+        let mut input = data;
+        loop {
+            match p.tunn.decapsulate(Some(from.ip()), input, out_buf) {
+                TunnResult::WriteToNetwork(pkt) => {
+                    self.send_outer(p.endpoint, pkt);
+                    input = &[]; // Flush anything queued behind the handshake.
+                    continue;
+                }
+                TunnResult::WriteToTunnelV4(pkt, _) => {
+                    if let Some((src, payload)) = read_inner_packet(pkt) {
+                        p.decrypted += 1;
+                        deliver(src, payload);
+                    }
+                }
+                TunnResult::WriteToTunnelV6(..) | TunnResult::Done | TunnResult::Err(_) => {}
+            }
+            break;
+        }
+    }
+}
+
+impl AsyncUdpSocket for WgSocket {
+    fn create_io_poller(self: Arc<Self>) -> Pin<Box<dyn UdpPoller>> {
+        self.outer.clone().create_io_poller()
+    }
+
+    fn try_send(&self, transmit: &Transmit) -> io::Result<()> {
+        let (SocketAddr::V4(dst), SocketAddr::V4(src)) = (transmit.destination, self.local) else {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "the tunnel carries IPv4 only",
+            ));
+        };
+        let peer = self
+            .peers
+            .iter()
+            .find(|p| lock(p).virtual_ip == *dst.ip())
+            .ok_or_else(|| {
+                io::Error::new(
+                    io::ErrorKind::NotConnected,
+                    format!("no WireGuard peer for {dst}"),
+                )
+            })?;
+        let mut p = lock(peer);
+        let mut out = lock(&self.outbound);
+        let Outbound { batch, plain } = &mut *out;
+        batch.clear();
+        let seg = transmit.segment_size.unwrap_or(transmit.contents.len());
+        // Every encrypted data packet is exactly 32 bytes longer than its plaintext (boringtun
+        // does not pad), so a batch of equal QUIC segments stays a valid GSO batch.
+        let sealed_seg = seg + INNER_HEADER + WG_OVERHEAD;
+        for datagram in transmit.contents.chunks(seg) {
+            let len = INNER_HEADER + datagram.len();
+            if len > TUNNEL_MTU {
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidInput,
+                    "datagram exceeds the tunnel MTU",
+                ));
+            }
+            write_inner_header(plain, src, dst, datagram.len());
+            plain[INNER_HEADER..len].copy_from_slice(datagram);
+            let at = batch.len();
+            // encapsulate needs room for len + 32, and at least 148 bytes (a handshake).
+            batch.resize(at + (len + WG_OVERHEAD).max(148), 0);
+            match p.tunn.encapsulate(&plain[..len], &mut batch[at..]) {
+                TunnResult::WriteToNetwork(pkt) if pkt.len() == len + WG_OVERHEAD => {
+                    batch.truncate(at + len + WG_OVERHEAD);
+                }
+                TunnResult::WriteToNetwork(pkt) => {
+                    // No session yet: the data was queued and this is a handshake initiation.
+                    p.initiations += 1;
+                    self.send_outer(p.endpoint, pkt);
+                    batch.truncate(at);
+                }
+                TunnResult::Err(e) => return Err(io::Error::other(format!("WireGuard: {e:?}"))),
+                _ => batch.truncate(at),
+            }
+        }
+        if !batch.is_empty() {
+            let gso = (batch.len() > sealed_seg).then_some(sealed_seg);
+            self.send_outer_batch(p.endpoint, batch, gso);
+        }
+        Ok(())
+    }
+
+    fn poll_recv(
+        &self,
+        cx: &mut Context,
+        bufs: &mut [IoSliceMut<'_>],
+        meta: &mut [RecvMeta],
+    ) -> Poll<io::Result<usize>> {
+        let mut guard = lock(&self.inbound);
+        let Inbound {
+            ready,
+            recv_bufs,
+            out_buf,
+        } = &mut *guard;
+        let room = bufs.len().min(meta.len());
+        let local_ip = self.local.ip();
+        loop {
+            let mut n = 0;
+            let mut put = |src: SocketAddr, data: &[u8], n: &mut usize| {
+                let len = data.len().min(bufs[*n].len());
+                bufs[*n][..len].copy_from_slice(&data[..len]);
+                meta[*n] = RecvMeta {
+                    addr: src,
+                    len,
+                    stride: len,
+                    ecn: None,
+                    dst_ip: Some(local_ip),
+                };
+                *n += 1;
+            };
+            while n < room {
+                let Some((src, data)) = ready.pop_front() else {
+                    break;
+                };
+                put(src, &data, &mut n);
+            }
+            if n > 0 {
+                return Poll::Ready(Ok(n));
+            }
+            let mut rmeta = [RecvMeta::default(); RECV_BATCH];
+            let got = {
+                let mut slices: Vec<IoSliceMut<'_>> =
+                    recv_bufs.iter_mut().map(|b| IoSliceMut::new(b)).collect();
+                match self.outer.poll_recv(cx, &mut slices, &mut rmeta) {
+                    Poll::Pending => return Poll::Pending,
+                    Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
+                    Poll::Ready(Ok(got)) => got,
+                }
+            };
+            for (m, buf) in rmeta[..got].iter().zip(recv_bufs.iter()) {
+                for seg in buf[..m.len].chunks(m.stride.max(1)) {
+                    self.decapsulate(out_buf, m.addr, seg, |src, data| {
+                        if n < room {
+                            put(src, data, &mut n);
+                        } else {
+                            ready.push_back((src, data.to_vec()));
+                        }
+                    });
+                }
+            }
+            if n > 0 {
+                return Poll::Ready(Ok(n));
+            }
+        }
+    }
+
+    fn max_transmit_segments(&self) -> usize {
+        self.outer.max_transmit_segments().min(SEND_SEGMENTS)
+    }
+
+    fn local_addr(&self) -> io::Result<SocketAddr> {
+        Ok(self.local)
+    }
+
+    fn max_receive_segments(&self) -> usize {
+        1
+    }
+
+    fn may_fragment(&self) -> bool {
+        false
+    }
+}
+
+/// The virtual (tunnel) address of node `index`.
+pub fn virtual_ip(index: u32) -> Ipv4Addr {
+    Ipv4Addr::new(198, 19, 0, (index + 1) as u8)
+}
+
+/// Whether `ip` is a tunnel address (as opposed to a veth one).
+pub fn is_virtual(ip: IpAddr) -> bool {
+    matches!(ip, IpAddr::V4(v) if v.octets()[..3] == [198, 19, 0])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn inner_header_round_trips_with_a_valid_checksum() {
+        let src = SocketAddrV4::new(virtual_ip(0), 4433);
+        let dst = SocketAddrV4::new(virtual_ip(1), 4433);
+        let mut p = vec![0u8; INNER_HEADER + 5];
+        write_inner_header(&mut p, src, dst, 5);
+        p[INNER_HEADER..].copy_from_slice(b"hello");
+        let sum: u32 = p[..20]
+            .chunks(2)
+            .map(|w| u16::from_be_bytes([w[0], w[1]]) as u32)
+            .sum();
+        assert_eq!(
+            (sum & 0xffff) + (sum >> 16),
+            0xffff,
+            "header checksum verifies"
+        );
+        let (from, payload) = read_inner_packet(&p).expect("parses");
+        assert_eq!((from, payload), (SocketAddr::V4(src), &b"hello"[..]));
+        assert!(read_inner_packet(&p[..20]).is_none());
+        assert!(
+            is_virtual(virtual_ip(3).into()) && !is_virtual(Ipv4Addr::new(198, 18, 0, 1).into())
+        );
+    }
+}
