@@ -4,6 +4,8 @@
 #
 #   iproute2     ip, tc: namespaces, veths, rate limits
 #   util-linux   unshare: rootless runs
+#   wireguard-go the wireguard-go daemon for the quic-*+wg-go stacks (without it they are
+#                reported unavailable, with this install command)
 #   python3-venv a virtualenv with the PyPI `hdrhistogram` package, which the tests use to
 #                check that results decode with an independent HdrHistogram implementation
 #                (created in target/interop-venv)
@@ -14,6 +16,7 @@ need_apt=()
 command -v ip >/dev/null && command -v tc >/dev/null || need_apt+=(iproute2)
 command -v unshare >/dev/null || need_apt+=(util-linux)
 command -v python3 >/dev/null || need_apt+=(python3)
+command -v wireguard-go >/dev/null || need_apt+=(wireguard-go)
 venv=target/interop-venv
 if [ ! -x "$venv/bin/python" ] && ! python3 -c 'import venv, ensurepip' 2>/dev/null; then
   need_apt+=(python3-venv)

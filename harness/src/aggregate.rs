@@ -63,6 +63,25 @@ pub struct RepetitionContext<'a> {
     pub stack_config: serde_json::Value,
 }
 
+/// Bytes sent on the nodes' veths per byte of object delivered.
+fn wire_overhead(reports: &[NodeReport]) -> f64 {
+    let wire: u64 = reports
+        .iter()
+        .filter_map(|r| r.net.get(crate::topology::NODE_IFACE))
+        .map(|c| c.tx_bytes)
+        .sum();
+    let delivered: u64 = reports
+        .iter()
+        .flat_map(|r| &r.classes)
+        .map(|c| c.received_bytes)
+        .sum();
+    if delivered == 0 {
+        0.0
+    } else {
+        wire as f64 / delivered as f64
+    }
+}
+
 pub fn summarize(
     ctx: &RepetitionContext<'_>,
     reports: &[NodeReport],
@@ -194,6 +213,7 @@ pub fn summarize(
         nodes,
         host_softirq_seconds: ctx.host_softirq_seconds,
         cpu_busy_fraction: (node_cpu + ctx.host_softirq_seconds) / (cores * window),
+        wire_bytes_per_delivered_byte: wire_overhead(reports),
         handshake_us: percentiles(&handshake),
         send_lag_us: percentiles(&lag),
         stack_config: ctx.stack_config.clone(),

@@ -55,6 +55,14 @@ enum Command {
     },
     /// List the stacks of the design.
     List,
+    /// Internal: a boringtun WireGuard device serving a TUN, started by `run`.
+    #[command(hide = true)]
+    WgDevice {
+        #[arg(long)]
+        iface: String,
+        #[arg(long, default_value_t = 1)]
+        threads: usize,
+    },
     /// Internal: one node, started by `run` inside a namespace.
     #[command(hide = true)]
     Node {
@@ -99,6 +107,9 @@ fn usage_error(msg: impl std::fmt::Display) -> Result<ExitCode> {
 
 fn dispatch(cli: Cli) -> Result<ExitCode> {
     match cli.command {
+        Command::WgDevice { iface, threads } => {
+            crate::stack::wg_tun::run_boringtun_device(&iface, threads).map(|()| ExitCode::SUCCESS)
+        }
         Command::Node { control, index } => {
             crate::node::main(&control, index).map(|()| ExitCode::SUCCESS)
         }

@@ -48,6 +48,7 @@ pub struct NodeSetup {
     pub plan: WorkloadPlan,
     pub bind: SocketAddr,
     pub wg_listen: Option<SocketAddr>,
+    pub wg_uapi: Option<crate::stack::WgUapi>,
     pub peers: Vec<PeerInfo>,
 }
 

@@ -12,6 +12,7 @@ pub mod control;
 pub mod controller;
 pub mod metrics;
 pub mod node;
+pub mod process;
 pub mod results;
 pub mod rootless;
 pub mod runid;

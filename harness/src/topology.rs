@@ -13,6 +13,8 @@ use std::{
 };
 
 const SCRIPT: &str = include_str!("../../netns-scripts/topology.sh");
+/// Each node's link to the switch, inside its namespace.
+pub const NODE_IFACE: &str = "eth0";
 /// UDP port every node's QUIC endpoint listens on.
 pub const QUIC_PORT: u16 = 4433;
 
@@ -115,6 +117,11 @@ impl Topology {
         }
         self.up = false;
         down_prefix(&self.state_dir, &self.prefix)
+    }
+
+    /// The run prefix every name of this topology starts with.
+    pub fn prefix(&self) -> &str {
+        &self.prefix
     }
 
     pub fn nodes(&self) -> u32 {

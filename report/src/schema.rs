@@ -53,6 +53,9 @@ pub struct RepetitionSummary {
     /// Share of all host CPUs busy with the nodes and softirq during the repetition. Near 1,
     /// latencies include waiting for a CPU, not only the stack's own cost.
     pub cpu_busy_fraction: f64,
+    /// Bytes the nodes put on their veths (every header, handshake and ACK) per byte of
+    /// object delivered: the wire overhead of the whole stack.
+    pub wire_bytes_per_delivered_byte: f64,
     /// Full QUIC+TLS handshakes at setup, µs: the first handshake of each freshly started
     /// node process (cold code paths), not a warm reconnect.
     pub handshake_us: Percentiles,

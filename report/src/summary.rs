@@ -149,6 +149,79 @@ fn unavailable(run: &LoadedRun) -> Vec<String> {
         .collect()
 }
 
+const COST_HEADERS: [&str; 7] = [
+    "stack",
+    "rep",
+    "CPU busy",
+    "node CPU",
+    "softirq",
+    "wire B/B",
+    "1st handshake",
+];
+
+/// One row per stack and repetition: what the stack cost beyond latency.
+fn cost_rows(run: &LoadedRun) -> Vec<[String; 7]> {
+    run.repetitions
+        .iter()
+        .map(|r| {
+            let node_cpu: f64 = r
+                .nodes
+                .iter()
+                .map(|n| n.cpu_user_seconds + n.cpu_sys_seconds)
+                .sum();
+            [
+                r.stack.clone(),
+                r.repetition.to_string(),
+                format!("{:.0}%", r.cpu_busy_fraction * 100.0),
+                format!("{node_cpu:.2}s"),
+                format!("{:.2}s", r.host_softirq_seconds),
+                format!("{:.3}", r.wire_bytes_per_delivered_byte),
+                fmt_us(r.handshake_us.p50),
+            ]
+        })
+        .collect()
+}
+
+fn markdown_table<const N: usize>(headers: [&str; N], rows: &[[String; N]]) -> String {
+    let mut s = format!("| {} |\n|{}\n", headers.join(" | "), "---|".repeat(N));
+    for r in rows {
+        s.push_str(&format!("| {} |\n", r.join(" | ")));
+    }
+    s
+}
+
+fn text_table<const N: usize>(headers: [&str; N], rows: &[[String; N]], left: usize) -> String {
+    let mut widths = headers.map(|h| h.chars().count());
+    for r in rows {
+        for (w, cell) in widths.iter_mut().zip(r) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    let line = |cells: &[String]| {
+        cells
+            .iter()
+            .zip(widths)
+            .enumerate()
+            .map(|(i, (c, w))| {
+                let pad = " ".repeat(w.saturating_sub(c.chars().count()));
+                if i < left {
+                    format!("{c}{pad}")
+                } else {
+                    format!("{pad}{c}")
+                }
+            })
+            .collect::<Vec<_>>()
+            .join("  ")
+    };
+    let mut s = line(&headers.map(String::from));
+    s.push('\n');
+    for r in rows {
+        s.push_str(&line(r));
+        s.push('\n');
+    }
+    s
+}
+
 /// Compact Markdown: the per-class table, then stacks that did not run and why.
 pub fn summary_markdown(run: &LoadedRun) -> String {
     let m = &run.manifest;
@@ -159,11 +232,9 @@ pub fn summary_markdown(run: &LoadedRun) -> String {
     s.push_str(
         "Latency is per (object, receiver), from the intended send time to full receipt.\n\n",
     );
-    s.push_str(&format!("| {} |\n", HEADERS.join(" | ")));
-    s.push_str(&format!("|{}\n", "---|".repeat(HEADERS.len())));
-    for r in rows(run) {
-        s.push_str(&format!("| {} |\n", r.join(" | ")));
-    }
+    s.push_str(&markdown_table(HEADERS, &rows(run)));
+    s.push_str("\nCost per stack (CPU over the whole repetition; wire bytes on the veths per delivered byte):\n\n");
+    s.push_str(&markdown_table(COST_HEADERS, &cost_rows(run)));
     let warn = warnings(run);
     if !warn.is_empty() {
         s.push_str("\n**Warnings:**\n\n");
@@ -184,37 +255,11 @@ pub fn summary_markdown(run: &LoadedRun) -> String {
     s
 }
 
-/// An aligned plain-text table for the terminal.
+/// Aligned plain-text tables for the terminal.
 pub fn summary_table(run: &LoadedRun) -> String {
-    let rows = rows(run);
-    let mut widths = HEADERS.map(|h| h.chars().count());
-    for r in &rows {
-        for (w, cell) in widths.iter_mut().zip(r) {
-            *w = (*w).max(cell.chars().count());
-        }
-    }
-    let line = |cells: &[String]| {
-        cells
-            .iter()
-            .zip(widths)
-            .enumerate()
-            .map(|(i, (c, w))| {
-                let pad = w.saturating_sub(c.chars().count());
-                if i < 3 {
-                    format!("{c}{}", " ".repeat(pad))
-                } else {
-                    format!("{}{c}", " ".repeat(pad))
-                }
-            })
-            .collect::<Vec<_>>()
-            .join("  ")
-    };
-    let mut s = line(&HEADERS.map(String::from));
+    let mut s = text_table(HEADERS, &rows(run), 3);
     s.push('\n');
-    for r in &rows {
-        s.push_str(&line(r));
-        s.push('\n');
-    }
+    s.push_str(&text_table(COST_HEADERS, &cost_rows(run), 2));
     for x in warnings(run) {
         s.push_str(&format!("warning: {x}\n"));
     }

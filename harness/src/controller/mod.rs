@@ -37,6 +37,33 @@ pub struct Faults {
     pub wrong_peer_key: Option<(u32, u32)>,
 }
 
+impl Faults {
+    /// Whether node `i` must be given a wrong key for node `j`.
+    pub fn wrong_key(&self, i: u32, j: u32) -> bool {
+        self.wrong_peer_key == Some((i, j))
+    }
+
+    /// Whose TLS key node `i` is given for node `j`: `j`'s, or under the fault another
+    /// node's real key (a third node where there is one, else `i`'s own).
+    pub fn tls_key_owner(&self, i: u32, j: u32, nodes: u32) -> u32 {
+        if !self.wrong_key(i, j) {
+            return j;
+        }
+        (0..nodes).find(|k| *k != i && *k != j).unwrap_or(i)
+    }
+
+    /// The WireGuard public key node `i` is given for node `j`: `right`, or under the fault a
+    /// fresh valid key that no node holds. (Another node's key would not do: WireGuard
+    /// ignores a peer with the device's own key and refuses duplicate peers.)
+    pub fn wg_key(&self, i: u32, j: u32, right: [u8; 32]) -> [u8; 32] {
+        if !self.wrong_key(i, j) {
+            return right;
+        }
+        let stranger = boringtun::x25519::StaticSecret::random_from_rng(rand::rngs::OsRng);
+        boringtun::x25519::PublicKey::from(&stranger).to_bytes()
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct RunOptions {
     /// Parent folder of run folders (e.g. `results/runs`), or the exact folder with `exact_dir`.
@@ -128,7 +155,7 @@ pub async fn run(scenario: &Scenario, opts: &RunOptions) -> Result<RunOutcome> {
         }
         let result = async {
             let underlay = stack
-                .prepare(&topology)
+                .prepare(&topology, opts)
                 .with_context(|| format!("preparing {name}"))?;
             for rep in 0..reps {
                 let label = format!("{name} rep {}/{reps}", rep + 1);
@@ -225,9 +252,9 @@ async fn repetition(
             let peers = (0..topology.nodes())
                 .filter(|&j| j != i)
                 .map(|j| {
-                    // A wrong key is a real key, but not node j's: node i's own.
-                    let wrong = opts.faults.wrong_peer_key == Some((i, j));
-                    let (spki, wg_public) = keys[if wrong { i } else { j } as usize].clone();
+                    let owner = opts.faults.tls_key_owner(i, j, topology.nodes());
+                    let spki = keys[owner as usize].0.clone();
+                    let wg_public = opts.faults.wg_key(i, j, keys[j as usize].1);
                     PeerInfo {
                         index: j,
                         addr: underlay.node_addr(j),
@@ -242,6 +269,7 @@ async fn repetition(
                 plan: plan.clone(),
                 bind: underlay.node_addr(i),
                 wg_listen: underlay.wg_endpoint(i),
+                wg_uapi: underlay.wg_uapi(i),
                 peers,
             }))
         })

@@ -70,17 +70,8 @@ impl NodeSet {
                 .stdout(std::process::Stdio::null())
                 .stderr(std::process::Stdio::piped())
                 .kill_on_drop(true);
-            // SAFETY: only async-signal-safe calls (setpgid, prctl) between fork and exec.
-            unsafe {
-                cmd.pre_exec(|| {
-                    // Own process group: a terminal's Ctrl-C reaches the controller, which then
-                    // stops the nodes in order, rather than every node at once.
-                    libc::setpgid(0, 0);
-                    // If the controller dies, even by SIGKILL, its nodes die with it.
-                    libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
-                    Ok(())
-                });
-            }
+            // SAFETY: guard_child makes only async-signal-safe calls.
+            unsafe { cmd.pre_exec(|| crate::process::guard_child()) };
             let mut child = cmd
                 .spawn()
                 .with_context(|| format!("starting node {i} in {}", topology.node_netns(i)))?;

@@ -104,6 +104,7 @@ async fn repetition(
         identity,
         bind: setup.bind,
         wg_listen: setup.wg_listen,
+        wg_uapi: setup.wg_uapi.clone(),
         peers: &setup.peers,
     };
     let ep = stack

@@ -12,10 +12,12 @@ pub mod tls;
 mod transport;
 mod wg_inproc;
 pub mod wg_socket;
+pub mod wg_tun;
 
 pub use quic_udp::QuicUdp;
 pub use transport::{bind_udp, transport_config, SOCKET_BUFFER};
 pub use wg_inproc::QuicWgInproc;
+pub use wg_tun::{Daemon, QuicWgTun};
 
 use crate::check::HostCaps;
 use serde::{Deserialize, Serialize};
@@ -135,6 +137,8 @@ pub enum StackError {
     Unavailable(String, String),
     #[error(transparent)]
     Tls(#[from] tls::TlsError),
+    #[error("setting up the underlay: {0}")]
+    Setup(String),
     #[error("binding the QUIC endpoint on {addr}: {source}")]
     Bind {
         addr: SocketAddr,
@@ -151,6 +155,8 @@ pub struct NodeContext<'a> {
     pub bind: SocketAddr,
     /// Where this node's in-process WireGuard listens, for stacks that have one.
     pub wg_listen: Option<SocketAddr>,
+    /// This node's WireGuard daemon, for stacks that have one.
+    pub wg_uapi: Option<WgUapi>,
     pub peers: &'a [PeerInfo],
 }
 
@@ -168,6 +174,9 @@ pub struct PeerInfo {
 /// How to dial one peer: its index, a client configuration (pinned to that peer) and the
 /// TLS server name.
 pub type Dial = (u32, quinn::ClientConfig, String);
+
+/// A WireGuard daemon's UAPI socket.
+pub type WgUapi = std::path::PathBuf;
 
 /// Explains, for error messages, why a peer may be unreachable through the underlay.
 pub type Diagnose = Arc<dyn Fn(u32) -> String + Send + Sync>;
@@ -195,6 +204,11 @@ pub trait PreparedUnderlay: Send {
     fn wg_endpoint(&self, _index: u32) -> Option<SocketAddr> {
         None
     }
+    /// Node `index`'s WireGuard UAPI socket, where a daemon serves the tunnel (for diagnosing
+    /// failed connections).
+    fn wg_uapi(&self, _index: u32) -> Option<WgUapi> {
+        None
+    }
 }
 
 /// A transport-security stack under test.
@@ -206,6 +220,7 @@ pub trait Stack: Send + Sync {
     fn prepare(
         &self,
         topology: &crate::topology::Topology,
+        opts: &crate::controller::RunOptions,
     ) -> Result<Box<dyn PreparedUnderlay>, StackError>;
     /// Node side: the QUIC endpoint of one node, inside its namespace.
     fn endpoint(&self, ctx: &NodeContext<'_>) -> Result<NodeEndpoint, StackError>;
@@ -234,6 +249,7 @@ impl Stack for NotBuilt {
     fn prepare(
         &self,
         _: &crate::topology::Topology,
+        _: &crate::controller::RunOptions,
     ) -> Result<Box<dyn PreparedUnderlay>, StackError> {
         Err(StackError::Unavailable(self.0.name(), self.reason()))
     }
@@ -250,6 +266,14 @@ pub fn registry() -> Vec<Arc<dyn Stack>> {
             match (id.crypto, id.underlay) {
                 (crypto, UnderlayKind::Udp) => Arc::new(QuicUdp { crypto }),
                 (crypto, UnderlayKind::WgInproc) => Arc::new(QuicWgInproc { crypto }),
+                (crypto, UnderlayKind::WgBoringtun) => Arc::new(QuicWgTun {
+                    crypto,
+                    daemon: Daemon::Boringtun,
+                }),
+                (crypto, UnderlayKind::WgGo) => Arc::new(QuicWgTun {
+                    crypto,
+                    daemon: Daemon::WireguardGo,
+                }),
                 _ => Arc::new(NotBuilt(id)),
             }
         })

@@ -49,7 +49,11 @@ impl Stack for QuicUdp {
         }
     }
 
-    fn prepare(&self, topology: &Topology) -> Result<Box<dyn PreparedUnderlay>, StackError> {
+    fn prepare(
+        &self,
+        topology: &Topology,
+        _opts: &crate::controller::RunOptions,
+    ) -> Result<Box<dyn PreparedUnderlay>, StackError> {
         let addrs = (0..topology.nodes())
             .map(|i| topology.node_socket_addr(i))
             .collect();
@@ -60,24 +64,34 @@ impl Stack for QuicUdp {
     }
 
     fn endpoint(&self, ctx: &NodeContext<'_>) -> Result<NodeEndpoint, StackError> {
-        let (server, dial) = crypto::quic_configs(self.crypto, ctx, None)?;
-        let bind_err = |source| StackError::Bind {
-            addr: ctx.bind,
-            source,
-        };
-        let (socket, rcvbuf) = super::bind_udp(ctx.bind).map_err(bind_err)?;
-        tracing::debug!("node {}: UDP receive buffer {rcvbuf} bytes", ctx.index);
-        let endpoint = quinn::Endpoint::new(
-            quinn::EndpointConfig::default(),
-            Some(server),
-            socket,
-            Arc::new(quinn::TokioRuntime),
-        )
-        .map_err(bind_err)?;
-        Ok(NodeEndpoint {
-            endpoint,
-            dial,
-            diagnose: None,
-        })
+        udp_endpoint(self.crypto, ctx, None, None)
     }
+}
+
+/// A QUIC endpoint on an ordinary UDP socket at `ctx.bind` (a veth or a tunnel address).
+pub fn udp_endpoint(
+    crypto: CryptoKind,
+    ctx: &NodeContext<'_>,
+    max_udp_payload: Option<u16>,
+    diagnose: Option<super::Diagnose>,
+) -> Result<NodeEndpoint, StackError> {
+    let (server, dial) = crypto::quic_configs(crypto, ctx, max_udp_payload)?;
+    let bind_err = |source| StackError::Bind {
+        addr: ctx.bind,
+        source,
+    };
+    let (socket, rcvbuf) = super::bind_udp(ctx.bind).map_err(bind_err)?;
+    tracing::debug!("node {}: UDP receive buffer {rcvbuf} bytes", ctx.index);
+    let endpoint = quinn::Endpoint::new(
+        quinn::EndpointConfig::default(),
+        Some(server),
+        socket,
+        Arc::new(quinn::TokioRuntime),
+    )
+    .map_err(bind_err)?;
+    Ok(NodeEndpoint {
+        endpoint,
+        dial,
+        diagnose,
+    })
 }

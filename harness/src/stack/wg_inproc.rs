@@ -72,7 +72,11 @@ impl Stack for QuicWgInproc {
         }
     }
 
-    fn prepare(&self, topology: &Topology) -> Result<Box<dyn PreparedUnderlay>, StackError> {
+    fn prepare(
+        &self,
+        topology: &Topology,
+        _opts: &crate::controller::RunOptions,
+    ) -> Result<Box<dyn PreparedUnderlay>, StackError> {
         let endpoints = (0..topology.nodes())
             .map(|i| SocketAddr::V4(SocketAddrV4::new(topology.node_ip(i), WG_PORT)))
             .collect();

@@ -1,0 +1,374 @@
+//! QUIC over WireGuard daemons that serve a TUN device in each node namespace: boringtun
+//! (`quic-*+wg-boringtun`, run as `stackbench wg-device`) and wireguard-go (`quic-*+wg-go`).
+//! Both are configured over the standard UAPI socket with fresh keys per run; QUIC is plain
+//! UDP on the tunnel address, and the kernel routes it through the TUN.
+
+use super::{
+    quic_udp::udp_endpoint, wg_socket, Availability, CryptoKind, NodeContext, NodeEndpoint,
+    PreparedUnderlay, Stack, StackError, StackId, UnderlayKind,
+};
+use crate::{check::HostCaps, controller::RunOptions, topology::Topology};
+use boringtun::x25519;
+use std::{
+    io::{BufRead, BufReader, Write},
+    net::{SocketAddr, SocketAddrV4},
+    os::unix::{net::UnixStream, process::CommandExt},
+    path::PathBuf,
+    process::{Child, Command, Stdio},
+    time::{Duration, Instant},
+};
+
+/// Where userspace WireGuard daemons put their control sockets (shared by all namespaces).
+const UAPI_DIR: &str = "/var/run/wireguard";
+const WG_PORT: u16 = 51820;
+/// boringtun device worker threads: on 2 cores, 1 thread without multi-queue was ~3x faster
+/// than the default 4 with multi-queue, which reorders heavily (DESIGN.md).
+const BORINGTUN_THREADS: usize = 1;
+const DAEMON_START: Duration = Duration::from_secs(5);
+
+/// Which userspace WireGuard serves the TUN.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Daemon {
+    Boringtun,
+    WireguardGo,
+}
+
+#[derive(Debug)]
+pub struct QuicWgTun {
+    pub crypto: CryptoKind,
+    pub daemon: Daemon,
+}
+
+/// The UAPI socket of interface `iface`.
+pub fn uapi_path(iface: &str) -> PathBuf {
+    PathBuf::from(UAPI_DIR).join(format!("{iface}.sock"))
+}
+
+fn hex(key: &[u8; 32]) -> String {
+    key.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Sends one UAPI request and returns the response lines (without the errno line).
+pub fn uapi(path: &std::path::Path, request: &str) -> std::io::Result<Vec<String>> {
+    let mut s = UnixStream::connect(path)?;
+    s.set_read_timeout(Some(Duration::from_secs(5)))?;
+    s.write_all(request.as_bytes())?;
+    let mut lines = vec![];
+    for line in BufReader::new(s).lines() {
+        let line = line?;
+        if let Some(errno) = line.strip_prefix("errno=") {
+            if errno != "0" {
+                return Err(std::io::Error::other(format!(
+                    "UAPI request failed with errno={errno}"
+                )));
+            }
+            return Ok(lines);
+        }
+        lines.push(line);
+    }
+    Err(std::io::Error::other(
+        "UAPI connection closed without an errno line",
+    ))
+}
+
+/// Why no traffic flows to node `index` through the device at `path`, for error messages.
+/// The peer is found by its tunnel address, so a peer configured with a wrong key is found.
+pub fn diagnose(path: &std::path::Path, index: u32) -> String {
+    let lines = match uapi(path, "get=1\n\n") {
+        Ok(l) => l,
+        Err(e) => {
+            return format!(
+                "cannot query the WireGuard device at {}: {e}",
+                path.display()
+            )
+        }
+    };
+    let wanted = format!("allowed_ip={}/32", wg_socket::virtual_ip(index));
+    // Each peer's block starts at its public_key line.
+    let blocks = lines.split(|l| l.starts_with("public_key=")).skip(1);
+    for block in blocks {
+        if block.iter().any(|l| *l == wanted) {
+            let handshake = block
+                .iter()
+                .find_map(|l| l.strip_prefix("last_handshake_time_sec="));
+            return match handshake {
+                Some("0") | None => format!("no WireGuard handshake with node {index} completed: wrong key, or the peer is down"),
+                Some(_) => format!("WireGuard session with node {index} is up"),
+            };
+        }
+    }
+    format!("node {index} is not configured as a WireGuard peer")
+}
+
+fn tunnel_addr(index: u32) -> SocketAddr {
+    SocketAddr::V4(SocketAddrV4::new(
+        wg_socket::virtual_ip(index),
+        crate::topology::QUIC_PORT,
+    ))
+}
+
+/// The daemons of one topology; dropping it stops them and removes their sockets.
+struct TunUnderlay {
+    crypto: CryptoKind,
+    daemon: Daemon,
+    children: Vec<Child>,
+    ifaces: Vec<String>,
+    version: String,
+}
+
+impl Drop for TunUnderlay {
+    fn drop(&mut self) {
+        for c in &mut self.children {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+        for i in &self.ifaces {
+            let _ = std::fs::remove_file(uapi_path(i));
+        }
+    }
+}
+
+impl PreparedUnderlay for TunUnderlay {
+    fn node_addr(&self, index: u32) -> SocketAddr {
+        tunnel_addr(index)
+    }
+    fn wg_uapi(&self, index: u32) -> Option<PathBuf> {
+        Some(uapi_path(self.ifaces.get(index as usize)?))
+    }
+    fn describe(&self) -> serde_json::Value {
+        serde_json::json!({
+            "underlay": match self.daemon {
+                Daemon::Boringtun => "boringtun 0.7 device serving a TUN (stackbench wg-device)",
+                Daemon::WireguardGo => "wireguard-go serving a TUN",
+            },
+            "daemon_version": self.version,
+            "threads": match self.daemon { Daemon::Boringtun => serde_json::json!(BORINGTUN_THREADS), Daemon::WireguardGo => serde_json::json!("GOMAXPROCS default") },
+            "multi_queue_tun": false,
+            "crypto": super::crypto::describe(self.crypto),
+            "tunnel_mtu": wg_socket::TUNNEL_MTU,
+            "quic_max_udp_payload": wg_socket::MAX_QUIC_PAYLOAD,
+            "configured_over": "UAPI",
+        })
+    }
+}
+
+fn ip_in(netns: &str, args: &[&str]) -> Result<(), StackError> {
+    let out = Command::new("ip")
+        .arg("-n")
+        .arg(netns)
+        .args(args)
+        .output()
+        .map_err(|e| setup_err(format!("ip: {e}")))?;
+    if !out.status.success() {
+        return Err(setup_err(format!(
+            "ip -n {netns} {}: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr).trim()
+        )));
+    }
+    Ok(())
+}
+
+fn setup_err(msg: String) -> StackError {
+    StackError::Setup(msg)
+}
+
+impl QuicWgTun {
+    fn spawn_daemon(
+        &self,
+        topology: &Topology,
+        index: u32,
+        iface: &str,
+        exe: &std::path::Path,
+    ) -> Result<Child, StackError> {
+        let mut cmd = Command::new("ip");
+        cmd.args(["netns", "exec", &topology.node_netns(index)]);
+        match self.daemon {
+            Daemon::Boringtun => {
+                cmd.arg(exe).args([
+                    "wg-device",
+                    "--iface",
+                    iface,
+                    "--threads",
+                    &BORINGTUN_THREADS.to_string(),
+                ]);
+            }
+            Daemon::WireguardGo => {
+                cmd.args(["wireguard-go", "-f", iface]);
+            }
+        }
+        cmd.stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        // SAFETY: guard_child makes only async-signal-safe calls.
+        unsafe { cmd.pre_exec(|| crate::process::guard_child()) };
+        let mut child = cmd.spawn().map_err(|e| {
+            setup_err(format!(
+                "starting the WireGuard daemon for node {index}: {e}"
+            ))
+        })?;
+        let sock = uapi_path(iface);
+        let t0 = Instant::now();
+        while !sock.exists() {
+            if let Ok(Some(status)) = child.try_wait() {
+                let mut err = String::new();
+                if let Some(mut e) = child.stderr.take() {
+                    let _ = std::io::Read::read_to_string(&mut e, &mut err);
+                }
+                return Err(setup_err(format!(
+                    "the WireGuard daemon for node {index} exited ({status}): {}",
+                    err.trim()
+                )));
+            }
+            if t0.elapsed() > DAEMON_START {
+                let _ = child.kill();
+                return Err(setup_err(format!("the WireGuard daemon for node {index} did not create {} within {DAEMON_START:?}", sock.display())));
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Ok(child)
+    }
+
+    fn daemon_version(&self) -> String {
+        match self.daemon {
+            Daemon::Boringtun => "boringtun 0.7.1 (crate, device feature)".into(),
+            Daemon::WireguardGo => Command::new("wireguard-go")
+                .arg("--version")
+                .output()
+                .map(|o| {
+                    String::from_utf8_lossy(&o.stdout)
+                        .lines()
+                        .next()
+                        .unwrap_or("")
+                        .trim()
+                        .to_owned()
+                })
+                .unwrap_or_default(),
+        }
+    }
+}
+
+impl Stack for QuicWgTun {
+    fn id(&self) -> StackId {
+        let underlay = match self.daemon {
+            Daemon::Boringtun => UnderlayKind::WgBoringtun,
+            Daemon::WireguardGo => UnderlayKind::WgGo,
+        };
+        StackId {
+            crypto: self.crypto,
+            underlay,
+        }
+    }
+
+    fn availability(&self, host: &HostCaps) -> Availability {
+        if let Some(why) = host.namespaces_unavailable() {
+            return Availability::Unavailable(why);
+        }
+        if let Err(why) = &host.tun {
+            return Availability::Unavailable(why.clone());
+        }
+        if self.daemon == Daemon::WireguardGo {
+            if let Some(Err(why)) = host.tools.get("wireguard-go") {
+                return Availability::Unavailable(why.clone());
+            }
+        }
+        Availability::Available
+    }
+
+    fn prepare(
+        &self,
+        topology: &Topology,
+        opts: &RunOptions,
+    ) -> Result<Box<dyn PreparedUnderlay>, StackError> {
+        let n = topology.nodes();
+        let secrets: Vec<x25519::StaticSecret> = (0..n)
+            .map(|_| x25519::StaticSecret::random_from_rng(rand::rngs::OsRng))
+            .collect();
+        let publics: Vec<[u8; 32]> = secrets
+            .iter()
+            .map(|s| x25519::PublicKey::from(s).to_bytes())
+            .collect();
+        let mut u = TunUnderlay {
+            crypto: self.crypto,
+            daemon: self.daemon,
+            children: vec![],
+            ifaces: vec![],
+            version: self.daemon_version(),
+        };
+        for i in 0..n {
+            // Unique per run and node: UAPI socket paths are shared by all namespaces.
+            let iface = format!("{}w{i}", topology.prefix());
+            u.children
+                .push(self.spawn_daemon(topology, i, &iface, &opts.node_exe)?);
+            u.ifaces.push(iface.clone());
+            let mut req = format!(
+                "set=1\nprivate_key={}\nlisten_port={WG_PORT}\nreplace_peers=true\n",
+                hex(&secrets[i as usize].to_bytes())
+            );
+            for j in (0..n).filter(|&j| j != i) {
+                let key = opts.faults.wg_key(i, j, publics[j as usize]);
+                req += &format!(
+                    "public_key={}\nendpoint={}:{WG_PORT}\nallowed_ip={}/32\n",
+                    hex(&key),
+                    topology.node_ip(j),
+                    wg_socket::virtual_ip(j)
+                );
+            }
+            req += "\n";
+            uapi(&uapi_path(&iface), &req)
+                .map_err(|e| setup_err(format!("configuring {iface} for node {i}: {e}")))?;
+            let ns = topology.node_netns(i);
+            ip_in(
+                &ns,
+                &[
+                    "addr",
+                    "add",
+                    &format!("{}/24", wg_socket::virtual_ip(i)),
+                    "dev",
+                    &iface,
+                ],
+            )?;
+            ip_in(
+                &ns,
+                &[
+                    "link",
+                    "set",
+                    &iface,
+                    "mtu",
+                    &wg_socket::TUNNEL_MTU.to_string(),
+                    "up",
+                ],
+            )?;
+        }
+        Ok(Box::new(u))
+    }
+
+    fn endpoint(&self, ctx: &NodeContext<'_>) -> Result<NodeEndpoint, StackError> {
+        let diagnose: Option<super::Diagnose> = ctx.wg_uapi.clone().map(|path| {
+            let d: super::Diagnose = std::sync::Arc::new(move |peer: u32| diagnose(&path, peer));
+            d
+        });
+        udp_endpoint(
+            self.crypto,
+            ctx,
+            Some(wg_socket::MAX_QUIC_PAYLOAD),
+            diagnose,
+        )
+    }
+}
+
+/// `stackbench wg-device`: serves a boringtun device until killed.
+pub fn run_boringtun_device(iface: &str, threads: usize) -> anyhow::Result<()> {
+    use anyhow::Context;
+    let config = boringtun::device::DeviceConfig {
+        n_threads: threads,
+        use_connected_socket: true,
+        use_multi_queue: false,
+        uapi_fd: -1,
+    };
+    let mut handle = boringtun::device::DeviceHandle::new(iface, config)
+        .map_err(|e| anyhow::anyhow!("{e:?}"))
+        .with_context(|| format!("creating boringtun device {iface}"))?;
+    handle.wait();
+    Ok(())
+}
