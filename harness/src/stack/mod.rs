@@ -315,7 +315,7 @@ mod tests {
     #[test]
     fn unbuilt_stacks_say_why() {
         let host = HostCaps::none_for_tests();
-        let s = by_name("quic-tls+wg-go").expect("designed stack");
+        let s = by_name("quic-tls+wg-kernel").expect("designed stack");
         match s.availability(&host) {
             Availability::Unavailable(r) => assert!(r.contains("not implemented"), "{r}"),
             Availability::Available => panic!("an unbuilt stack must not claim availability"),

@@ -87,7 +87,7 @@ pub fn diagnose(path: &std::path::Path, index: u32) -> String {
     // Each peer's block starts at its public_key line.
     let blocks = lines.split(|l| l.starts_with("public_key=")).skip(1);
     for block in blocks {
-        if block.iter().any(|l| *l == wanted) {
+        if block.contains(&wanted) {
             let handshake = block
                 .iter()
                 .find_map(|l| l.strip_prefix("last_handshake_time_sec="));
