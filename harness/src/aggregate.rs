@@ -60,6 +60,7 @@ pub struct RepetitionContext<'a> {
     pub plan: &'a WorkloadPlan,
     pub handshake_us: &'a [u64],
     pub host_softirq_seconds: f64,
+    pub underlay_cpu_seconds: f64,
     pub stack_config: serde_json::Value,
 }
 
@@ -70,11 +71,7 @@ fn wire_overhead(reports: &[NodeReport]) -> f64 {
         .filter_map(|r| r.net.get(crate::topology::NODE_IFACE))
         .map(|c| c.tx_bytes)
         .sum();
-    let delivered: u64 = reports
-        .iter()
-        .flat_map(|r| &r.classes)
-        .map(|c| c.received_bytes)
-        .sum();
+    let delivered: u64 = reports.iter().map(|r| r.all_received_bytes).sum();
     if delivered == 0 {
         0.0
     } else {
@@ -212,7 +209,9 @@ pub fn summarize(
         classes,
         nodes,
         host_softirq_seconds: ctx.host_softirq_seconds,
-        cpu_busy_fraction: (node_cpu + ctx.host_softirq_seconds) / (cores * window),
+        underlay_cpu_seconds: ctx.underlay_cpu_seconds,
+        cpu_busy_fraction: (node_cpu + ctx.underlay_cpu_seconds + ctx.host_softirq_seconds)
+            / (cores * window),
         wire_bytes_per_delivered_byte: wire_overhead(reports),
         handshake_us: percentiles(&handshake),
         send_lag_us: percentiles(&lag),

@@ -70,6 +70,8 @@ pub struct NodeReport {
     pub net: BTreeMap<String, NetCounters>,
     /// QUIC and socket counters summed over this node's connections.
     pub transport: TransportCounters,
+    /// Bytes of every object received, warm-up and drain included (the same span as `net`).
+    pub all_received_bytes: u64,
     pub error_count: u64,
     /// The first few stream errors, verbatim.
     pub errors: Vec<String>,

@@ -70,6 +70,22 @@ pub fn process_cpu_us() -> (u64, u64) {
     (us(ru.ru_utime), us(ru.ru_stime))
 }
 
+/// User plus system CPU seconds of process `pid` (all its threads) so far, from /proc.
+pub fn pid_cpu_seconds(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // Fields 14 and 15 (utime, stime), counted after the parenthesised command name.
+    let mut f = stat
+        .rsplit_once(')')
+        .map(|(_, r)| r)
+        .unwrap_or("")
+        .split_whitespace()
+        .skip(11);
+    let ticks: f64 = f.next().and_then(|v| v.parse().ok()).unwrap_or(0.0)
+        + f.next().and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+    // SAFETY: sysconf has no memory-safety preconditions.
+    ticks / unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64
+}
+
 /// Interface counters of the caller's network namespace, from /proc/self/net/dev.
 pub fn net_counters() -> BTreeMap<String, NetCounters> {
     let text = std::fs::read_to_string("/proc/self/net/dev").unwrap_or_default();

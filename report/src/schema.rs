@@ -50,11 +50,14 @@ pub struct RepetitionSummary {
     pub nodes: Vec<NodeSummary>,
     /// Host-wide softirq CPU seconds during the repetition (all namespaces share the kernel).
     pub host_softirq_seconds: f64,
-    /// Share of all host CPUs busy with the nodes and softirq during the repetition. Near 1,
+    /// CPU seconds of processes the underlay runs (userspace WireGuard daemons) during the
+    /// repetition: part of the stack's cost, not of any node's.
+    pub underlay_cpu_seconds: f64,
+    /// Share of all host CPUs busy with the nodes, the underlay's processes and softirq. Near 1,
     /// latencies include waiting for a CPU, not only the stack's own cost.
     pub cpu_busy_fraction: f64,
     /// Bytes the nodes put on their veths (every header, handshake and ACK) per byte of
-    /// object delivered: the wire overhead of the whole stack.
+    /// object delivered over the same span (warm-up to drain): the stack's wire overhead.
     pub wire_bytes_per_delivered_byte: f64,
     /// Full QUIC+TLS handshakes at setup, µs: the first handshake of each freshly started
     /// node process (cold code paths), not a warm reconnect.

@@ -149,18 +149,19 @@ fn unavailable(run: &LoadedRun) -> Vec<String> {
         .collect()
 }
 
-const COST_HEADERS: [&str; 7] = [
+const COST_HEADERS: [&str; 8] = [
     "stack",
     "rep",
     "CPU busy",
     "node CPU",
+    "daemon CPU",
     "softirq",
     "wire B/B",
     "1st handshake",
 ];
 
 /// One row per stack and repetition: what the stack cost beyond latency.
-fn cost_rows(run: &LoadedRun) -> Vec<[String; 7]> {
+fn cost_rows(run: &LoadedRun) -> Vec<[String; 8]> {
     run.repetitions
         .iter()
         .map(|r| {
@@ -174,6 +175,7 @@ fn cost_rows(run: &LoadedRun) -> Vec<[String; 7]> {
                 r.repetition.to_string(),
                 format!("{:.0}%", r.cpu_busy_fraction * 100.0),
                 format!("{node_cpu:.2}s"),
+                format!("{:.2}s", r.underlay_cpu_seconds),
                 format!("{:.2}s", r.host_softirq_seconds),
                 format!("{:.3}", r.wire_bytes_per_delivered_byte),
                 fmt_us(r.handshake_us.p50),

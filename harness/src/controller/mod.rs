@@ -160,7 +160,7 @@ pub async fn run(scenario: &Scenario, opts: &RunOptions) -> Result<RunOutcome> {
             for rep in 0..reps {
                 let label = format!("{name} rep {}/{reps}", rep + 1);
                 let sock = run.0.socket_dir().join(format!("s{si}r{rep}.sock"));
-                let (reports, handshakes, softirq) = repetition(
+                let data = repetition(
                     &topology,
                     underlay.as_ref(),
                     &name,
@@ -175,11 +175,12 @@ pub async fn run(scenario: &Scenario, opts: &RunOptions) -> Result<RunOutcome> {
                     insecure: id.is_insecure(),
                     repetition: rep,
                     plan: &plan,
-                    handshake_us: &handshakes,
-                    host_softirq_seconds: softirq,
+                    handshake_us: &data.handshakes,
+                    host_softirq_seconds: data.softirq,
+                    underlay_cpu_seconds: data.underlay_cpu,
                     stack_config: underlay.describe(),
                 };
-                let (summary, hlogs) = aggregate::summarize(&ctx, &reports)?;
+                let (summary, hlogs) = aggregate::summarize(&ctx, &data.reports)?;
                 writer.write_repetition(&summary, &hlogs)?;
             }
             anyhow::Ok(())
@@ -208,6 +209,14 @@ pub async fn run(scenario: &Scenario, opts: &RunOptions) -> Result<RunOutcome> {
     })
 }
 
+/// What one repetition measured, before aggregation.
+struct RepetitionData {
+    reports: Vec<crate::control::NodeReport>,
+    handshakes: Vec<u64>,
+    softirq: f64,
+    underlay_cpu: f64,
+}
+
 fn progress_bar(opts: &RunOptions, total: Duration, label: &str) -> ProgressBar {
     if !opts.progress {
         return ProgressBar::hidden();
@@ -232,7 +241,7 @@ async fn repetition(
     sock: &std::path::Path,
     opts: &RunOptions,
     label: &str,
-) -> Result<(Vec<crate::control::NodeReport>, Vec<u64>, f64)> {
+) -> Result<RepetitionData> {
     let mut nodes = NodeSet::spawn(topology, &opts.node_exe, sock, opts.verbose)?;
     let keys = nodes
         .gather(
@@ -298,6 +307,7 @@ async fn repetition(
         .flatten()
         .collect();
     let softirq0 = metrics::host_softirq_seconds();
+    let underlay_cpu0 = underlay.process_cpu_seconds();
     let start_ns = metrics::monotonic_ns() + START_LEAD.as_nanos() as u64;
     nodes.send_all(|_| ToNode::Start { start_ns }).await?;
     let total = START_LEAD + plan.send_end() + plan.drain;
@@ -320,8 +330,14 @@ async fn repetition(
         .await;
     pb.finish_and_clear();
     let softirq = metrics::host_softirq_seconds() - softirq0;
+    let underlay_cpu = underlay.process_cpu_seconds() - underlay_cpu0;
     let reports = reports?;
     nodes.shutdown().await;
     let _ = std::fs::remove_file(sock);
-    Ok((reports, handshakes, softirq))
+    Ok(RepetitionData {
+        reports,
+        handshakes,
+        softirq,
+        underlay_cpu,
+    })
 }

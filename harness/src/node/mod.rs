@@ -348,6 +348,7 @@ async fn workload(
         cpu_sys_us: cpu1.1 - cpu0.1,
         net: metrics::net_delta(&net0, &net1),
         transport,
+        all_received_bytes: r.all_received_bytes,
         error_count: r.error_count,
         errors: r.errors.clone(),
     })

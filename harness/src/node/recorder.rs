@@ -21,6 +21,8 @@ pub struct Recorder {
     pub send_lag: Histogram<u64>,
     pub error_count: u64,
     pub errors: Vec<String>,
+    /// Bytes of every object received, measured or not.
+    pub all_received_bytes: u64,
 }
 
 impl Recorder {
@@ -36,6 +38,7 @@ impl Recorder {
             send_lag: metrics::new_histogram(),
             error_count: 0,
             errors: Vec::new(),
+            all_received_bytes: 0,
         }
     }
 
@@ -67,6 +70,7 @@ impl Recorder {
         };
         let priority = class.priority;
         let open_loop = !class.arrival.is_backlog();
+        self.all_received_bytes += h.len as u64;
         let inverted = self
             .inversions
             .entry(peer)

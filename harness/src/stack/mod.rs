@@ -204,6 +204,11 @@ pub trait PreparedUnderlay: Send {
     fn wg_endpoint(&self, _index: u32) -> Option<SocketAddr> {
         None
     }
+    /// CPU seconds used so far by processes the underlay runs (WireGuard daemons), which are
+    /// part of the stack's cost but not of any node's.
+    fn process_cpu_seconds(&self) -> f64 {
+        0.0
+    }
     /// Node `index`'s WireGuard UAPI socket, where a daemon serves the tunnel (for diagnosing
     /// failed connections).
     fn wg_uapi(&self, _index: u32) -> Option<WgUapi> {

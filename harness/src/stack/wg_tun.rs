@@ -132,6 +132,12 @@ impl PreparedUnderlay for TunUnderlay {
     fn node_addr(&self, index: u32) -> SocketAddr {
         tunnel_addr(index)
     }
+    fn process_cpu_seconds(&self) -> f64 {
+        self.children
+            .iter()
+            .map(|c| crate::metrics::pid_cpu_seconds(c.id()))
+            .sum()
+    }
     fn wg_uapi(&self, index: u32) -> Option<PathBuf> {
         Some(uapi_path(self.ifaces.get(index as usize)?))
     }
