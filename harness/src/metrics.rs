@@ -117,15 +117,19 @@ fn parse_net_dev(text: &str) -> BTreeMap<String, NetCounters> {
         .collect()
 }
 
-/// UDP receive-buffer drops in the caller's network namespace, from /proc/self/net/snmp.
-pub fn udp_rcvbuf_errors() -> u64 {
+/// Counters from /proc/self/net/snmp of the caller's network namespace: UDP receive-buffer
+/// drops and IP fragments created (the tunnel MTUs are sized so that there are none).
+pub fn snmp_counters() -> (u64, u64) {
     let text = std::fs::read_to_string("/proc/self/net/snmp").unwrap_or_default();
-    parse_snmp_udp(&text, "RcvbufErrors").unwrap_or(0)
+    (
+        parse_snmp(&text, "Udp:", "RcvbufErrors").unwrap_or(0),
+        parse_snmp(&text, "Ip:", "FragCreates").unwrap_or(0),
+    )
 }
 
-fn parse_snmp_udp(text: &str, field: &str) -> Option<u64> {
-    let mut udp = text.lines().filter(|l| l.starts_with("Udp:"));
-    let (names, values) = (udp.next()?, udp.next()?);
+fn parse_snmp(text: &str, table: &str, field: &str) -> Option<u64> {
+    let mut rows = text.lines().filter(|l| l.starts_with(table));
+    let (names, values) = (rows.next()?, rows.next()?);
     let i = names.split_whitespace().position(|n| n == field)?;
     values.split_whitespace().nth(i)?.parse().ok()
 }
@@ -200,8 +204,9 @@ mod tests {
     #[test]
     fn parses_proc_net_snmp() {
         let text = "Udp: InDatagrams NoPorts InErrors OutDatagrams RcvbufErrors SndbufErrors\nUdp: 10 0 3 12 7 0\nUdpLite: InDatagrams\nUdpLite: 0\n";
-        assert_eq!(parse_snmp_udp(text, "RcvbufErrors"), Some(7));
-        assert_eq!(parse_snmp_udp(text, "Missing"), None);
+        assert_eq!(parse_snmp(text, "Udp:", "RcvbufErrors"), Some(7));
+        assert_eq!(parse_snmp(text, "Udp:", "Missing"), None);
+        assert_eq!(parse_snmp(text, "Ip:", "FragCreates"), None);
     }
 
     #[test]

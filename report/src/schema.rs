@@ -128,6 +128,10 @@ pub struct TransportCounters {
     pub udp_rx_datagrams: u64,
     /// Datagrams the kernel dropped because the node's socket buffer was full.
     pub udp_rcvbuf_errors: u64,
+    /// IP fragments created in the node's namespace (tunnel daemons included); tunnel MTUs
+    /// are sized so that this stays zero.
+    #[serde(default)]
+    pub ip_fragments_created: u64,
     pub min_rtt_us: u64,
 }
 

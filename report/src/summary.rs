@@ -121,6 +121,17 @@ pub fn warnings(run: &LoadedRun) -> Vec<String> {
                 r.cpu_busy_fraction * 100.0
             ));
         }
+        let fragments: u64 = r
+            .nodes
+            .iter()
+            .map(|n| n.transport.ip_fragments_created)
+            .sum();
+        if fragments > 0 {
+            w.push(format!(
+                "{} rep {}: {fragments} IP fragments created; the tunnel MTU sizing is wrong",
+                r.stack, r.repetition
+            ));
+        }
         if r.insecure {
             w.push(format!(
                 "{}: INSECURE control (no encryption, no authentication), not a candidate",

@@ -254,10 +254,10 @@ async fn workload(
     let schedule = Rc::new(RefCell::new(Schedule::new(plan, index)));
     let timer = timer::PreciseTimer::new().context("creating the send timer")?;
     timer.sleep_until(start_ns).await?;
-    let (cpu0, net0, drops0) = (
+    let (cpu0, net0, snmp0) = (
         metrics::process_cpu_us(),
         metrics::net_counters(),
-        metrics::udp_rcvbuf_errors(),
+        metrics::snmp_counters(),
     );
     let end_ns = start_ns + plan.send_end().as_nanos() as u64;
 
@@ -316,13 +316,14 @@ async fn workload(
     timer
         .sleep_until(end_ns + plan.drain.as_nanos() as u64)
         .await?;
-    let (cpu1, net1, drops1) = (
+    let (cpu1, net1, snmp1) = (
         metrics::process_cpu_us(),
         metrics::net_counters(),
-        metrics::udp_rcvbuf_errors(),
+        metrics::snmp_counters(),
     );
     let mut transport = TransportCounters {
-        udp_rcvbuf_errors: drops1.saturating_sub(drops0),
+        udp_rcvbuf_errors: snmp1.0.saturating_sub(snmp0.0),
+        ip_fragments_created: snmp1.1.saturating_sub(snmp0.1),
         min_rtt_us: u64::MAX,
         ..Default::default()
     };
