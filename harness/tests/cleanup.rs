@@ -11,59 +11,19 @@ use std::{
     time::{Duration, Instant},
 };
 
-const LONG: &str = r#"
-name = "cleanup"
-seed = 3
-duration = "60s"
-warmup = "1s"
-stacks = ["quic-tls"]
-
-[topology]
-nodes = 3
-
-[[class]]
-name = "vote"
-priority = 10
-size = "200B"
-arrival = { process = "poisson", rate = "100/s" }
-"#;
+/// Long enough never to end by itself during a test.
+fn long() -> String {
+    common::votes_toml("cleanup", 3, "60s", "1s", "2s", 100)
+}
 
 /// Long enough to stop a node mid-run, short enough that the deadline comes soon.
-const MEDIUM: &str = r#"
-name = "cleanup-medium"
-seed = 3
-duration = "4s"
-warmup = "500ms"
-drain = "500ms"
-stacks = ["quic-tls"]
+fn medium() -> String {
+    common::votes_toml("cleanup-medium", 2, "4s", "500ms", "500ms", 100)
+}
 
-[topology]
-nodes = 2
-
-[[class]]
-name = "vote"
-priority = 10
-size = "200B"
-arrival = { process = "poisson", rate = "100/s" }
-"#;
-
-const SHORT: &str = r#"
-name = "cleanup-short"
-seed = 3
-duration = "1s"
-warmup = "200ms"
-drain = "500ms"
-stacks = ["quic-tls"]
-
-[topology]
-nodes = 2
-
-[[class]]
-name = "vote"
-priority = 10
-size = "200B"
-arrival = { process = "poisson", rate = "10/s" }
-"#;
+fn short() -> String {
+    common::votes_toml("cleanup-short", 2, "1s", "200ms", "500ms", 10)
+}
 
 fn start(dir: &Path, text: &str) -> Child {
     let file = dir.join("s.toml");
@@ -189,7 +149,7 @@ fn ctrl_c_removes_everything_and_says_so() {
     let _g = serial();
     require_namespaces();
     let dir = tempfile::tempdir().expect("tempdir");
-    let child = start(dir.path(), LONG);
+    let child = start(dir.path(), &long());
     let prefix = prefix_of(child.id());
     node_pid(&prefix, 2);
     assert_eq!(namespaces(&prefix).len(), 4, "3 nodes and a switch");
@@ -207,7 +167,7 @@ fn a_killed_node_is_reported_and_everything_removed() {
     let _g = serial();
     require_namespaces();
     let dir = tempfile::tempdir().expect("tempdir");
-    let child = start(dir.path(), LONG);
+    let child = start(dir.path(), &long());
     let prefix = prefix_of(child.id());
     let victim = node_pid(&prefix, 1);
     sleep(Duration::from_secs(2)); // into the run proper
@@ -236,7 +196,7 @@ fn leftovers_of_a_killed_controller_are_removed_by_the_next_run() {
     let _g = serial();
     require_namespaces();
     let dir = tempfile::tempdir().expect("tempdir");
-    let mut child = start(dir.path(), LONG);
+    let mut child = start(dir.path(), &long());
     let prefix = prefix_of(child.id());
     node_pid(&prefix, 2);
     signal(child.id(), libc::SIGKILL);
@@ -251,7 +211,7 @@ fn leftovers_of_a_killed_controller_are_removed_by_the_next_run() {
         "a SIGKILLed controller cannot clean up"
     );
     let dir2 = tempfile::tempdir().expect("tempdir");
-    let out = start(dir2.path(), SHORT)
+    let out = start(dir2.path(), &short())
         .wait_with_output()
         .expect("second run");
     let err = String::from_utf8_lossy(&out.stderr);
@@ -270,7 +230,7 @@ fn a_hung_node_is_reported_at_the_deadline_not_waited_for() {
     let _g = serial();
     require_namespaces();
     let dir = tempfile::tempdir().expect("tempdir");
-    let child = start(dir.path(), MEDIUM);
+    let child = start(dir.path(), &medium());
     let prefix = prefix_of(child.id());
     let victim = node_pid(&prefix, 1);
     sleep(Duration::from_secs(3)); // past setup, into the run

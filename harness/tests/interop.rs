@@ -21,31 +21,13 @@ fn python() -> PathBuf {
     }
 }
 
-const SCENARIO: &str = r#"
-name = "interop"
-seed = 5
-duration = "2s"
-warmup = "500ms"
-drain = "1s"
-stacks = ["quic-tls"]
-
-[topology]
-nodes = 3
-
-[[class]]
-name = "vote"
-priority = 10
-size = "200B"
-arrival = { process = "poisson", rate = "300/s" }
-"#;
-
 #[test]
 fn hdr_logs_decode_with_the_python_hdrhistogram_package() {
     let _g = serial();
     require_namespaces();
     let dir = tempfile::tempdir().expect("tempdir");
     let outcome = run(
-        &scenario(SCENARIO),
+        &scenario(&common::votes_toml("interop", 3, "2s", "500ms", "1s", 300)),
         "quic-tls",
         dir.path(),
         Faults::default(),

@@ -131,6 +131,16 @@ pub enum Availability {
     Unavailable(String),
 }
 
+impl Availability {
+    /// Available wherever the harness can build network namespaces.
+    pub fn with_namespaces(host: &HostCaps) -> Availability {
+        match host.namespaces_unavailable() {
+            Some(why) => Availability::Unavailable(why),
+            None => Availability::Available,
+        }
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum StackError {
     #[error("stack {0} is not available: {1}")]

@@ -43,10 +43,7 @@ impl Stack for QuicUdp {
     }
 
     fn availability(&self, host: &HostCaps) -> Availability {
-        match host.namespaces_unavailable() {
-            Some(why) => Availability::Unavailable(why),
-            None => Availability::Available,
-        }
+        Availability::with_namespaces(host)
     }
 
     fn prepare(

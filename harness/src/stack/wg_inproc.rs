@@ -66,10 +66,7 @@ impl Stack for QuicWgInproc {
 
     fn availability(&self, host: &HostCaps) -> Availability {
         // The stack itself needs nothing; the harness's namespaces do.
-        match host.namespaces_unavailable() {
-            Some(why) => Availability::Unavailable(why),
-            None => Availability::Available,
-        }
+        Availability::with_namespaces(host)
     }
 
     fn prepare(

@@ -267,7 +267,7 @@ impl Stack for QuicWgTun {
     }
 
     fn availability(&self, host: &HostCaps) -> Availability {
-        if let Some(why) = host.namespaces_unavailable() {
+        if let Availability::Unavailable(why) = Availability::with_namespaces(host) {
             return Availability::Unavailable(why);
         }
         if let Err(why) = &host.tun {

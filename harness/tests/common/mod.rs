@@ -45,6 +45,36 @@ pub fn available_stacks(host: &HostCaps) -> Vec<Arc<dyn Stack>> {
     out
 }
 
+/// TOML of a one-class scenario: `nodes` nodes all sending 200 B votes at `rate`/s.
+pub fn votes_toml(
+    name: &str,
+    nodes: u32,
+    duration: &str,
+    warmup: &str,
+    drain: &str,
+    rate: u32,
+) -> String {
+    format!(
+        r#"
+name = "{name}"
+seed = 3
+duration = "{duration}"
+warmup = "{warmup}"
+drain = "{drain}"
+stacks = ["quic-tls"]
+
+[topology]
+nodes = {nodes}
+
+[[class]]
+name = "vote"
+priority = 10
+size = "200B"
+arrival = {{ process = "poisson", rate = "{rate}/s" }}
+"#
+    )
+}
+
 pub fn scenario(text: &str) -> Scenario {
     let known = stack::names();
     let known: Vec<&str> = known.iter().map(String::as_str).collect();
