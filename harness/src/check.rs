@@ -11,6 +11,8 @@ pub type Capability = Result<String, String>;
 pub struct HostCaps {
     /// "root", "user namespace (rootless)" or "unprivileged".
     pub privileges: String,
+    /// Whether a normal user could run stackbench rootless here.
+    pub user_namespaces: Capability,
     pub netns: Capability,
     pub tun: Capability,
     pub kernel_wireguard: Capability,
@@ -68,6 +70,19 @@ fn sh(args: &[&str]) -> Result<(), String> {
     }
 }
 
+/// Unprivileged user namespaces, from the kernel's sysctls.
+fn user_namespaces() -> Capability {
+    let read = |p: &str| std::fs::read_to_string(p).ok().map(|s| s.trim().to_owned());
+    if read("/proc/sys/kernel/unprivileged_userns_clone").as_deref() == Some("0") {
+        return Err("disabled (kernel.unprivileged_userns_clone=0); enable with: sysctl kernel.unprivileged_userns_clone=1".into());
+    }
+    match read("/proc/sys/user/max_user_namespaces").and_then(|v| v.parse::<u64>().ok()) {
+        Some(0) => Err("disabled (user.max_user_namespaces=0); enable with: sysctl user.max_user_namespaces=10000".into()),
+        Some(n) => Ok(format!("enabled (user.max_user_namespaces={n}): non-root runs work")),
+        None => Err("unknown: /proc/sys/user/max_user_namespaces is unreadable".into()),
+    }
+}
+
 pub fn euid() -> u32 {
     // SAFETY: geteuid has no preconditions.
     unsafe { libc::geteuid() }
@@ -90,6 +105,7 @@ impl HostCaps {
         .to_owned();
         let mut caps = HostCaps {
             privileges,
+            user_namespaces: user_namespaces(),
             netns: Err("not probed".into()),
             tun: Err("not probed".into()),
             kernel_wireguard: Err("not probed".into()),
@@ -168,6 +184,7 @@ impl HostCaps {
     pub fn none_for_tests() -> HostCaps {
         HostCaps {
             privileges: "unprivileged".into(),
+            user_namespaces: Err("test".into()),
             netns: Err("test".into()),
             tun: Err("test".into()),
             kernel_wireguard: Err("test".into()),

@@ -251,6 +251,7 @@ fn print_check(host: &HostCaps, json: bool) -> Result<()> {
     };
     println!("privileges: {}", host.privileges);
     println!("kernel:");
+    show("user namespaces", &host.user_namespaces);
     show("network namespaces", &host.netns);
     show("tbf qdisc", &host.tbf);
     show("netem qdisc", &host.netem);
