@@ -61,6 +61,7 @@ pub struct RepetitionContext<'a> {
     pub handshake_us: &'a [u64],
     pub host_softirq_seconds: f64,
     pub underlay_cpu_seconds: f64,
+    pub host_busy_seconds: f64,
     pub stack_config: serde_json::Value,
 }
 
@@ -213,6 +214,12 @@ pub fn summarize(
         cpu_busy_fraction: (node_cpu + ctx.underlay_cpu_seconds + ctx.host_softirq_seconds)
             / (cores * window),
         wire_bytes_per_delivered_byte: wire_overhead(reports),
+        other_load_fraction: ((ctx.host_busy_seconds
+            - node_cpu
+            - ctx.underlay_cpu_seconds
+            - ctx.host_softirq_seconds)
+            / (cores * window))
+            .max(0.0),
         handshake_us: percentiles(&handshake),
         send_lag_us: percentiles(&lag),
         stack_config: ctx.stack_config.clone(),

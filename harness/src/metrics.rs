@@ -154,19 +154,27 @@ pub fn net_delta(
         .collect()
 }
 
-/// Host-wide softirq time so far in seconds (all CPUs), from /proc/stat. Kernel network
-/// work (and kernel WireGuard) runs here rather than in any node process.
-pub fn host_softirq_seconds() -> f64 {
+/// Host-wide CPU time so far, in seconds summed over all CPUs, from /proc/stat: (softirq,
+/// busy). Kernel network work (and kernel WireGuard) runs in softirq rather than in any
+/// node; busy time includes every process on the host, ours or not.
+pub fn host_cpu_seconds() -> (f64, f64) {
     let text = std::fs::read_to_string("/proc/stat").unwrap_or_default();
-    let ticks = text
+    let ticks: Vec<f64> = text
         .lines()
         .find(|l| l.starts_with("cpu "))
-        .and_then(|l| l.split_whitespace().nth(7))
-        .and_then(|v| v.parse::<f64>().ok())
-        .unwrap_or(0.0);
+        .map(|l| {
+            l.split_whitespace()
+                .skip(1)
+                .filter_map(|v| v.parse().ok())
+                .collect()
+        })
+        .unwrap_or_default();
+    let field = |i: usize| ticks.get(i).copied().unwrap_or(0.0);
+    // user nice system idle iowait irq softirq steal: busy is all but idle and iowait.
+    let busy = field(0) + field(1) + field(2) + field(5) + field(6) + field(7);
     // SAFETY: sysconf has no memory-safety preconditions.
     let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64;
-    ticks / hz
+    (field(6) / hz, busy / hz)
 }
 
 #[cfg(test)]

@@ -59,6 +59,10 @@ pub struct RepetitionSummary {
     /// Bytes the nodes put on their veths (every header, handshake and ACK) per byte of
     /// object delivered over the same span (warm-up to drain): the stack's wire overhead.
     pub wire_bytes_per_delivered_byte: f64,
+    /// Share of all host CPUs busy with work that was not this run's (other processes on a
+    /// shared machine, the controller). Well above zero, the latencies are disturbed.
+    #[serde(default)]
+    pub other_load_fraction: f64,
     /// Full QUIC+TLS handshakes at setup, µs: the first handshake of each freshly started
     /// node process (cold code paths), not a warm reconnect.
     pub handshake_us: Percentiles,

@@ -108,6 +108,8 @@ fn rows(run: &LoadedRun) -> Vec<[String; 12]> {
 
 /// Share of CPU above which a repetition's latencies are flagged as CPU-bound.
 pub const CPU_SATURATED: f64 = 0.9;
+/// Share of CPU used by others above which a repetition is flagged as disturbed.
+pub const OTHER_LOAD: f64 = 0.15;
 
 /// Warnings a reader must see next to the numbers.
 pub fn warnings(run: &LoadedRun) -> Vec<String> {
@@ -119,6 +121,14 @@ pub fn warnings(run: &LoadedRun) -> Vec<String> {
                 r.stack,
                 r.repetition,
                 r.cpu_busy_fraction * 100.0
+            ));
+        }
+        if r.other_load_fraction >= OTHER_LOAD {
+            w.push(format!(
+                "{} rep {}: other work kept {:.0}% of the host's CPU busy; latencies are disturbed, rerun on a quiet machine",
+                r.stack,
+                r.repetition,
+                r.other_load_fraction * 100.0
             ));
         }
         let fragments: u64 = r

@@ -178,6 +178,7 @@ pub async fn run(scenario: &Scenario, opts: &RunOptions) -> Result<RunOutcome> {
                     handshake_us: &data.handshakes,
                     host_softirq_seconds: data.softirq,
                     underlay_cpu_seconds: data.underlay_cpu,
+                    host_busy_seconds: data.host_busy,
                     stack_config: underlay.describe(),
                 };
                 let (summary, hlogs) = aggregate::summarize(&ctx, &data.reports)?;
@@ -215,6 +216,8 @@ struct RepetitionData {
     handshakes: Vec<u64>,
     softirq: f64,
     underlay_cpu: f64,
+    /// Host-wide busy CPU seconds during the repetition, whoever used them.
+    host_busy: f64,
 }
 
 fn progress_bar(opts: &RunOptions, total: Duration, label: &str) -> ProgressBar {
@@ -306,7 +309,7 @@ async fn repetition(
         .into_iter()
         .flatten()
         .collect();
-    let softirq0 = metrics::host_softirq_seconds();
+    let (softirq0, busy0) = metrics::host_cpu_seconds();
     let underlay_cpu0 = underlay.process_cpu_seconds();
     let start_ns = metrics::monotonic_ns() + START_LEAD.as_nanos() as u64;
     nodes.send_all(|_| ToNode::Start { start_ns }).await?;
@@ -329,7 +332,8 @@ async fn repetition(
         )
         .await;
     pb.finish_and_clear();
-    let softirq = metrics::host_softirq_seconds() - softirq0;
+    let (softirq1, busy1) = metrics::host_cpu_seconds();
+    let (softirq, host_busy) = (softirq1 - softirq0, busy1 - busy0);
     let underlay_cpu = underlay.process_cpu_seconds() - underlay_cpu0;
     let reports = reports?;
     nodes.shutdown().await;
@@ -339,5 +343,6 @@ async fn repetition(
         handshakes,
         softirq,
         underlay_cpu,
+        host_busy,
     })
 }
