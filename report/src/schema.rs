@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 pub const SCHEMA_VERSION: u32 = 1;
 
 /// `run.json`: what was asked, what ran, what could not and why.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct RunManifest {
     pub schema: u32,
     pub run_id: String,
@@ -39,7 +39,7 @@ pub struct StackOutcome {
 }
 
 /// `<stack>/<rep>/summary.json`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct RepetitionSummary {
     pub schema: u32,
     pub stack: String,
@@ -108,7 +108,7 @@ pub struct Percentiles {
     pub mean: f64,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct NodeSummary {
     pub index: u32,
     /// User CPU of the node process, net of `generator_spin_seconds`.

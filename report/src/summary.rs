@@ -296,6 +296,48 @@ pub fn summary_table(run: &LoadedRun) -> String {
 mod tests {
     use super::*;
 
+    use crate::schema::{NodeSummary, RepetitionSummary, RunManifest};
+
+    fn run_with(r: RepetitionSummary) -> LoadedRun {
+        LoadedRun {
+            manifest: RunManifest::default(),
+            repetitions: vec![r],
+        }
+    }
+
+    #[test]
+    fn warnings_flag_what_disturbs_the_numbers() {
+        let quiet = RepetitionSummary {
+            stack: "quic-tls".into(),
+            cpu_busy_fraction: 0.4,
+            ..Default::default()
+        };
+        assert!(
+            warnings(&run_with(quiet.clone())).is_empty(),
+            "a quiet run has no warnings"
+        );
+        let busy = RepetitionSummary {
+            cpu_busy_fraction: 0.95,
+            ..quiet.clone()
+        };
+        assert!(warnings(&run_with(busy))[0].contains("CPU 95% busy"));
+        let disturbed = RepetitionSummary {
+            other_load_fraction: 0.5,
+            ..quiet.clone()
+        };
+        assert!(warnings(&run_with(disturbed))[0].contains("other work kept 50%"));
+        let mut fragmented = quiet.clone();
+        let mut node = NodeSummary::default();
+        node.transport.ip_fragments_created = 3;
+        fragmented.nodes.push(node);
+        assert!(warnings(&run_with(fragmented))[0].contains("3 IP fragments"));
+        let insecure = RepetitionSummary {
+            insecure: true,
+            ..quiet
+        };
+        assert!(warnings(&run_with(insecure))[0].contains("INSECURE"));
+    }
+
     #[test]
     fn formats_units() {
         assert_eq!(fmt_us(75), "75µs");
