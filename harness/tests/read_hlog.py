@@ -1,5 +1,6 @@
 """Reads a stackbench .hlog with the independent HdrHistogram implementation from PyPI
-(package `hdrhistogram`) and prints: intervals, total count, p50, p99, max (one line)."""
+(package `hdrhistogram`). Prints "intervals total min max p50" on the first line, then one
+"value count" line per recorded value."""
 import sys
 
 try:
@@ -18,5 +19,7 @@ while True:
         break
     total.add(h)
     intervals += 1
-print(intervals, total.get_total_count(), total.get_value_at_percentile(50),
-      total.get_value_at_percentile(99), total.get_max_value())
+print(intervals, total.get_total_count(), total.get_min_value(), total.get_max_value(),
+      total.get_value_at_percentile(50))
+for item in total.get_recorded_iterator():
+    print(item.value_iterated_to, item.count_at_value_iterated_to)
