@@ -204,13 +204,16 @@ fn run_command(scenario: &Scenario, opts: &RunOptions) -> Result<ExitCode> {
         .enable_all()
         .build()?;
     let outcome = rt.block_on(async {
+        // Handlers are installed here, before the run starts: `ctrl_c()` would only install
+        // its own when first polled, after the run's synchronous setup had spawned nodes.
+        let mut int = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())?;
         let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
         let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())?;
         // Dropping the run future on a signal runs its guards: nodes are killed, namespaces
         // and sockets removed, and run.json marked interrupted.
         tokio::select! {
             r = controller::run(scenario, opts) => r.map(Some),
-            _ = tokio::signal::ctrl_c() => Ok(None),
+            _ = int.recv() => Ok(None),
             _ = term.recv() => Ok(None),
             _ = hup.recv() => Ok(None),
         }
