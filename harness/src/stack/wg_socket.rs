@@ -45,6 +45,15 @@ pub struct WgPeer {
     pub decrypted: u64,
 }
 
+/// A peer's fixed addresses beside its lockable tunnel, so that finding the peer of a
+/// packet takes no lock.
+struct PeerSlot {
+    index: u32,
+    virtual_ip: Ipv4Addr,
+    endpoint: SocketAddr,
+    state: Mutex<WgPeer>,
+}
+
 struct Inbound {
     /// Decrypted datagrams that did not fit quinn's buffers last time: (source, payload).
     ready: VecDeque<(SocketAddr, Vec<u8>)>,
@@ -68,7 +77,7 @@ const SEND_SEGMENTS: usize = 32;
 pub struct WgSocket {
     outer: Arc<dyn AsyncUdpSocket>,
     local: SocketAddr,
-    peers: Vec<Mutex<WgPeer>>,
+    peers: Vec<PeerSlot>,
     inbound: Mutex<Inbound>,
     outbound: Mutex<Outbound>,
 }
@@ -130,7 +139,15 @@ impl WgSocket {
         let sock = Arc::new(WgSocket {
             outer,
             local,
-            peers: peers.into_iter().map(Mutex::new).collect(),
+            peers: peers
+                .into_iter()
+                .map(|p| PeerSlot {
+                    index: p.index,
+                    virtual_ip: p.virtual_ip,
+                    endpoint: p.endpoint,
+                    state: Mutex::new(p),
+                })
+                .collect(),
             inbound: Mutex::new(Inbound {
                 ready: VecDeque::new(),
                 recv_bufs: vec![vec![0; SCRATCH]; RECV_BATCH],
@@ -149,8 +166,8 @@ impl WgSocket {
                 tick.tick().await;
                 weak.upgrade()
             } {
-                for p in &sock.peers {
-                    let mut p = lock(p);
+                for slot in &sock.peers {
+                    let mut p = lock(&slot.state);
                     if let TunnResult::WriteToNetwork(pkt) = p.tunn.update_timers(&mut buf) {
                         sock.send_outer(p.endpoint, pkt);
                     }
@@ -178,7 +195,12 @@ impl WgSocket {
 
     /// Why nothing may be arriving from peer `index`, for error messages.
     pub fn diagnose(&self, index: u32) -> String {
-        match self.peers.iter().map(lock).find(|p| p.index == index) {
+        match self
+            .peers
+            .iter()
+            .find(|s| s.index == index)
+            .map(|s| lock(&s.state))
+        {
             Some(p) => {
                 let (since_handshake, ..) = p.tunn.stats();
                 match since_handshake {
@@ -202,10 +224,10 @@ impl WgSocket {
         data: &[u8],
         mut deliver: impl FnMut(SocketAddr, &[u8]),
     ) {
-        let Some(peer) = self.peers.iter().find(|p| lock(p).endpoint == from) else {
+        let Some(peer) = self.peers.iter().find(|s| s.endpoint == from) else {
             return;
         };
-        let mut p = lock(peer);
+        let mut p = lock(&peer.state);
         let mut input = data;
         loop {
             match p.tunn.decapsulate(Some(from.ip()), input, out_buf) {
@@ -242,14 +264,14 @@ impl AsyncUdpSocket for WgSocket {
         let peer = self
             .peers
             .iter()
-            .find(|p| lock(p).virtual_ip == *dst.ip())
+            .find(|s| s.virtual_ip == *dst.ip())
             .ok_or_else(|| {
                 io::Error::new(
                     io::ErrorKind::NotConnected,
                     format!("no WireGuard peer for {dst}"),
                 )
             })?;
-        let mut p = lock(peer);
+        let mut p = lock(&peer.state);
         let mut out = lock(&self.outbound);
         let Outbound { batch, plain } = &mut *out;
         batch.clear();
