@@ -4,6 +4,8 @@
 #
 #   iproute2     ip, tc: namespaces, veths, rate limits
 #   util-linux   unshare: rootless runs
+#   wireguard-tools  wg(8), which configures kernel WireGuard for the quic-*+wg-kernel stacks
+#                (they also need the kernel module; see scripts/setup-vm.sh where it is missing)
 #   wireguard-go the wireguard-go daemon for the quic-*+wg-go stacks (without it they are
 #                reported unavailable, with this install command)
 #   python3-venv a virtualenv with the PyPI `hdrhistogram` package, which the tests use to
@@ -17,6 +19,7 @@ command -v ip >/dev/null && command -v tc >/dev/null || need_apt+=(iproute2)
 command -v unshare >/dev/null || need_apt+=(util-linux)
 command -v python3 >/dev/null || need_apt+=(python3)
 command -v wireguard-go >/dev/null || need_apt+=(wireguard-go)
+command -v wg >/dev/null || need_apt+=(wireguard-tools)
 venv=target/interop-venv
 if [ ! -x "$venv/bin/python" ] && ! python3 -c 'import venv, ensurepip' 2>/dev/null; then
   need_apt+=(python3-venv)

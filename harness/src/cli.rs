@@ -41,6 +41,9 @@ enum Command {
         /// No progress bar (implied when stderr is not a terminal).
         #[arg(long)]
         no_progress: bool,
+        /// Exit 1 unless every requested stack ran and delivered every object (for CI).
+        #[arg(long)]
+        require_complete: bool,
     },
     /// Check scenario files without running them.
     Validate {
@@ -55,6 +58,11 @@ enum Command {
     },
     /// List the stacks of the design.
     List,
+    /// Run inside a virtual machine (virtme-ng + qemu), for kernels without WireGuard.
+    Vm {
+        #[command(subcommand)]
+        action: VmCommand,
+    },
     /// Internal: a boringtun WireGuard device serving a TUN, started by `run`.
     #[command(hide = true)]
     WgDevice {
@@ -70,6 +78,37 @@ enum Command {
         control: PathBuf,
         #[arg(long)]
         index: u32,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum VmCommand {
+    /// Boot a stock kernel that has WireGuard and run a scenario in it with this binary;
+    /// results land in the host's results folder, marked "emulated CPU" without KVM.
+    Run {
+        /// Scenario file (TOML), e.g. scenarios/quick.toml.
+        scenario: PathBuf,
+        /// Stacks to run instead of the scenario's, comma-separated.
+        #[arg(long, value_delimiter = ',')]
+        stacks: Option<Vec<String>>,
+        /// Parent folder for the run folder (on the host; shared into the VM).
+        #[arg(long, default_value = "results/runs")]
+        out: PathBuf,
+        /// KVM, or qemu's software emulation; `auto` tries a KVM boot first.
+        #[arg(long, value_enum, default_value = "auto")]
+        accel: crate::vm::Accel,
+        /// Kernel image to boot (default: the newest /boot/vmlinuz-* with WireGuard).
+        #[arg(long)]
+        kernel: Option<PathBuf>,
+        /// VM memory, as qemu takes it.
+        #[arg(long, default_value = "1G")]
+        memory: String,
+        /// VM vCPUs.
+        #[arg(long, default_value_t = 2)]
+        cpus: u32,
+        /// Exit 1 unless every requested stack ran and delivered every object (for CI).
+        #[arg(long)]
+        require_complete: bool,
     },
 }
 
@@ -114,24 +153,15 @@ fn dispatch(cli: Cli) -> Result<ExitCode> {
             crate::node::main(&control, index).map(|()| ExitCode::SUCCESS)
         }
         Command::List => {
-            println!("{:<24} {:<9} privileges needed", "stack", "built");
+            println!("{:<24} privileges needed", "stack");
             for s in stack::registry() {
-                let built = match s.availability(&HostCaps::probe_nothing()) {
-                    Availability::Unavailable(r) if r.starts_with("not implemented") => "no",
-                    _ => "yes",
-                };
                 let id = s.id();
                 let note = if id.is_insecure() {
                     " (INSECURE control)"
                 } else {
                     ""
                 };
-                println!(
-                    "{:<24} {:<9} {}{note}",
-                    id.name(),
-                    built,
-                    id.underlay.privileges()
-                );
+                println!("{:<24} {}{note}", id.name(), id.underlay.privileges());
             }
             Ok(ExitCode::SUCCESS)
         }
@@ -165,24 +195,44 @@ fn dispatch(cli: Cli) -> Result<ExitCode> {
             print_check(&host, json)?;
             Ok(ExitCode::SUCCESS)
         }
+        Command::Vm {
+            action:
+                VmCommand::Run {
+                    scenario,
+                    stacks,
+                    out,
+                    accel,
+                    kernel,
+                    memory,
+                    cpus,
+                    require_complete,
+                },
+        } => {
+            if let Err(e) = load_run_args(&scenario, stacks.as_deref()) {
+                return usage_error(e);
+            }
+            crate::vm::run(crate::vm::VmOptions {
+                scenario,
+                stacks,
+                out,
+                accel,
+                kernel,
+                memory,
+                cpus,
+                require_complete,
+            })
+        }
         Command::Run {
             scenario,
             stacks,
             out,
             no_progress,
+            require_complete,
         } => {
-            let known = stack::names();
-            let known_refs: Vec<&str> = known.iter().map(String::as_str).collect();
-            let parsed = match Scenario::load(&scenario, &known_refs) {
+            let parsed = match load_run_args(&scenario, stacks.as_deref()) {
                 Ok(s) => s,
                 Err(e) => return usage_error(e),
             };
-            if let Some(bad) = stacks.iter().flatten().find(|s| !known.contains(s)) {
-                return usage_error(format!(
-                    "--stacks: unknown stack {bad:?}; known stacks: {}",
-                    known.join(", ")
-                ));
-            }
             rootless::reexec_if_needed()?;
             rootless::prepare_private_run()?;
             let opts = RunOptions {
@@ -194,12 +244,29 @@ fn dispatch(cli: Cli) -> Result<ExitCode> {
                 verbose: cli.verbose > 0,
                 faults: Faults::default(),
             };
-            run_command(&parsed, &opts)
+            run_command(&parsed, &opts, require_complete)
         }
     }
 }
 
-fn run_command(scenario: &Scenario, opts: &RunOptions) -> Result<ExitCode> {
+/// Loads a run's scenario and checks its `--stacks`; the error is a usage error.
+fn load_run_args(
+    scenario: &std::path::Path,
+    stacks: Option<&[String]>,
+) -> Result<Scenario, String> {
+    let known = stack::names();
+    let known_refs: Vec<&str> = known.iter().map(String::as_str).collect();
+    let parsed = Scenario::load(scenario, &known_refs).map_err(|e| e.to_string())?;
+    if let Some(bad) = stacks.into_iter().flatten().find(|s| !known.contains(s)) {
+        return Err(format!(
+            "--stacks: unknown stack {bad:?}; known stacks: {}",
+            known.join(", ")
+        ));
+    }
+    Ok(parsed)
+}
+
+fn run_command(scenario: &Scenario, opts: &RunOptions, require_complete: bool) -> Result<ExitCode> {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
@@ -231,6 +298,14 @@ fn run_command(scenario: &Scenario, opts: &RunOptions) -> Result<ExitCode> {
             println!("results: {}  (summary.md, summary.json per stack and repetition, HdrHistogram logs)", outcome.dir.display());
             if let Some(e) = &outcome.manifest.error {
                 eprintln!("stackbench: run failed: {e}");
+                return Ok(ExitCode::from(1));
+            }
+            let missing = stackbench_report::incompleteness(&run);
+            if require_complete && !missing.is_empty() {
+                eprintln!("stackbench: --require-complete: the run is incomplete:");
+                for m in missing {
+                    eprintln!("  {m}");
+                }
                 return Ok(ExitCode::from(1));
             }
             Ok(ExitCode::SUCCESS)

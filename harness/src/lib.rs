@@ -3,7 +3,8 @@
 //! Flow: a [`scenario`] is parsed and validated; the [`controller`] builds a [`topology`] of
 //! network namespaces, and for each [`stack`] × repetition runs one [`node`] process per
 //! namespace. Nodes follow the seeded, I/O-free [`workload`] schedule and report
-//! [`metrics`]; [`aggregate`] and [`results`] turn those into self-describing result folders.
+//! [`metrics`]; [`aggregate`] and [`results`] turn those into self-describing result folders. [`vm`] runs all of this
+//! inside a virtual machine where the host kernel lacks WireGuard.
 
 pub mod aggregate;
 pub mod check;
@@ -20,4 +21,5 @@ pub mod scenario;
 pub mod stack;
 pub mod topology;
 pub mod units;
+pub mod vm;
 pub mod workload;

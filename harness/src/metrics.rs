@@ -73,17 +73,44 @@ pub fn process_cpu_us() -> (u64, u64) {
 /// User plus system CPU seconds of process `pid` (all its threads) so far, from /proc.
 pub fn pid_cpu_seconds(pid: u32) -> f64 {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    // Fields 14 and 15 (utime, stime), counted after the parenthesised command name.
-    let mut f = stat
+    parse_stat(&stat).1
+}
+
+/// The parent pid and the CPU seconds (user + system) of a `/proc/<pid>/stat` line.
+fn parse_stat(stat: &str) -> (u32, f64) {
+    // Fields after the parenthesised command name: state, ppid, ..., utime (14), stime (15).
+    let fields: Vec<&str> = stat
         .rsplit_once(')')
         .map(|(_, r)| r)
         .unwrap_or("")
         .split_whitespace()
-        .skip(11);
-    let ticks: f64 = f.next().and_then(|v| v.parse().ok()).unwrap_or(0.0)
-        + f.next().and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+        .collect();
+    let num = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|v| v.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    let ppid = fields.get(1).and_then(|v| v.parse().ok()).unwrap_or(0);
     // SAFETY: sysconf has no memory-safety preconditions.
-    ticks / unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64;
+    (ppid, (num(11) + num(12)) / hz)
+}
+
+/// CPU seconds used so far by the kernel's own threads (children of kthreadd), where kernel
+/// WireGuard encrypts and decrypts (its per-interface `wg-crypt` workqueues). Threads that
+/// exited meanwhile are not counted.
+pub fn kernel_threads_cpu_seconds() -> f64 {
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return 0.0;
+    };
+    dir.filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .filter_map(|pid| {
+            let (ppid, secs) =
+                parse_stat(&std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?);
+            (ppid == 2).then_some(secs)
+        })
+        .sum()
 }
 
 /// Interface counters of the caller's network namespace, from /proc/self/net/dev.
@@ -180,6 +207,17 @@ pub fn host_cpu_seconds() -> (f64, f64) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn stat_lines_give_parent_and_cpu() {
+        // A command name with spaces and parentheses, as kworkers have.
+        let line = "42 (kworker/0:1-wg-crypt-sb1 (x)) I 2 0 0 0 -1 69238880 0 0 0 0 300 100 0 0 20 0 1 0 5 0 0";
+        // SAFETY: sysconf has no memory-safety preconditions.
+        let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
+        assert_eq!(parse_stat(line), (2, 400.0 / hz));
+        assert!(kernel_threads_cpu_seconds() >= 0.0);
+        assert_eq!(parse_stat("garbage"), (0, 0.0));
+    }
 
     #[test]
     fn histogram_codec_round_trips() {

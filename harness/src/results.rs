@@ -30,8 +30,8 @@ pub struct Environment {
     pub rustc: &'static str,
     pub crate_versions: BTreeMap<String, String>,
     pub node_runtime: &'static str,
-    /// Timings on an emulated CPU are comparable only within the same run.
-    pub emulated_cpu: bool,
+    /// Set when the CPU is emulated: timings are comparable only within the same run.
+    pub emulated_cpu: Option<String>,
     pub host: HostCaps,
     pub sysctls: BTreeMap<String, String>,
     /// `tc qdisc show` on node 0's uplink.
@@ -57,6 +57,22 @@ const SYSCTLS: &[&str] = &[
     "kernel/unprivileged_userns_clone",
 ];
 
+/// Why timings on this CPU are comparable only within one run, if they are: the CPU model
+/// says QEMU emulates it, or the VM runner (`stackbench vm run`) said so in
+/// `STACKBENCH_EMULATED`.
+pub fn emulated_cpu(cpu_model: &str, runner_says: Option<String>) -> Option<String> {
+    let what = match runner_says.filter(|s| !s.is_empty()) {
+        Some(s) => s,
+        None if cpu_model.contains("QEMU TCG") || cpu_model.contains("QEMU Virtual CPU") => {
+            format!("{cpu_model} (QEMU software emulation)")
+        }
+        None => return None,
+    };
+    Some(format!(
+        "emulated CPU: {what}; timings are comparable only within this run"
+    ))
+}
+
 impl Environment {
     pub fn capture(host: HostCaps, qdiscs: String) -> Environment {
         let read = |p: &str| {
@@ -64,17 +80,12 @@ impl Environment {
                 .map(|s| s.trim().to_owned())
                 .unwrap_or_default()
         };
-        let emulated_cpu = fs::read_to_string("/proc/cpuinfo")
-            .map(|c| {
-                c.contains("QEMU Virtual CPU")
-                    || (c.contains("hypervisor")
-                        && std::env::var_os("STACKBENCH_EMULATED").is_some())
-            })
-            .unwrap_or(false);
+        let cpu_model = first_line_with("/proc/cpuinfo", "model name").unwrap_or_default();
+        let emulated_cpu = emulated_cpu(&cpu_model, std::env::var("STACKBENCH_EMULATED").ok());
         Environment {
             kernel: read("/proc/sys/kernel/osrelease"),
             os: first_line_with("/etc/os-release", "PRETTY_NAME").unwrap_or_default(),
-            cpu_model: first_line_with("/proc/cpuinfo", "model name").unwrap_or_default(),
+            cpu_model,
             cores: std::thread::available_parallelism()
                 .map(|n| n.get())
                 .unwrap_or(1),
@@ -133,6 +144,7 @@ impl RunWriter {
                 finished_unix: None,
                 stacks: vec![],
                 error: None,
+                emulated_cpu: env.emulated_cpu.clone(),
             },
             dir,
             finished: false,
@@ -219,5 +231,20 @@ impl Drop for RunWriter {
                 Some("the run was interrupted before it finished".into()),
             );
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::emulated_cpu;
+
+    #[test]
+    fn emulated_cpus_are_marked() {
+        assert_eq!(emulated_cpu("AMD EPYC 7B13", None), None);
+        let tcg = emulated_cpu("QEMU TCG CPU version 2.5+", None).expect("TCG is emulated");
+        assert!(tcg.starts_with("emulated CPU: QEMU TCG"), "{tcg}");
+        assert!(tcg.contains("comparable only within this run"));
+        let said = emulated_cpu("AMD EPYC", Some("qemu TCG under virtme-ng".into()));
+        assert!(said.is_some_and(|s| s.contains("virtme-ng")));
     }
 }

@@ -4,7 +4,8 @@ pub mod schema;
 mod summary;
 
 pub use summary::{
-    load_run, summary_markdown, summary_table, warnings, LoadedRun, ReportError, CPU_SATURATED,
+    incompleteness, load_run, summary_markdown, summary_table, warnings, LoadedRun, ReportError,
+    CPU_SATURATED,
 };
 
 use std::path::Path;

@@ -21,6 +21,10 @@ pub struct RunManifest {
     /// Why the run stopped early, if it did.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// Set when the run's CPU was emulated (a VM without KVM): its timings compare only
+    /// with each other.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub emulated_cpu: Option<String>,
 }
 
 /// One stack's fate in a run.

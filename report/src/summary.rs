@@ -158,6 +158,36 @@ pub fn warnings(run: &LoadedRun) -> Vec<String> {
     w
 }
 
+/// What keeps a run from being complete: a stack that did not run or failed, a class
+/// that sent nothing, or objects not delivered. Empty when every stack delivered everything.
+pub fn incompleteness(run: &LoadedRun) -> Vec<String> {
+    let mut v = unavailable(run);
+    for r in &run.repetitions {
+        for c in &r.classes {
+            if c.sent == 0 {
+                v.push(format!(
+                    "{} rep {}: class {} sent nothing",
+                    r.stack, r.repetition, c.name
+                ));
+            } else if c.lost > 0 || c.delivered < c.sent {
+                v.push(format!(
+                    "{} rep {}: class {} delivered {} of {}",
+                    r.stack, r.repetition, c.name, c.delivered, c.sent
+                ));
+            }
+        }
+    }
+    if let Some(e) = &run.manifest.error {
+        v.push(format!("run stopped early: {e}"));
+    }
+    v
+}
+
+/// The emulated-CPU mark as a banner line: it changes how every number below is read.
+fn banner(emulated: &str) -> String {
+    emulated.replacen("emulated CPU", "EMULATED CPU", 1)
+}
+
 fn unavailable(run: &LoadedRun) -> Vec<String> {
     run.manifest
         .stacks
@@ -175,7 +205,7 @@ const COST_HEADERS: [&str; 8] = [
     "rep",
     "CPU busy",
     "node CPU",
-    "daemon CPU",
+    "underlay CPU",
     "softirq",
     "wire B/B",
     "1st handshake",
@@ -252,6 +282,9 @@ pub fn summary_markdown(run: &LoadedRun) -> String {
         "## stackbench: {} (run {}, {})\n\n",
         m.scenario, m.run_id, m.status
     );
+    if let Some(e) = &m.emulated_cpu {
+        s.push_str(&format!("> **⚠ {}**\n\n", banner(e)));
+    }
     s.push_str(
         "Latency is per (object, receiver), from the intended send time to full receipt.\n\n",
     );
@@ -280,7 +313,11 @@ pub fn summary_markdown(run: &LoadedRun) -> String {
 
 /// Aligned plain-text tables for the terminal.
 pub fn summary_table(run: &LoadedRun) -> String {
-    let mut s = text_table(HEADERS, &rows(run), 3);
+    let mut s = String::new();
+    if let Some(e) = &run.manifest.emulated_cpu {
+        s.push_str(&format!("*** {} ***\n", banner(e)));
+    }
+    s.push_str(&text_table(HEADERS, &rows(run), 3));
     s.push('\n');
     s.push_str(&text_table(COST_HEADERS, &cost_rows(run), 2));
     for x in warnings(run) {
@@ -297,6 +334,58 @@ mod tests {
     use super::*;
 
     use crate::schema::{NodeSummary, RepetitionSummary, RunManifest};
+
+    #[test]
+    fn an_emulated_cpu_heads_every_summary() {
+        let mut run = run_with(RepetitionSummary::default());
+        assert!(!summary_markdown(&run).contains("EMULATED"));
+        run.manifest.emulated_cpu =
+            Some("emulated CPU: QEMU TCG; timings are comparable only within this run".into());
+        let md = summary_markdown(&run);
+        let banner_at = md.find("EMULATED CPU: QEMU TCG").expect("markdown banner");
+        assert!(
+            banner_at < md.find("| stack").expect("table"),
+            "banner before the table"
+        );
+        assert!(summary_table(&run).starts_with("*** EMULATED CPU: QEMU TCG"));
+    }
+
+    #[test]
+    fn incompleteness_names_what_was_not_delivered() {
+        let class = |sent, delivered| crate::schema::ClassSummary {
+            name: "vote".into(),
+            priority: 10,
+            bulk: false,
+            sent,
+            delivered,
+            lost: sent - delivered,
+            delivered_bytes: 0,
+            goodput_bytes_per_sec: 0.0,
+            inversions: 0,
+            latency_us: Default::default(),
+            reach_us: Default::default(),
+            unreached: Default::default(),
+        };
+        let full = RepetitionSummary {
+            stack: "quic-tls".into(),
+            classes: vec![class(10, 10)],
+            ..Default::default()
+        };
+        assert!(incompleteness(&run_with(full.clone())).is_empty());
+        let short = RepetitionSummary {
+            classes: vec![class(10, 9)],
+            ..full.clone()
+        };
+        assert_eq!(
+            incompleteness(&run_with(short)),
+            ["quic-tls rep 0: class vote delivered 9 of 10"]
+        );
+        let silent = RepetitionSummary {
+            classes: vec![class(0, 0)],
+            ..full
+        };
+        assert!(incompleteness(&run_with(silent))[0].contains("sent nothing"));
+    }
 
     fn run_with(r: RepetitionSummary) -> LoadedRun {
         LoadedRun {

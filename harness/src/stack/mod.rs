@@ -11,12 +11,14 @@ mod quic_udp;
 pub mod tls;
 mod transport;
 mod wg_inproc;
+mod wg_kernel;
 pub mod wg_socket;
 pub mod wg_tun;
 
 pub use quic_udp::QuicUdp;
 pub use transport::{bind_udp, transport_config, SOCKET_BUFFER};
 pub use wg_inproc::QuicWgInproc;
+pub use wg_kernel::QuicWgKernel;
 pub use wg_tun::{Daemon, QuicWgTun};
 
 use crate::check::HostCaps;
@@ -241,39 +243,7 @@ pub trait Stack: Send + Sync {
     fn endpoint(&self, ctx: &NodeContext<'_>) -> Result<NodeEndpoint, StackError>;
 }
 
-/// A stack of the design that this build does not implement yet; always unavailable.
-#[derive(Debug)]
-struct NotBuilt(StackId);
-
-impl NotBuilt {
-    fn reason(&self) -> String {
-        format!(
-            "not implemented in this stackbench build (needs: {})",
-            self.0.underlay.privileges()
-        )
-    }
-}
-
-impl Stack for NotBuilt {
-    fn id(&self) -> StackId {
-        self.0
-    }
-    fn availability(&self, _: &HostCaps) -> Availability {
-        Availability::Unavailable(self.reason())
-    }
-    fn prepare(
-        &self,
-        _: &crate::topology::Topology,
-        _: &crate::controller::RunOptions,
-    ) -> Result<Box<dyn PreparedUnderlay>, StackError> {
-        Err(StackError::Unavailable(self.0.name(), self.reason()))
-    }
-    fn endpoint(&self, _: &NodeContext<'_>) -> Result<NodeEndpoint, StackError> {
-        Err(StackError::Unavailable(self.0.name(), self.reason()))
-    }
-}
-
-/// Every stack of the design, implemented or not, in report order.
+/// Every stack of the design, in report order.
 pub fn registry() -> Vec<Arc<dyn Stack>> {
     StackId::all()
         .into_iter()
@@ -289,7 +259,7 @@ pub fn registry() -> Vec<Arc<dyn Stack>> {
                     crypto,
                     daemon: Daemon::WireguardGo,
                 }),
-                _ => Arc::new(NotBuilt(id)),
+                (crypto, UnderlayKind::WgKernel) => Arc::new(QuicWgKernel { crypto }),
             }
         })
         .collect()
@@ -328,12 +298,37 @@ mod tests {
     }
 
     #[test]
-    fn unbuilt_stacks_say_why() {
-        let host = HostCaps::none_for_tests();
-        let s = by_name("quic-tls+wg-kernel").expect("designed stack");
-        match s.availability(&host) {
-            Availability::Unavailable(r) => assert!(r.contains("not implemented"), "{r}"),
-            Availability::Available => panic!("an unbuilt stack must not claim availability"),
+    fn kernel_stacks_say_why_they_cannot_run() {
+        let mut host = HostCaps::none_for_tests();
+        host.netns = Ok("test".into());
+        host.kernel_wireguard = Err("kernel has no WireGuard support (Unknown device type)".into());
+        for name in ["quic-tls+wg-kernel", "quic-null+wg-kernel"] {
+            let s = by_name(name).expect("designed stack");
+            match s.availability(&host) {
+                Availability::Unavailable(r) => assert!(r.contains("no WireGuard support"), "{r}"),
+                Availability::Available => panic!("{name} claims availability without the module"),
+            }
         }
+        host.kernel_wireguard = Ok("test".into());
+        host.tools.insert(
+            "wg",
+            Err("wg not found; install it with: apt-get install wireguard-tools".into()),
+        );
+        match by_name("quic-tls+wg-kernel")
+            .expect("designed stack")
+            .availability(&host)
+        {
+            Availability::Unavailable(r) => {
+                assert!(r.contains("apt-get install wireguard-tools"), "{r}")
+            }
+            Availability::Available => panic!("wg-kernel claims availability without wg(8)"),
+        }
+        host.tools.insert("wg", Ok("wireguard-tools v1.0".into()));
+        assert_eq!(
+            by_name("quic-tls+wg-kernel")
+                .expect("designed stack")
+                .availability(&host),
+            Availability::Available
+        );
     }
 }

@@ -20,7 +20,8 @@ use std::{
 
 /// Where userspace WireGuard daemons put their control sockets (shared by all namespaces).
 const UAPI_DIR: &str = "/var/run/wireguard";
-const WG_PORT: u16 = 51820;
+/// The outer UDP port every node's WireGuard listens on.
+pub(super) const WG_PORT: u16 = 51820;
 /// boringtun device worker threads: on 2 cores, 1 thread without multi-queue was ~3x faster
 /// than the default 4 with multi-queue, which reorders heavily (DESIGN.md).
 const BORINGTUN_THREADS: usize = 1;
@@ -91,16 +92,28 @@ pub fn diagnose(path: &std::path::Path, index: u32) -> String {
             let handshake = block
                 .iter()
                 .find_map(|l| l.strip_prefix("last_handshake_time_sec="));
-            return match handshake {
-                Some("0") | None => format!("no WireGuard handshake with node {index} completed: wrong key, or the peer is down"),
-                Some(_) => format!("WireGuard session with node {index} is up"),
-            };
+            return handshake_verdict(index, handshake);
         }
     }
+    not_a_peer(index)
+}
+
+/// What a peer's last-handshake time (seconds since the epoch, 0 for never) says about it.
+pub(super) fn handshake_verdict(index: u32, last_handshake: Option<&str>) -> String {
+    match last_handshake {
+        Some("0") | None => format!(
+            "no WireGuard handshake with node {index} completed: wrong key, or the peer is down"
+        ),
+        Some(_) => format!("WireGuard session with node {index} is up"),
+    }
+}
+
+pub(super) fn not_a_peer(index: u32) -> String {
     format!("node {index} is not configured as a WireGuard peer")
 }
 
-fn tunnel_addr(index: u32) -> SocketAddr {
+/// Where node `index`'s QUIC endpoint listens inside the tunnel.
+pub(super) fn tunnel_addr(index: u32) -> SocketAddr {
     SocketAddr::V4(SocketAddrV4::new(
         wg_socket::virtual_ip(index),
         crate::topology::QUIC_PORT,
@@ -158,7 +171,32 @@ impl PreparedUnderlay for TunUnderlay {
     }
 }
 
-fn ip_in(netns: &str, args: &[&str]) -> Result<(), StackError> {
+/// Fresh WireGuard key pairs for `n` nodes: the secrets and their public keys.
+pub(super) fn run_keys(n: u32) -> (Vec<x25519::StaticSecret>, Vec<[u8; 32]>) {
+    let secrets: Vec<x25519::StaticSecret> = (0..n)
+        .map(|_| x25519::StaticSecret::random_from_rng(rand::rngs::OsRng))
+        .collect();
+    let publics = secrets
+        .iter()
+        .map(|s| x25519::PublicKey::from(s).to_bytes())
+        .collect();
+    (secrets, publics)
+}
+
+/// Gives node `index`'s WireGuard interface its tunnel address and MTU, and brings it up.
+pub(super) fn address_and_up(
+    topology: &Topology,
+    index: u32,
+    iface: &str,
+) -> Result<(), StackError> {
+    let ns = topology.node_netns(index);
+    let addr = format!("{}/24", wg_socket::virtual_ip(index));
+    ip_in(&ns, &["addr", "add", &addr, "dev", iface])?;
+    let mtu = wg_socket::TUNNEL_MTU.to_string();
+    ip_in(&ns, &["link", "set", iface, "mtu", &mtu, "up"])
+}
+
+pub(super) fn ip_in(netns: &str, args: &[&str]) -> Result<(), StackError> {
     let out = Command::new("ip")
         .arg("-n")
         .arg(netns)
@@ -175,7 +213,7 @@ fn ip_in(netns: &str, args: &[&str]) -> Result<(), StackError> {
     Ok(())
 }
 
-fn setup_err(msg: String) -> StackError {
+pub(super) fn setup_err(msg: String) -> StackError {
     StackError::Setup(msg)
 }
 
@@ -287,13 +325,7 @@ impl Stack for QuicWgTun {
         opts: &RunOptions,
     ) -> Result<Box<dyn PreparedUnderlay>, StackError> {
         let n = topology.nodes();
-        let secrets: Vec<x25519::StaticSecret> = (0..n)
-            .map(|_| x25519::StaticSecret::random_from_rng(rand::rngs::OsRng))
-            .collect();
-        let publics: Vec<[u8; 32]> = secrets
-            .iter()
-            .map(|s| x25519::PublicKey::from(s).to_bytes())
-            .collect();
+        let (secrets, publics) = run_keys(n);
         let mut u = TunUnderlay {
             crypto: self.crypto,
             daemon: self.daemon,
@@ -323,28 +355,7 @@ impl Stack for QuicWgTun {
             req += "\n";
             uapi(&uapi_path(&iface), &req)
                 .map_err(|e| setup_err(format!("configuring {iface} for node {i}: {e}")))?;
-            let ns = topology.node_netns(i);
-            ip_in(
-                &ns,
-                &[
-                    "addr",
-                    "add",
-                    &format!("{}/24", wg_socket::virtual_ip(i)),
-                    "dev",
-                    &iface,
-                ],
-            )?;
-            ip_in(
-                &ns,
-                &[
-                    "link",
-                    "set",
-                    &iface,
-                    "mtu",
-                    &wg_socket::TUNNEL_MTU.to_string(),
-                    "up",
-                ],
-            )?;
+            address_and_up(topology, i, &iface)?;
         }
         Ok(Box::new(u))
     }
