@@ -99,6 +99,20 @@ fn usage_errors_exit_2_with_a_reason() {
             "unexpected argument '--frobnicate'",
         ),
         (vec!["explode".into()], "unrecognized subcommand 'explode'"),
+        (
+            vec!["vm".into(), "run".into(), "no/such/scenario.toml".into()],
+            "cannot read scenario no/such/scenario.toml",
+        ),
+        (
+            vec![
+                "vm".into(),
+                "run".into(),
+                repo("scenarios/quick-vm.toml").display().to_string(),
+                "--accel".into(),
+                "warp".into(),
+            ],
+            "invalid value 'warp' for '--accel",
+        ),
         (vec!["validate".into()], "required"),
     ];
     for (args, needle) in cases {
