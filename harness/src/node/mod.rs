@@ -7,6 +7,7 @@
 //! per-node CPU accounting meaningful.
 
 mod recorder;
+pub use recorder::Recorder;
 mod timer;
 
 use crate::{
@@ -17,7 +18,6 @@ use crate::{
 };
 use anyhow::{anyhow, bail, Context, Result};
 use bytes::Bytes;
-use recorder::Recorder;
 use std::{cell::RefCell, collections::BTreeMap, net::IpAddr, path::Path, rc::Rc, time::Duration};
 use tokio::{io::BufReader, net::UnixStream, task::LocalSet};
 

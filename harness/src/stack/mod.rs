@@ -6,6 +6,7 @@
 //! same checks.
 
 mod crypto;
+pub mod memory;
 pub mod null;
 mod quic_udp;
 pub mod tls;

@@ -25,7 +25,9 @@ const SERVER_HELLO: u8 = 2;
 const PARAMETERS: u8 = 3;
 const FINISHED: u8 = 4;
 
-struct NullPacketKey;
+/// Null crypto's packet key: plaintext plus an 8-byte xxh3 tag over packet number, header
+/// and payload.
+pub struct NullPacketKey;
 
 fn tag(packet: u64, header: &[u8], payload: &[u8]) -> [u8; TAG_LEN] {
     let mut h = Xxh3::with_seed(packet);

@@ -196,10 +196,79 @@ fn provider() -> Arc<CryptoProvider> {
     Arc::new(rustls::crypto::ring::default_provider())
 }
 
+/// Whether TLS session resumption is allowed. The stacks run with it off, so every
+/// connection is a full handshake; the benchmarks also time resumed handshakes.
+#[derive(Debug, Clone)]
+pub enum Resumption {
+    Off,
+    /// The server issues a ticket per connection and the client keeps them in memory. The
+    /// server's store counts the sessions it resumed, so a measurement can prove that its
+    /// handshakes really were resumed.
+    On(Arc<ResumingStore>),
+}
+
+impl Resumption {
+    pub fn on() -> Resumption {
+        Resumption::On(Arc::new(ResumingStore::default()))
+    }
+}
+
+/// The server's session store, counting the handshakes it resumed.
+#[derive(Debug)]
+pub struct ResumingStore {
+    inner: Arc<dyn rustls::server::StoresServerSessions>,
+    resumed: std::sync::atomic::AtomicU64,
+}
+
+impl Default for ResumingStore {
+    fn default() -> Self {
+        ResumingStore {
+            inner: rustls::server::ServerSessionMemoryCache::new(256),
+            resumed: Default::default(),
+        }
+    }
+}
+
+impl ResumingStore {
+    /// Sessions resumed so far.
+    pub fn resumed(&self) -> u64 {
+        self.resumed.load(std::sync::atomic::Ordering::Relaxed)
+    }
+}
+
+impl rustls::server::StoresServerSessions for ResumingStore {
+    fn put(&self, key: Vec<u8>, value: Vec<u8>) -> bool {
+        self.inner.put(key, value)
+    }
+    fn get(&self, key: &[u8]) -> Option<Vec<u8>> {
+        self.inner.get(key)
+    }
+    fn take(&self, key: &[u8]) -> Option<Vec<u8>> {
+        let v = self.inner.take(key);
+        if v.is_some() {
+            self.resumed
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
+        v
+    }
+    fn can_cache(&self) -> bool {
+        self.inner.can_cache()
+    }
+}
+
 /// Crypto for dialling `peer`: TLS 1.3 only, no resumption, peer pinned, our key presented.
 pub fn client_crypto(
     me: &NodeIdentity,
     peer: PinnedPeer,
+) -> Result<Arc<quinn::crypto::rustls::QuicClientConfig>, TlsError> {
+    client_crypto_with(me, peer, Resumption::Off)
+}
+
+/// [`client_crypto`] with a choice of resumption.
+pub fn client_crypto_with(
+    me: &NodeIdentity,
+    peer: PinnedPeer,
+    resumption: Resumption,
 ) -> Result<Arc<quinn::crypto::rustls::QuicClientConfig>, TlsError> {
     let provider = provider();
     let mut cfg = rustls::ClientConfig::builder_with_provider(provider.clone())
@@ -208,7 +277,10 @@ pub fn client_crypto(
         .with_custom_certificate_verifier(PinnedVerifier::new(vec![peer], &provider))
         .with_client_auth_cert(vec![me.cert.clone()], me.key())?;
     cfg.alpn_protocols = vec![ALPN.to_vec()];
-    cfg.resumption = rustls::client::Resumption::disabled();
+    cfg.resumption = match resumption {
+        Resumption::Off => rustls::client::Resumption::disabled(),
+        Resumption::On(_) => rustls::client::Resumption::in_memory_sessions(64),
+    };
     cfg.enable_early_data = false;
     let quic = quinn::crypto::rustls::QuicClientConfig::try_from(Arc::new(cfg))
         .map_err(|e| TlsError::Quic(e.to_string()))?;
@@ -220,13 +292,28 @@ pub fn server_crypto(
     me: &NodeIdentity,
     peers: Vec<PinnedPeer>,
 ) -> Result<Arc<quinn::crypto::rustls::QuicServerConfig>, TlsError> {
+    server_crypto_with(me, peers, Resumption::Off)
+}
+
+/// [`server_crypto`] with a choice of resumption (one ticket per connection when on).
+pub fn server_crypto_with(
+    me: &NodeIdentity,
+    peers: Vec<PinnedPeer>,
+    resumption: Resumption,
+) -> Result<Arc<quinn::crypto::rustls::QuicServerConfig>, TlsError> {
     let provider = provider();
     let mut cfg = rustls::ServerConfig::builder_with_provider(provider.clone())
         .with_protocol_versions(&[&rustls::version::TLS13])?
         .with_client_cert_verifier(PinnedVerifier::new(peers, &provider))
         .with_single_cert(vec![me.cert.clone()], me.key())?;
     cfg.alpn_protocols = vec![ALPN.to_vec()];
-    cfg.send_tls13_tickets = 0;
+    match resumption {
+        Resumption::Off => cfg.send_tls13_tickets = 0,
+        Resumption::On(store) => {
+            cfg.send_tls13_tickets = 1;
+            cfg.session_storage = store;
+        }
+    }
     let quic = quinn::crypto::rustls::QuicServerConfig::try_from(Arc::new(cfg))
         .map_err(|e| TlsError::Quic(e.to_string()))?;
     Ok(Arc::new(quic))

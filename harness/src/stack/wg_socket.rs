@@ -93,8 +93,14 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
-/// Writes an IPv4+UDP header for `payload_len` bytes from `src` to `dst` into `out[..28]`.
-fn write_inner_header(out: &mut [u8], src: SocketAddrV4, dst: SocketAddrV4, payload_len: usize) {
+/// Writes an IPv4+UDP header for `payload_len` bytes from `src` to `dst` into `out[..28]`:
+/// WireGuard carries IP packets, so each QUIC datagram needs one.
+pub fn write_inner_header(
+    out: &mut [u8],
+    src: SocketAddrV4,
+    dst: SocketAddrV4,
+    payload_len: usize,
+) {
     let total = (INNER_HEADER + payload_len) as u16;
     out[0] = 0x45;
     out[1] = 0;
@@ -120,7 +126,7 @@ fn write_inner_header(out: &mut [u8], src: SocketAddrV4, dst: SocketAddrV4, payl
 }
 
 /// The source and payload of an inner IPv4+UDP packet, if it is one.
-fn read_inner_packet(p: &[u8]) -> Option<(SocketAddr, &[u8])> {
+pub fn read_inner_packet(p: &[u8]) -> Option<(SocketAddr, &[u8])> {
     if p.len() < INNER_HEADER || p[0] != 0x45 || p[9] != 17 {
         return None;
     }
