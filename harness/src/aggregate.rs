@@ -36,6 +36,17 @@ pub fn percentiles(h: &Histogram<u64>) -> Percentiles {
 
 /// One histogram as an HdrHistogram interval log (readable by HdrHistogram's own tools).
 fn hlog(h: &Histogram<u64>, tag: &str, comment: &str, length: Duration) -> Result<String> {
+    hlog_intervals(&[h.clone()], tag, comment, length)
+}
+
+/// Consecutive histograms of `interval` each, as one interval log starting at offset 0
+/// (the start of the measured window).
+fn hlog_intervals(
+    hs: &[Histogram<u64>],
+    tag: &str,
+    comment: &str,
+    interval: Duration,
+) -> Result<String> {
     let mut buf = Vec::new();
     let mut ser = V2DeflateSerializer::new();
     {
@@ -45,8 +56,10 @@ fn hlog(h: &Histogram<u64>, tag: &str, comment: &str, length: Duration) -> Resul
             .with_base_time(std::time::SystemTime::UNIX_EPOCH)
             .begin_log_with(&mut buf, &mut ser)?;
         let tag = hdrhistogram::serialization::interval_log::Tag::new(tag);
-        w.write_histogram(h, Duration::ZERO, length, tag)
-            .map_err(|e| anyhow::anyhow!("writing interval log: {e:?}"))?;
+        for (i, h) in hs.iter().enumerate() {
+            w.write_histogram(h, interval * i as u32, interval, tag)
+                .map_err(|e| anyhow::anyhow!("writing interval log: {e:?}"))?;
+        }
     }
     String::from_utf8(buf).context("interval log is ASCII")
 }
@@ -97,6 +110,7 @@ pub fn summarize(
     let mut classes = vec![];
     for (ci, c) in plan.classes.iter().enumerate() {
         let mut lat = new_histogram();
+        let mut timeline: Vec<Histogram<u64>> = vec![];
         let (mut sent, mut delivered, mut bytes, mut inversions) = (0, 0, 0, 0);
         for r in reports {
             let cc = r
@@ -105,6 +119,14 @@ pub fn summarize(
                 .with_context(|| format!("node {} reported too few classes", r.index))?;
             lat.add(decode_histogram(&cc.latency_hist)?)
                 .context("merging histograms")?;
+            for (i, enc) in cc.timeline_hists.iter().enumerate() {
+                while timeline.len() <= i {
+                    timeline.push(new_histogram());
+                }
+                timeline[i]
+                    .add(decode_histogram(enc)?)
+                    .context("merging timeline histograms")?;
+            }
             sent += cc.sent;
             delivered += cc.received;
             bytes += cc.received_bytes;
@@ -117,6 +139,15 @@ pub fn summarize(
         hlogs.push((
             format!("{}.latency.hlog", c.name),
             hlog(&lat, &c.name, &comment, plan.duration)?,
+        ));
+        hlogs.push((
+            format!("{}.timeline.hlog", c.name),
+            hlog_intervals(
+                &timeline,
+                &c.name,
+                &format!("{comment}, one interval per second of intended send time"),
+                crate::node::TIMELINE_INTERVAL,
+            )?,
         ));
         let mut reach_us = BTreeMap::new();
         let mut unreached = BTreeMap::new();

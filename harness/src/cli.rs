@@ -1,5 +1,6 @@
 //! Command-line interface. Exit codes: 0 success, 1 a run or stack failed, 2 usage error
-//! (bad flags, invalid scenario, unknown stack), 130 interrupted.
+//! (bad flags, invalid scenario, unknown stack), 3 `compare` found a regression, 130
+//! interrupted.
 
 use crate::{
     check::HostCaps,
@@ -44,6 +45,40 @@ enum Command {
         /// Exit 1 unless every requested stack ran and delivered every object (for CI).
         #[arg(long)]
         require_complete: bool,
+        /// Repetitions instead of the scenario's (error bars need two or more).
+        #[arg(long)]
+        repetitions: Option<u32>,
+    },
+    /// Write report.html, plots, summary.md, report.json and report.csv for run folders
+    /// (into the folder itself for one run; combined into --out for several).
+    Report {
+        #[arg(required = true)]
+        runs: Vec<PathBuf>,
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+    /// Compare a run with a baseline run: change, 95% CI and verdict per stack, class and
+    /// metric. Exit 3 when something regressed.
+    Compare {
+        baseline: PathBuf,
+        run: PathBuf,
+        /// Thresholds (TOML) [default: results/baselines/thresholds.toml]
+        #[arg(long)]
+        thresholds: Option<PathBuf>,
+    },
+    /// A/A: run the scenario twice and report the differences as the noise floor.
+    Aa {
+        scenario: PathBuf,
+        #[arg(long, value_delimiter = ',')]
+        stacks: Option<Vec<String>>,
+        #[arg(long, default_value = "results/runs")]
+        out: PathBuf,
+        /// Thresholds (TOML) [default: results/baselines/thresholds.toml]
+        #[arg(long)]
+        thresholds: Option<PathBuf>,
+        /// Repetitions instead of the scenario's (error bars need two or more).
+        #[arg(long)]
+        repetitions: Option<u32>,
     },
     /// Check scenario files without running them.
     Validate {
@@ -208,7 +243,7 @@ fn dispatch(cli: Cli) -> Result<ExitCode> {
                     require_complete,
                 },
         } => {
-            if let Err(e) = load_run_args(&scenario, stacks.as_deref()) {
+            if let Err(e) = load_run_args(&scenario, stacks.as_deref(), None) {
                 return usage_error(e);
             }
             crate::vm::run(crate::vm::VmOptions {
@@ -222,41 +257,100 @@ fn dispatch(cli: Cli) -> Result<ExitCode> {
                 require_complete,
             })
         }
+        Command::Report { runs, out } => {
+            let page = crate::reporting::report(&runs, out)?;
+            println!("report: {}", page.display());
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Compare {
+            baseline,
+            run,
+            thresholds,
+        } => crate::reporting::compare_command(&baseline, &run, thresholds.as_deref()),
+        Command::Aa {
+            scenario,
+            stacks,
+            out,
+            thresholds,
+            repetitions,
+        } => {
+            let parsed = match load_run_args(&scenario, stacks.as_deref(), repetitions) {
+                Ok(s) => s,
+                Err(e) => return usage_error(e),
+            };
+            rootless::reexec_if_needed()?;
+            rootless::prepare_private_run()?;
+            let opts = run_options(out, stacks, false, cli.verbose)?;
+            let mut dirs = vec![];
+            for pass in ["A", "A'"] {
+                eprintln!("stackbench aa: run {pass}");
+                let (code, dir) = run_command(&parsed, &opts, true)?;
+                if code != ExitCode::SUCCESS {
+                    return Ok(code);
+                }
+                dirs.extend(dir);
+            }
+            let md =
+                crate::reporting::record_noise_floor(&dirs[0], &dirs[1], thresholds.as_deref())?;
+            println!("{md}");
+            println!(
+                "noise floor saved in {} (aa.md, aa.json, report.html)",
+                dirs[1].display()
+            );
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Run {
             scenario,
             stacks,
             out,
             no_progress,
             require_complete,
+            repetitions,
         } => {
-            let parsed = match load_run_args(&scenario, stacks.as_deref()) {
+            let parsed = match load_run_args(&scenario, stacks.as_deref(), repetitions) {
                 Ok(s) => s,
                 Err(e) => return usage_error(e),
             };
             rootless::reexec_if_needed()?;
             rootless::prepare_private_run()?;
-            let opts = RunOptions {
-                out,
-                exact_dir: false,
-                stacks,
-                node_exe: std::env::current_exe().context("locating the stackbench executable")?,
-                progress: !no_progress && std::io::IsTerminal::is_terminal(&std::io::stderr()),
-                verbose: cli.verbose > 0,
-                faults: Faults::default(),
-            };
-            run_command(&parsed, &opts, require_complete)
+            let opts = run_options(out, stacks, no_progress, cli.verbose)?;
+            Ok(run_command(&parsed, &opts, require_complete)?.0)
         }
     }
 }
 
-/// Loads a run's scenario and checks its `--stacks`; the error is a usage error.
+fn run_options(
+    out: PathBuf,
+    stacks: Option<Vec<String>>,
+    no_progress: bool,
+    verbose: u8,
+) -> Result<RunOptions> {
+    Ok(RunOptions {
+        out,
+        exact_dir: false,
+        stacks,
+        node_exe: std::env::current_exe().context("locating the stackbench executable")?,
+        progress: !no_progress && std::io::IsTerminal::is_terminal(&std::io::stderr()),
+        verbose: verbose > 0,
+        faults: Faults::default(),
+    })
+}
+
+/// Loads a run's scenario, checks its `--stacks` and applies `--repetitions`; the error is
+/// a usage error.
 fn load_run_args(
     scenario: &std::path::Path,
     stacks: Option<&[String]>,
+    repetitions: Option<u32>,
 ) -> Result<Scenario, String> {
     let known = stack::names();
     let known_refs: Vec<&str> = known.iter().map(String::as_str).collect();
-    let parsed = Scenario::load(scenario, &known_refs).map_err(|e| e.to_string())?;
+    let mut parsed = Scenario::load(scenario, &known_refs).map_err(|e| e.to_string())?;
+    match repetitions {
+        Some(0) => return Err("--repetitions must be at least 1".into()),
+        Some(n) => parsed.repetitions = toml::Spanned::new(0..0, n),
+        None => {}
+    }
     if let Some(bad) = stacks.into_iter().flatten().find(|s| !known.contains(s)) {
         return Err(format!(
             "--stacks: unknown stack {bad:?}; known stacks: {}",
@@ -266,7 +360,12 @@ fn load_run_args(
     Ok(parsed)
 }
 
-fn run_command(scenario: &Scenario, opts: &RunOptions, require_complete: bool) -> Result<ExitCode> {
+/// Runs a scenario, prints its table and writes its report; the exit code and run folder.
+fn run_command(
+    scenario: &Scenario,
+    opts: &RunOptions,
+    require_complete: bool,
+) -> Result<(ExitCode, Option<PathBuf>)> {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
@@ -289,16 +388,19 @@ fn run_command(scenario: &Scenario, opts: &RunOptions, require_complete: bool) -
     match outcome? {
         None => {
             eprintln!("stackbench: interrupted; the run's nodes, namespaces and sockets were removed and its run.json marked interrupted");
-            Ok(ExitCode::from(130))
+            Ok((ExitCode::from(130), None))
         }
         Some(outcome) => {
+            let dir = Some(outcome.dir.clone());
             let run = stackbench_report::load_run(&outcome.dir)?;
             stackbench_report::write_summary(&outcome.dir)?;
             println!("{}", stackbench_report::summary_table(&run));
-            println!("results: {}  (summary.md, summary.json per stack and repetition, HdrHistogram logs)", outcome.dir.display());
+            let page = crate::reporting::report(std::slice::from_ref(&outcome.dir), None)?;
+            println!("results: {}  (report.html, summary.md, report.json/csv, plots/, summary.json and HdrHistogram logs per stack and repetition)", outcome.dir.display());
+            println!("report: {}", page.display());
             if let Some(e) = &outcome.manifest.error {
                 eprintln!("stackbench: run failed: {e}");
-                return Ok(ExitCode::from(1));
+                return Ok((ExitCode::from(1), dir));
             }
             let missing = stackbench_report::incompleteness(&run);
             if require_complete && !missing.is_empty() {
@@ -306,9 +408,9 @@ fn run_command(scenario: &Scenario, opts: &RunOptions, require_complete: bool) -
                 for m in missing {
                     eprintln!("  {m}");
                 }
-                return Ok(ExitCode::from(1));
+                return Ok((ExitCode::from(1), dir));
             }
-            Ok(ExitCode::SUCCESS)
+            Ok((ExitCode::SUCCESS, dir))
         }
     }
 }

@@ -87,6 +87,10 @@ pub struct ClassCounters {
     pub inversions: u64,
     /// Delivery latency of measured objects received here, µs (base64 HdrHistogram V2).
     pub latency_hist: String,
+    /// The same latencies split by the second of the measured window in which each object
+    /// was due to be sent: the latency timeline.
+    #[serde(default)]
+    pub timeline_hists: Vec<String>,
 }
 
 #[derive(Debug, thiserror::Error)]

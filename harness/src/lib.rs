@@ -14,6 +14,7 @@ pub mod controller;
 pub mod metrics;
 pub mod node;
 pub mod process;
+pub mod reporting;
 pub mod results;
 pub mod rootless;
 pub mod runid;

@@ -1,12 +1,21 @@
 //! Reads stackbench results folders and turns them into summaries for people and machines.
 
+mod charts;
+pub mod compare;
+pub mod document;
+pub mod hist;
+mod html;
+pub mod plots;
 pub mod schema;
+pub mod stats;
 mod summary;
 
 pub use summary::{
     incompleteness, load_run, summary_markdown, summary_table, warnings, LoadedRun, ReportError,
     CPU_SATURATED,
 };
+
+pub use document::{write_report, Report};
 
 use std::path::Path;
 

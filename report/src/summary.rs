@@ -10,6 +10,8 @@ pub enum ReportError {
     Io(PathBuf, std::io::Error),
     #[error("parsing {0}: {1}")]
     Parse(PathBuf, serde_json::Error),
+    #[error("{0}: {1}")]
+    Config(PathBuf, String),
 }
 
 /// A run folder's manifest and every repetition summary in it.

@@ -7,7 +7,7 @@
 //! per-node CPU accounting meaningful.
 
 mod recorder;
-pub use recorder::Recorder;
+pub use recorder::{Recorder, TIMELINE_INTERVAL};
 mod timer;
 
 use crate::{

@@ -10,12 +10,16 @@ use hdrhistogram::Histogram;
 use std::collections::HashMap;
 
 const KEPT_ERRORS: usize = 5;
+/// The latency timeline's resolution.
+pub const TIMELINE_INTERVAL: std::time::Duration = std::time::Duration::from_secs(1);
 
 pub struct Recorder {
     plan: WorkloadPlan,
     start_ns: u64,
     classes: Vec<ClassCounters>,
     hists: Vec<Histogram<u64>>,
+    /// Per class, one histogram per second of the measured window.
+    timeline: Vec<Vec<Histogram<u64>>>,
     deliveries: Vec<(u16, u8, u64, u64)>,
     inversions: HashMap<u32, InversionTracker>,
     pub send_lag: Histogram<u64>,
@@ -33,6 +37,7 @@ impl Recorder {
             start_ns,
             classes: vec![ClassCounters::default(); n],
             hists: (0..n).map(|_| metrics::new_histogram()).collect(),
+            timeline: vec![Vec::new(); n],
             deliveries: Vec::new(),
             inversions: HashMap::new(),
             send_lag: metrics::new_histogram(),
@@ -85,6 +90,14 @@ impl Recorder {
         c.received_bytes += h.len as u64;
         c.inversions += inverted as u64;
         metrics::record(&mut self.hists[h.class as usize], latency_us);
+        let second = (h.intended_ns - self.start_ns)
+            .saturating_sub(self.plan.warmup.as_nanos() as u64)
+            / TIMELINE_INTERVAL.as_nanos() as u64;
+        let line = &mut self.timeline[h.class as usize];
+        while line.len() <= second as usize {
+            line.push(metrics::new_histogram());
+        }
+        metrics::record(&mut line[second as usize], latency_us);
         if open_loop {
             self.deliveries.push((h.origin, h.class, h.seq, latency_us));
         }
@@ -103,8 +116,12 @@ impl Recorder {
         &mut self,
     ) -> Result<(Vec<ClassCounters>, Vec<(u16, u8, u64, u64)>), HistogramCodecError> {
         let mut classes = std::mem::take(&mut self.classes);
-        for (c, h) in classes.iter_mut().zip(&self.hists) {
+        for ((c, h), line) in classes.iter_mut().zip(&self.hists).zip(&self.timeline) {
             c.latency_hist = metrics::encode_histogram(h)?;
+            c.timeline_hists = line
+                .iter()
+                .map(metrics::encode_histogram)
+                .collect::<Result<_, _>>()?;
         }
         Ok((classes, std::mem::take(&mut self.deliveries)))
     }

@@ -1,0 +1,87 @@
+//! The report-side commands: `report` (regenerate or combine reports), `compare` (a run
+//! against a baseline, with a verdict) and the A/A run's noise floor.
+
+use anyhow::{Context, Result};
+use stackbench_report::compare::{self, Thresholds};
+use std::{
+    path::{Path, PathBuf},
+    process::ExitCode,
+};
+
+/// Exit code of `compare` when something regressed (1 stays "the command failed").
+pub const REGRESSED: u8 = 3;
+/// Where `compare` looks for thresholds when none are given.
+pub const DEFAULT_THRESHOLDS: &str = "results/baselines/thresholds.toml";
+
+/// Writes the report of `dirs` into `out` (the run folder itself for one run).
+pub fn report(dirs: &[PathBuf], out: Option<PathBuf>) -> Result<PathBuf> {
+    let out = match (out, dirs) {
+        (Some(o), _) => o,
+        (None, [one]) => one.clone(),
+        (None, _) => {
+            PathBuf::from("results/reports").join(crate::runid::utc_stamp(crate::runid::unix_now()))
+        }
+    };
+    std::fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;
+    stackbench_report::write_report(dirs, &out)
+        .with_context(|| format!("writing the report into {}", out.display()))
+}
+
+fn thresholds(path: Option<&Path>) -> Result<Thresholds> {
+    let p = path.unwrap_or(Path::new(DEFAULT_THRESHOLDS));
+    Thresholds::load(p).with_context(|| format!("reading thresholds {}", p.display()))
+}
+
+/// Compares `run` with `baseline`; writes `compare.md` and `compare.json` into the run.
+pub fn compare_runs(
+    baseline: &Path,
+    run: &Path,
+    th: &Thresholds,
+) -> Result<(Vec<compare::Comparison>, String)> {
+    let b = stackbench_report::load_run(baseline)
+        .with_context(|| format!("reading baseline {}", baseline.display()))?;
+    let r = stackbench_report::load_run(run)
+        .with_context(|| format!("reading run {}", run.display()))?;
+    let c = compare::compare(&b, &r, th);
+    let md = compare::markdown(&b.manifest.run_id, &r.manifest.run_id, &c);
+    Ok((c, md))
+}
+
+/// `stackbench compare`: prints the table, saves it in the run, and exits [`REGRESSED`]
+/// when a metric regressed.
+pub fn compare_command(baseline: &Path, run: &Path, th_path: Option<&Path>) -> Result<ExitCode> {
+    let th = thresholds(th_path)?;
+    let (c, md) = compare_runs(baseline, run, &th)?;
+    crate::results::write_atomic(&run.join("compare.md"), md.as_bytes())?;
+    crate::results::write_atomic(
+        &run.join("compare.json"),
+        &serde_json::to_vec_pretty(
+            &serde_json::json!({ "baseline": baseline, "thresholds": th, "comparisons": c }),
+        )?,
+    )?;
+    println!("{md}");
+    if compare::has_regression(&c) {
+        eprintln!("stackbench: regression against {}", baseline.display());
+        return Ok(ExitCode::from(REGRESSED));
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// After an A/A pair of runs: the second compared with the first is the noise floor. Saved
+/// as `aa.json`/`aa.md` in the second run, whose report then shows it.
+pub fn record_noise_floor(first: &Path, second: &Path, th_path: Option<&Path>) -> Result<String> {
+    let th = thresholds(th_path)?;
+    let (c, md) = compare_runs(first, second, &th)?;
+    let md = md.replacen(
+        "## stackbench compare:",
+        "## stackbench A/A (noise floor):",
+        1,
+    );
+    crate::results::write_atomic(&second.join("aa.md"), md.as_bytes())?;
+    crate::results::write_atomic(
+        &second.join("aa.json"),
+        &serde_json::to_vec_pretty(&serde_json::json!({ "first": first, "comparisons": c }))?,
+    )?;
+    report(&[second.to_owned()], None)?;
+    Ok(md)
+}

@@ -1,0 +1,252 @@
+//! `stackbench compare BASELINE RUN`: for each stack × class × metric, the change from the
+//! baseline with its 95% interval, and a verdict against thresholds read from a config file.
+
+use crate::{
+    stats::{self, Estimate, Metric},
+    LoadedRun, ReportError,
+};
+use serde::{Deserialize, Serialize};
+use std::path::Path;
+
+/// Relative changes below which a difference is not called a regression or improvement
+/// (0.5 = 50%), per metric. Read from TOML; unknown keys are rejected.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Thresholds {
+    pub p50: f64,
+    pub p99: f64,
+    pub p999: f64,
+    pub goodput: f64,
+    pub cpu_per_mb: f64,
+}
+
+impl Thresholds {
+    pub fn load(path: &Path) -> Result<Thresholds, ReportError> {
+        let text =
+            std::fs::read_to_string(path).map_err(|e| ReportError::Io(path.to_owned(), e))?;
+        toml::from_str(&text).map_err(|e| ReportError::Config(path.to_owned(), e.to_string()))
+    }
+    pub fn of(&self, m: Metric) -> f64 {
+        match m {
+            Metric::P50 => self.p50,
+            Metric::P99 => self.p99,
+            Metric::P999 => self.p999,
+            Metric::Goodput => self.goodput,
+            Metric::CpuPerMb => self.cpu_per_mb,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Verdict {
+    Improved,
+    Regressed,
+    NoSignificantChange,
+}
+
+impl Verdict {
+    pub fn label(self) -> &'static str {
+        match self {
+            Verdict::Improved => "improved",
+            Verdict::Regressed => "REGRESSED",
+            Verdict::NoSignificantChange => "no significant change",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Comparison {
+    pub stack: String,
+    /// Empty for per-stack metrics.
+    pub class: String,
+    pub metric: Metric,
+    pub baseline: Estimate,
+    pub run: Estimate,
+    /// Relative change of the mean (0.1 = 10% higher).
+    pub change: Estimate,
+    pub threshold: f64,
+    pub verdict: Verdict,
+}
+
+/// A change is significant when it exceeds the threshold and, where both sides have two or
+/// more repetitions, its whole 95% interval lies on the same side of zero.
+fn verdict(change: &Estimate, threshold: f64, lower_is_better: bool) -> Verdict {
+    let worse = if lower_is_better { 1.0 } else { -1.0 };
+    let (point, interval) = (change.point * worse, change.ci95);
+    let excludes_zero = |sign: f64| {
+        interval.is_none_or(|(lo, hi)| {
+            let (a, b) = (lo * worse, hi * worse);
+            a.min(b) * sign > 0.0 && a.max(b) * sign > 0.0
+        })
+    };
+    if point > threshold && excludes_zero(1.0) {
+        Verdict::Regressed
+    } else if point < -threshold && excludes_zero(-1.0) {
+        Verdict::Improved
+    } else {
+        Verdict::NoSignificantChange
+    }
+}
+
+/// Every stack × class × metric present in both runs.
+pub fn compare(baseline: &LoadedRun, run: &LoadedRun, th: &Thresholds) -> Vec<Comparison> {
+    let mut out = vec![];
+    let mut stacks_done: Vec<String> = vec![];
+    for (stack, class) in stats::keys(run) {
+        for metric in Metric::ALL {
+            let class = if metric.per_class() {
+                class.clone()
+            } else if stacks_done.contains(&stack) {
+                continue;
+            } else {
+                String::new()
+            };
+            let b = stats::values(baseline, &stack, &class, metric);
+            let r = stats::values(run, &stack, &class, metric);
+            if b.is_empty() || r.is_empty() {
+                continue;
+            }
+            let change = stats::relative_change(&b, &r);
+            out.push(Comparison {
+                verdict: verdict(&change, th.of(metric), metric.lower_is_better()),
+                stack: stack.clone(),
+                class,
+                metric,
+                baseline: stats::estimate(&b),
+                run: stats::estimate(&r),
+                change,
+                threshold: th.of(metric),
+            });
+        }
+        if !stacks_done.contains(&stack) {
+            stacks_done.push(stack);
+        }
+    }
+    out
+}
+
+pub fn has_regression(c: &[Comparison]) -> bool {
+    c.iter().any(|c| c.verdict == Verdict::Regressed)
+}
+
+fn pct(x: f64) -> String {
+    format!("{:+.1}%", x * 100.0)
+}
+
+/// A value with its interval, in the metric's unit.
+pub fn fmt_estimate(e: &Estimate, unit: &str) -> String {
+    match e.ci95 {
+        Some((lo, hi)) => format!("{:.1} [{lo:.1}, {hi:.1}] {unit}", e.point),
+        None => format!("{:.1} {unit} (n=1)", e.point),
+    }
+}
+
+pub fn fmt_change(e: &Estimate) -> String {
+    match e.ci95 {
+        Some((lo, hi)) => format!("{} [{}, {}]", pct(e.point), pct(lo), pct(hi)),
+        None => format!("{} (no CI: n=1)", pct(e.point)),
+    }
+}
+
+/// The comparison as a Markdown table, regressions first.
+pub fn markdown(baseline: &str, run: &str, c: &[Comparison]) -> String {
+    let mut rows: Vec<&Comparison> = c.iter().collect();
+    rows.sort_by_key(|c| {
+        (
+            c.verdict != Verdict::Regressed,
+            c.verdict != Verdict::Improved,
+        )
+    });
+    let regressions = c.iter().filter(|c| c.verdict == Verdict::Regressed).count();
+    let improvements = c.iter().filter(|c| c.verdict == Verdict::Improved).count();
+    let mut s = format!(
+        "## stackbench compare: {run} against baseline {baseline}\n\n**{regressions} regressed, {improvements} improved, {} without significant change** (means over repetitions; 95% bootstrap intervals).\n\n",
+        c.len() - regressions - improvements
+    );
+    s.push_str("| stack | class | metric | baseline | run | change [95% CI] | threshold | verdict |\n|---|---|---|---|---|---|---|---|\n");
+    for c in rows {
+        s.push_str(&format!(
+            "| {} | {} | {} | {} | {} | {} | ±{:.0}% | {} |\n",
+            c.stack,
+            if c.class.is_empty() {
+                "(all)"
+            } else {
+                &c.class
+            },
+            c.metric.name(),
+            fmt_estimate(&c.baseline, c.metric.unit()),
+            fmt_estimate(&c.run, c.metric.unit()),
+            fmt_change(&c.change),
+            c.threshold * 100.0,
+            c.verdict.label()
+        ));
+    }
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn change(point: f64, ci: Option<(f64, f64)>) -> Estimate {
+        Estimate {
+            point,
+            ci95: ci,
+            n: 3,
+        }
+    }
+
+    #[test]
+    fn verdicts_need_the_threshold_and_an_interval_clear_of_zero() {
+        // Latency 80% higher, clearly: regressed.
+        assert_eq!(
+            verdict(&change(0.8, Some((0.5, 1.1))), 0.5, true),
+            Verdict::Regressed
+        );
+        // Higher than the threshold, but the interval includes zero: noise.
+        assert_eq!(
+            verdict(&change(0.8, Some((-0.1, 1.7))), 0.5, true),
+            Verdict::NoSignificantChange
+        );
+        // Clear, but under the threshold.
+        assert_eq!(
+            verdict(&change(0.2, Some((0.1, 0.3))), 0.5, true),
+            Verdict::NoSignificantChange
+        );
+        // Latency 60% lower: improved.
+        assert_eq!(
+            verdict(&change(-0.6, Some((-0.7, -0.5))), 0.5, true),
+            Verdict::Improved
+        );
+        // Goodput 40% lower is a regression.
+        assert_eq!(
+            verdict(&change(-0.4, Some((-0.5, -0.3))), 0.2, false),
+            Verdict::Regressed
+        );
+        // One repetition: the point decides.
+        assert_eq!(verdict(&change(0.9, None), 0.5, true), Verdict::Regressed);
+    }
+
+    #[test]
+    fn thresholds_reject_unknown_keys_and_say_where() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let p = dir.path().join("t.toml");
+        std::fs::write(
+            &p,
+            "p50 = 0.5\np99 = 1.0\np999 = 2.0\ngoodput = 0.3\ncpu_per_mb = 0.3\n",
+        )
+        .expect("write");
+        assert_eq!(Thresholds::load(&p).expect("valid").p99, 1.0);
+        std::fs::write(
+            &p,
+            "p50 = 0.5\np99 = 1.0\np999 = 2.0\ngoodput = 0.3\ncpu_per_mb = 0.3\np90 = 1\n",
+        )
+        .expect("write");
+        let e = Thresholds::load(&p).expect_err("unknown key").to_string();
+        assert!(
+            e.contains("unknown field `p90`") && e.contains("line 6"),
+            "{e}"
+        );
+    }
+}
