@@ -144,24 +144,30 @@ fn headlines(report: &Report, f: &[Finding]) -> Vec<String> {
         }
     };
     for c in &report.classes {
-        let m = if c.bulk { Metric::Goodput } else { Metric::P99 };
-        let v = rank(&c.name, m);
-        if let (Some(best), Some(worst)) = (v.first(), v.last()) {
-            if v.len() > 1 {
-                out.push(format!(
-                    "{} {}: best {} ({}), worst {} ({}, {:.1}x)",
-                    c.name,
-                    m.name(),
-                    best.stack,
-                    show(best),
-                    worst.stack,
-                    show(worst),
-                    if m.lower_is_better() {
-                        worst.estimate.point / best.estimate.point
-                    } else {
-                        best.estimate.point / worst.estimate.point
-                    }
-                ));
+        let metrics: &[Metric] = if c.bulk {
+            &[Metric::Goodput]
+        } else {
+            &[Metric::P50, Metric::P99]
+        };
+        for &m in metrics {
+            let v = rank(&c.name, m);
+            if let (Some(best), Some(worst)) = (v.first(), v.last()) {
+                if v.len() > 1 {
+                    out.push(format!(
+                        "{} {}: best {} ({}), worst {} ({}, {:.1}x)",
+                        c.name,
+                        m.name(),
+                        best.stack,
+                        show(best),
+                        worst.stack,
+                        show(worst),
+                        if m.lower_is_better() {
+                            worst.estimate.point / best.estimate.point
+                        } else {
+                            best.estimate.point / worst.estimate.point
+                        }
+                    ));
+                }
             }
         }
     }
