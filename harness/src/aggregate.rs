@@ -36,7 +36,7 @@ pub fn percentiles(h: &Histogram<u64>) -> Percentiles {
 
 /// One histogram as an HdrHistogram interval log (readable by HdrHistogram's own tools).
 fn hlog(h: &Histogram<u64>, tag: &str, comment: &str, length: Duration) -> Result<String> {
-    hlog_intervals(&[h.clone()], tag, comment, length)
+    hlog_intervals(std::slice::from_ref(h), tag, comment, length)
 }
 
 /// Consecutive histograms of `interval` each, as one interval log starting at offset 0

@@ -43,7 +43,15 @@ pub fn compare_runs(
     let r = stackbench_report::load_run(run)
         .with_context(|| format!("reading run {}", run.display()))?;
     let c = compare::compare(&b, &r, th);
-    let md = compare::markdown(&b.manifest.run_id, &r.manifest.run_id, &c);
+    let mut md = compare::markdown(&b.manifest.run_id, &r.manifest.run_id, &c);
+    if b.manifest.scenario != r.manifest.scenario {
+        let warning = format!(
+            "\n**Warning:** the baseline ran scenario `{}` and this run `{}`; the comparison may be meaningless.\n",
+            b.manifest.scenario, r.manifest.scenario
+        );
+        eprintln!("stackbench: {}", warning.trim().replace("**", ""));
+        md.push_str(&warning);
+    }
     Ok((c, md))
 }
 

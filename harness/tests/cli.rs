@@ -175,3 +175,129 @@ fn check_json_reports_every_stack_with_a_reason_when_unavailable() {
     }
     assert!(v["host"]["privileges"].is_string());
 }
+
+/// A copy of the committed quick baseline in a temporary folder.
+fn baseline_copy(dir: &std::path::Path, name: &str) -> PathBuf {
+    let to = dir.join(name);
+    let status = Command::new("cp")
+        .arg("-r")
+        .arg(repo("results/baselines/quick"))
+        .arg(&to)
+        .status()
+        .expect("cp");
+    assert!(status.success());
+    to
+}
+
+/// Multiplies every latency percentile in a run's summaries by `factor`.
+fn slow_down(run: &std::path::Path, factor: f64) {
+    for rep in 0..3 {
+        let p = run.join(format!("quic-tls/{rep}/summary.json"));
+        let mut v: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(&p).expect("summary")).expect("JSON");
+        for c in v["classes"].as_array_mut().expect("classes") {
+            for key in ["p50", "p99", "p999"] {
+                let x = c["latency_us"][key].as_f64().expect("percentile");
+                c["latency_us"][key] = serde_json::json!((x * factor) as u64);
+            }
+        }
+        std::fs::write(&p, serde_json::to_vec(&v).expect("JSON")).expect("write");
+    }
+}
+
+#[test]
+fn compare_flags_a_regression_with_exit_3_and_passes_an_identical_run() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let same = baseline_copy(dir.path(), "same");
+    let out = stackbench()
+        .arg("compare")
+        .arg(repo("results/baselines/quick"))
+        .arg(&same)
+        .arg("--thresholds")
+        .arg(repo("results/baselines/thresholds.toml"))
+        .output()
+        .expect("runs");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{text}");
+    assert!(text.contains("0 regressed, 0 improved"), "{text}");
+    let slow = baseline_copy(dir.path(), "slow");
+    slow_down(&slow, 4.0);
+    let out = stackbench()
+        .arg("compare")
+        .arg(repo("results/baselines/quick"))
+        .arg(&slow)
+        .arg("--thresholds")
+        .arg(repo("results/baselines/thresholds.toml"))
+        .output()
+        .expect("runs");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(3), "{text}");
+    assert!(
+        text.contains("| quic-tls | vote | p50 |") && text.contains("REGRESSED"),
+        "{text}"
+    );
+    assert!(slow.join("compare.md").exists() && slow.join("compare.json").exists());
+    // A thresholds file with a typo is an error that names the file and line.
+    let bad = dir.path().join("bad.toml");
+    std::fs::write(
+        &bad,
+        "p50 = 1.5\np99 = 1.0\np999 = 1.5\ngoodput = 0.25\ncpu_per_mb = 0.5\np95 = 1\n",
+    )
+    .expect("write");
+    let out = stackbench()
+        .arg("compare")
+        .arg(repo("results/baselines/quick"))
+        .arg(&slow)
+        .arg("--thresholds")
+        .arg(&bad)
+        .output()
+        .expect("runs");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("bad.toml") && err.contains("unknown field `p95`"),
+        "{err}"
+    );
+}
+
+#[test]
+fn report_writes_a_self_contained_page_plots_and_exports() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let run = baseline_copy(dir.path(), "run");
+    let out = stackbench().arg("report").arg(&run).output().expect("runs");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let html = std::fs::read_to_string(run.join("report.html")).expect("report.html");
+    assert!(
+        html.contains("<h2>Findings</h2>") && html.contains("<svg"),
+        "no findings or plots"
+    );
+    assert!(
+        !html.contains("src=\"http"),
+        "the page must not load anything"
+    );
+    for class in ["block", "vote", "tx", "bulk"] {
+        assert!(
+            run.join(format!("plots/{class}-percentiles.svg")).exists(),
+            "{class}"
+        );
+        assert!(
+            run.join(format!("plots/{class}-percentiles.png")).exists(),
+            "{class}"
+        );
+    }
+    let csv = std::fs::read_to_string(run.join("report.csv")).expect("report.csv");
+    assert!(
+        csv.lines().any(|l| l.starts_with("quic-tls,vote,p99,µs,")),
+        "{csv}"
+    );
+    let json: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(run.join("report.json")).expect("report.json"))
+            .expect("JSON");
+    assert!(json
+        .as_array()
+        .is_some_and(|a| a.iter().any(|f| f["estimate"]["ci95"].is_array())));
+}

@@ -46,7 +46,7 @@ pub fn merged_latency(stack_dir: &Path, reps: u32, class: &str) -> Option<Histog
             }
         }
     }
-    total.filter(|h| h.len() > 0)
+    total.filter(|h| !h.is_empty())
 }
 
 /// Per second of the measured window: (second, p50, p99) of `class`, repetitions merged.
@@ -70,7 +70,7 @@ pub fn timeline(stack_dir: &Path, reps: u32, class: &str) -> Vec<(f64, f64, f64)
     }
     by_second
         .into_iter()
-        .filter(|(_, h)| h.len() > 0)
+        .filter(|(_, h)| !h.is_empty())
         .map(|(s, h)| {
             (
                 s,
