@@ -31,23 +31,14 @@ pub struct Cli {
 enum Command {
     /// Run a scenario and write results, a summary table and summary.md.
     Run {
-        /// Scenario file (TOML), e.g. scenarios/quick.toml.
-        scenario: PathBuf,
-        /// Stacks to run instead of the scenario's, comma-separated.
-        #[arg(long, value_delimiter = ',')]
-        stacks: Option<Vec<String>>,
-        /// Parent folder for the run folder.
-        #[arg(long, default_value = "results/runs")]
-        out: PathBuf,
+        #[command(flatten)]
+        args: ScenarioArgs,
         /// No progress bar (implied when stderr is not a terminal).
         #[arg(long)]
         no_progress: bool,
         /// Exit 1 unless every requested stack ran and delivered every object (for CI).
         #[arg(long)]
         require_complete: bool,
-        /// Repetitions instead of the scenario's (error bars need two or more).
-        #[arg(long)]
-        repetitions: Option<u32>,
     },
     /// Write report.html, plots, summary.md, report.json and report.csv for run folders
     /// (into the folder itself for one run; combined into --out for several).
@@ -68,17 +59,11 @@ enum Command {
     },
     /// A/A: run the scenario twice and report the differences as the noise floor.
     Aa {
-        scenario: PathBuf,
-        #[arg(long, value_delimiter = ',')]
-        stacks: Option<Vec<String>>,
-        #[arg(long, default_value = "results/runs")]
-        out: PathBuf,
+        #[command(flatten)]
+        args: ScenarioArgs,
         /// Thresholds (TOML) [default: results/baselines/thresholds.toml]
         #[arg(long)]
         thresholds: Option<PathBuf>,
-        /// Repetitions instead of the scenario's (error bars need two or more).
-        #[arg(long)]
-        repetitions: Option<u32>,
     },
     /// Check scenario files without running them.
     Validate {
@@ -116,19 +101,37 @@ enum Command {
     },
 }
 
+/// What every scenario-running command takes.
+#[derive(Debug, clap::Args)]
+struct ScenarioArgs {
+    /// Scenario file (TOML), e.g. scenarios/quick.toml.
+    scenario: PathBuf,
+    /// Stacks to run instead of the scenario's, comma-separated.
+    #[arg(long, value_delimiter = ',')]
+    stacks: Option<Vec<String>>,
+    /// Parent folder for the run folder.
+    #[arg(long, default_value = "results/runs")]
+    out: PathBuf,
+    /// Repetitions instead of the scenario's (error bars need two or more).
+    #[arg(long)]
+    repetitions: Option<u32>,
+}
+
+impl ScenarioArgs {
+    /// The scenario with `--stacks` checked and `--repetitions` applied; errors are usage
+    /// errors.
+    fn load(&self) -> Result<Scenario, String> {
+        load_run_args(&self.scenario, self.stacks.as_deref(), self.repetitions)
+    }
+}
+
 #[derive(Debug, Subcommand)]
 enum VmCommand {
     /// Boot a stock kernel that has WireGuard and run a scenario in it with this binary;
     /// results land in the host's results folder, marked "emulated CPU" without KVM.
     Run {
-        /// Scenario file (TOML), e.g. scenarios/quick.toml.
-        scenario: PathBuf,
-        /// Stacks to run instead of the scenario's, comma-separated.
-        #[arg(long, value_delimiter = ',')]
-        stacks: Option<Vec<String>>,
-        /// Parent folder for the run folder (on the host; shared into the VM).
-        #[arg(long, default_value = "results/runs")]
-        out: PathBuf,
+        #[command(flatten)]
+        args: ScenarioArgs,
         /// KVM, or qemu's software emulation; `auto` tries a KVM boot first.
         #[arg(long, value_enum, default_value = "auto")]
         accel: crate::vm::Accel,
@@ -233,9 +236,7 @@ fn dispatch(cli: Cli) -> Result<ExitCode> {
         Command::Vm {
             action:
                 VmCommand::Run {
-                    scenario,
-                    stacks,
-                    out,
+                    args,
                     accel,
                     kernel,
                     memory,
@@ -243,13 +244,14 @@ fn dispatch(cli: Cli) -> Result<ExitCode> {
                     require_complete,
                 },
         } => {
-            if let Err(e) = load_run_args(&scenario, stacks.as_deref(), None) {
+            if let Err(e) = args.load() {
                 return usage_error(e);
             }
             crate::vm::run(crate::vm::VmOptions {
-                scenario,
-                stacks,
-                out,
+                scenario: args.scenario,
+                stacks: args.stacks,
+                out: args.out,
+                repetitions: args.repetitions,
                 accel,
                 kernel,
                 memory,
@@ -267,20 +269,14 @@ fn dispatch(cli: Cli) -> Result<ExitCode> {
             run,
             thresholds,
         } => crate::reporting::compare_command(&baseline, &run, thresholds.as_deref()),
-        Command::Aa {
-            scenario,
-            stacks,
-            out,
-            thresholds,
-            repetitions,
-        } => {
-            let parsed = match load_run_args(&scenario, stacks.as_deref(), repetitions) {
+        Command::Aa { args, thresholds } => {
+            let parsed = match args.load() {
                 Ok(s) => s,
                 Err(e) => return usage_error(e),
             };
             rootless::reexec_if_needed()?;
             rootless::prepare_private_run()?;
-            let opts = run_options(out, stacks, false, cli.verbose)?;
+            let opts = run_options(args.out, args.stacks, false, cli.verbose)?;
             let mut dirs = vec![];
             for pass in ["A", "A'"] {
                 eprintln!("stackbench aa: run {pass}");
@@ -300,20 +296,17 @@ fn dispatch(cli: Cli) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Run {
-            scenario,
-            stacks,
-            out,
+            args,
             no_progress,
             require_complete,
-            repetitions,
         } => {
-            let parsed = match load_run_args(&scenario, stacks.as_deref(), repetitions) {
+            let parsed = match args.load() {
                 Ok(s) => s,
                 Err(e) => return usage_error(e),
             };
             rootless::reexec_if_needed()?;
             rootless::prepare_private_run()?;
-            let opts = run_options(out, stacks, no_progress, cli.verbose)?;
+            let opts = run_options(args.out, args.stacks, no_progress, cli.verbose)?;
             Ok(run_command(&parsed, &opts, require_complete)?.0)
         }
     }

@@ -31,6 +31,7 @@ pub struct VmOptions {
     pub scenario: PathBuf,
     pub stacks: Option<Vec<String>>,
     pub out: PathBuf,
+    pub repetitions: Option<u32>,
     pub accel: Accel,
     pub kernel: Option<PathBuf>,
     pub memory: String,
@@ -137,6 +138,9 @@ fn inner_command(exe: &Path, opts: &VmOptions, emulated: Option<&str>) -> String
     ];
     if opts.require_complete {
         run.push("--require-complete".into());
+    }
+    if let Some(n) = opts.repetitions {
+        run.push(format!("--repetitions {n}"));
     }
     if let Some(s) = &opts.stacks {
         run.push("--stacks".into());
@@ -260,6 +264,7 @@ mod tests {
             scenario: "/s/it's.toml".into(),
             stacks: Some(vec!["quic-tls".into(), "quic-tls+wg-kernel".into()]),
             out: "/r/runs".into(),
+            repetitions: Some(2),
             accel: Accel::Tcg,
             kernel: None,
             memory: "1G".into(),
@@ -269,7 +274,7 @@ mod tests {
         let c = inner_command(Path::new("/bin/stackbench"), &opts, Some("qemu TCG"));
         assert!(c.contains(r"run '/s/it'\''s.toml' --out '/r/runs'"), "{c}");
         assert!(c.contains("--stacks 'quic-tls,quic-tls+wg-kernel'"), "{c}");
-        assert!(c.contains("--require-complete"), "{c}");
+        assert!(c.contains("--require-complete --repetitions 2"), "{c}");
         assert!(
             c.contains("export STACKBENCH_EMULATED='qemu TCG'; exec"),
             "{c}"
