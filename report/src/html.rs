@@ -125,10 +125,18 @@ fn findings_table(report: &Report, f: &[Finding]) -> String {
 /// One sentence per class (and for CPU): which stack is best and worst, and by how much.
 fn headlines(report: &Report, f: &[Finding]) -> Vec<String> {
     let mut out = vec![];
+    let insecure: Vec<String> = report
+        .run
+        .repetitions
+        .iter()
+        .filter(|r| r.insecure)
+        .map(|r| r.stack.clone())
+        .collect();
     let rank = |class: &str, m: Metric| {
+        // The insecure control is never a candidate, so it is never "best".
         let mut v: Vec<&Finding> = f
             .iter()
-            .filter(|x| x.class == class && x.metric == m)
+            .filter(|x| x.class == class && x.metric == m && !insecure.contains(&x.stack))
             .collect();
         v.sort_by(|a, b| a.estimate.point.total_cmp(&b.estimate.point));
         if !m.lower_is_better() {
@@ -284,7 +292,7 @@ pub fn page(
             esc(&e.replacen("emulated CPU", "EMULATED CPU", 1))
         ));
     }
-    s.push_str("<h2>Findings</h2><ul>");
+    s.push_str("<h2>Findings</h2><p class=muted>Best and worst among the candidate stacks (the insecure control excluded):</p><ul>");
     for h in headlines(report, findings) {
         s.push_str(&format!("<li><b>{}</b></li>", esc(&h)));
     }
