@@ -188,6 +188,16 @@ fn mark_interrupted(dirs: &[PathBuf], why: &str) {
     }
 }
 
+/// Copies `from` to `to` on a thread until `from` closes.
+fn forward(
+    mut from: impl std::io::Read + Send + 'static,
+    mut to: impl std::io::Write + Send + 'static,
+) -> std::thread::JoinHandle<()> {
+    std::thread::spawn(move || {
+        let _ = std::io::copy(&mut from, &mut to);
+    })
+}
+
 /// Boots the VM and runs the scenario in it; returns the run's exit code.
 pub fn run(opts: VmOptions) -> Result<ExitCode> {
     require_tool("vng", "--version")?;
@@ -229,7 +239,7 @@ pub fn run(opts: VmOptions) -> Result<ExitCode> {
     );
     let before = running_runs(&out);
     let t0 = Instant::now();
-    let status = vng(
+    let mut child = vng(
         &kernel,
         kvm,
         &opts,
@@ -237,8 +247,20 @@ pub fn run(opts: VmOptions) -> Result<ExitCode> {
         &inner_command(&exe, &opts, emulated.as_deref()),
     )
     .stdin(Stdio::null())
-    .status()
+    .stdout(Stdio::piped())
+    .stderr(Stdio::piped())
+    .spawn()
     .context("starting vng")?;
+    // qemu opens its output as a file with truncation: handed our stdout directly, it would
+    // empty a log file the caller redirected us into. Copy through pipes instead.
+    let forwards = [
+        child.stdout.take().map(|o| forward(o, std::io::stdout())),
+        child.stderr.take().map(|e| forward(e, std::io::stderr())),
+    ];
+    let status = child.wait().context("waiting for vng")?;
+    for f in forwards.into_iter().flatten() {
+        let _ = f.join();
+    }
     let left: Vec<PathBuf> = running_runs(&out)
         .into_iter()
         .filter(|d| !before.contains(d))
