@@ -48,6 +48,14 @@ pub enum Chart {
     },
 }
 
+impl Chart {
+    fn title(&self) -> &str {
+        match self {
+            Chart::Lines { title, .. } | Chart::Bars { title, .. } => title,
+        }
+    }
+}
+
 const SIZE: (u32, u32) = (600, 360);
 
 fn color(i: usize) -> RGBColor {
@@ -104,17 +112,30 @@ fn value_label(v: f64) -> String {
     }
 }
 
+/// A chart builder with the caption and the label areas every chart shares.
+fn builder<'a, 'b, DB: DrawingBackend>(
+    root: &'a DrawingArea<DB, Shift>,
+    chart: &Chart,
+) -> ChartBuilder<'a, 'b, DB> {
+    let mut b = ChartBuilder::on(root);
+    b.caption(chart.title(), ("sans-serif", 18))
+        .margin(12)
+        .x_label_area_size(40)
+        .y_label_area_size(64);
+    b
+}
+
 fn draw_lines<DB: DrawingBackend>(
     root: &DrawingArea<DB, Shift>,
     chart: &Chart,
 ) -> Result<(), String> {
     let Chart::Lines {
-        title,
         x_desc,
         y_desc,
         x_axis,
         y_axis,
         series,
+        ..
     } = chart
     else {
         return Err("not a line chart".into());
@@ -134,11 +155,7 @@ fn draw_lines<DB: DrawingBackend>(
     } else {
         (x0, x1)
     };
-    let mut b = ChartBuilder::on(root);
-    b.caption(title, ("sans-serif", 18))
-        .margin(12)
-        .x_label_area_size(40)
-        .y_label_area_size(64);
+    let mut b = builder(root, chart);
     let x_fmt = |x: &f64| match x_axis {
         Axis::Nines => nines_label(*x),
         _ => value_label(*x),
@@ -194,10 +211,10 @@ fn draw_bars<DB: DrawingBackend>(
     chart: &Chart,
 ) -> Result<(), String> {
     let Chart::Bars {
-        title,
         y_desc,
         log,
         groups,
+        ..
     } = chart
     else {
         return Err("not a bar chart".into());
@@ -278,11 +295,7 @@ fn draw_bars<DB: DrawingBackend>(
                 .map_err(err)?;
         }};
     }
-    let mut b = ChartBuilder::on(root);
-    b.caption(title, ("sans-serif", 18))
-        .margin(12)
-        .x_label_area_size(40)
-        .y_label_area_size(64);
+    let mut b = builder(root, chart);
     if *log {
         finish!(b
             .build_cartesian_2d((0..n).into_segmented(), (y0..y1).log_scale())
