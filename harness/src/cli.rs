@@ -5,7 +5,7 @@
 use crate::{
     check::HostCaps,
     controller::{self, Faults, RunOptions},
-    rootless, runid,
+    rootless,
     scenario::Scenario,
     stack::{self, Availability},
 };
@@ -377,7 +377,6 @@ fn run_command(
             _ = hup.recv() => Ok(None),
         }
     });
-    let _ = runid::STATE_DIR;
     match outcome? {
         None => {
             eprintln!("stackbench: interrupted; the run's nodes, namespaces and sockets were removed and its run.json marked interrupted");
@@ -386,7 +385,6 @@ fn run_command(
         Some(outcome) => {
             let dir = Some(outcome.dir.clone());
             let run = stackbench_report::load_run(&outcome.dir)?;
-            stackbench_report::write_summary(&outcome.dir)?;
             println!("{}", stackbench_report::summary_table(&run));
             let page = crate::reporting::report(std::slice::from_ref(&outcome.dir), None)?;
             println!("results: {}  (report.html, summary.md, report.json/csv, plots/, summary.json and HdrHistogram logs per stack and repetition)", outcome.dir.display());

@@ -49,8 +49,12 @@ impl PreparedUnderlay for InprocUnderlay {
             "tunnel_mtu": wg_socket::TUNNEL_MTU,
             "quic_max_udp_payload": wg_socket::MAX_QUIC_PAYLOAD,
             "per_packet_overhead_bytes": { "synthetic_ipv4_udp": wg_socket::INNER_HEADER, "wireguard": wg_socket::WG_OVERHEAD },
-            "timer_interval_ms": 100,
-            "batching": "none (one datagram per send and receive call)",
+            "timer_interval_ms": wg_socket::TIMER_INTERVAL.as_millis(),
+            "batching": format!(
+                "sends: up to {} QUIC datagrams sealed into one GSO send; receives: recvmmsg of {} buffers with GRO",
+                wg_socket::SEND_SEGMENTS,
+                wg_socket::RECV_BATCH
+            ),
             "socket_buffer_requested_bytes": super::SOCKET_BUFFER,
         })
     }

@@ -31,7 +31,8 @@ pub const WG_OVERHEAD: usize = 32;
 pub const TUNNEL_MTU: usize = 1420;
 /// The largest QUIC datagram that fits the tunnel.
 pub const MAX_QUIC_PAYLOAD: u16 = (TUNNEL_MTU - INNER_HEADER) as u16;
-const TIMER_INTERVAL: Duration = Duration::from_millis(100);
+/// How often each tunnel's WireGuard timers are driven (boringtun's device uses 250 ms).
+pub const TIMER_INTERVAL: Duration = Duration::from_millis(100);
 const SCRATCH: usize = 65_536;
 
 /// One remote node: its tunnel, virtual address and real WireGuard endpoint.
@@ -69,9 +70,9 @@ struct Outbound {
 }
 
 /// Outer datagrams read per receive call.
-const RECV_BATCH: usize = 8;
+pub const RECV_BATCH: usize = 8;
 /// QUIC datagrams accepted per send call (sent as one GSO batch).
-const SEND_SEGMENTS: usize = 32;
+pub const SEND_SEGMENTS: usize = 32;
 
 /// The socket quinn uses; see the module documentation.
 pub struct WgSocket {
