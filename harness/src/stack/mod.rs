@@ -135,6 +135,14 @@ pub enum Availability {
 }
 
 impl Availability {
+    /// This availability, unless `cap` is missing: then unavailable for `cap`'s reason.
+    pub fn requiring(self, cap: &crate::check::Capability) -> Availability {
+        match (self, cap) {
+            (Availability::Available, Err(why)) => Availability::Unavailable(why.clone()),
+            (a, _) => a,
+        }
+    }
+
     /// Available wherever the harness can build network namespaces.
     pub fn with_namespaces(host: &HostCaps) -> Availability {
         match host.namespaces_unavailable() {

@@ -7,7 +7,8 @@ use super::{
     quic_udp::udp_endpoint,
     wg_socket,
     wg_tun::{
-        address_and_up, handshake_verdict, not_a_peer, run_keys, setup_err, tunnel_addr, WG_PORT,
+        address_and_up, handshake_verdict, iface_name, not_a_peer, run_keys, setup_err,
+        tunnel_addr, wg_peers, WgPeerConfig, WG_PORT,
     },
     Availability, CryptoKind, NodeContext, NodeEndpoint, PreparedUnderlay, Stack, StackError,
     StackId, UnderlayKind,
@@ -68,14 +69,17 @@ impl PreparedUnderlay for KernelUnderlay {
 }
 
 /// The `wg setconf` text for node `index`: its key, its port and every other node as a peer.
-fn wg_config(secret: &[u8; 32], peers: &[(String, SocketAddr, std::net::Ipv4Addr)]) -> String {
+fn wg_config(secret: &[u8; 32], peers: &[WgPeerConfig]) -> String {
     let mut c = format!(
         "[Interface]\nPrivateKey = {}\nListenPort = {WG_PORT}\n",
         B64.encode(secret)
     );
-    for (public, endpoint, tunnel_ip) in peers {
+    for p in peers {
         c += &format!(
-            "\n[Peer]\nPublicKey = {public}\nEndpoint = {endpoint}\nAllowedIPs = {tunnel_ip}/32\n"
+            "\n[Peer]\nPublicKey = {}\nEndpoint = {}\nAllowedIPs = {}/32\n",
+            B64.encode(p.public),
+            p.endpoint,
+            p.tunnel_ip
         );
     }
     c
@@ -143,17 +147,10 @@ impl Stack for QuicWgKernel {
     }
 
     fn availability(&self, host: &HostCaps) -> Availability {
-        if let Availability::Unavailable(why) = Availability::with_namespaces(host) {
-            return Availability::Unavailable(why);
-        }
-        if let Err(why) = &host.kernel_wireguard {
-            return Availability::Unavailable(why.clone());
-        }
-        match host.tools.get("wg") {
-            Some(Ok(_)) => Availability::Available,
-            Some(Err(why)) => Availability::Unavailable(why.clone()),
-            None => Availability::Unavailable("wg(8) was not probed".into()),
-        }
+        let not_probed = Err("wg(8) was not probed".to_owned());
+        Availability::with_namespaces(host)
+            .requiring(&host.kernel_wireguard)
+            .requiring(host.tools.get("wg").unwrap_or(&not_probed))
     }
 
     fn prepare(
@@ -172,17 +169,10 @@ impl Stack for QuicWgKernel {
         };
         for i in 0..n {
             let ns = topology.node_netns(i);
-            let iface = format!("{}w{i}", topology.prefix());
+            let iface = iface_name(topology, i);
             super::wg_tun::ip_in(&ns, &["link", "add", &iface, "type", "wireguard"])?;
             u.ifaces.push((ns.clone(), iface.clone()));
-            let peers: Vec<_> = (0..n)
-                .filter(|&j| j != i)
-                .map(|j| {
-                    let key = opts.faults.wg_key(i, j, publics[j as usize]);
-                    let endpoint = SocketAddr::new(topology.node_ip(j).into(), WG_PORT);
-                    (B64.encode(key), endpoint, wg_socket::virtual_ip(j))
-                })
-                .collect();
+            let peers = wg_peers(topology, opts, &publics, i);
             wg_setconf(
                 &ns,
                 &iface,
@@ -210,18 +200,14 @@ mod tests {
 
     #[test]
     fn config_lists_every_peer_with_its_tunnel_address() {
-        let peers = vec![
-            (
-                "AAAA".to_string(),
-                "198.18.0.2:51820".parse().expect("literal address"),
-                wg_socket::virtual_ip(1),
-            ),
-            (
-                "BBBB".to_string(),
-                "198.18.0.3:51820".parse().expect("literal address"),
-                wg_socket::virtual_ip(2),
-            ),
-        ];
+        let peer = |i: u32, key: u8| WgPeerConfig {
+            public: [key; 32],
+            endpoint: format!("198.18.0.{}:51820", i + 1)
+                .parse()
+                .expect("literal address"),
+            tunnel_ip: wg_socket::virtual_ip(i),
+        };
+        let peers = vec![peer(1, 1), peer(2, 2)];
         let c = wg_config(&[7; 32], &peers);
         assert!(c.starts_with("[Interface]\nPrivateKey = BwcH"), "{c}");
         assert!(c.contains("ListenPort = 51820"));

@@ -171,6 +171,39 @@ impl PreparedUnderlay for TunUnderlay {
     }
 }
 
+/// What one node's WireGuard is told about another node.
+pub(super) struct WgPeerConfig {
+    /// The key this node expects (a fault may replace the real one).
+    pub public: [u8; 32],
+    /// Where the other node's WireGuard listens.
+    pub endpoint: SocketAddr,
+    /// The other node's tunnel address, its only allowed IP.
+    pub tunnel_ip: std::net::Ipv4Addr,
+}
+
+/// Node `index`'s WireGuard peers: every other node of the topology.
+pub(super) fn wg_peers(
+    topology: &Topology,
+    opts: &RunOptions,
+    publics: &[[u8; 32]],
+    index: u32,
+) -> Vec<WgPeerConfig> {
+    (0..topology.nodes())
+        .filter(|&j| j != index)
+        .map(|j| WgPeerConfig {
+            public: opts.faults.wg_key(index, j, publics[j as usize]),
+            endpoint: SocketAddr::new(topology.node_ip(j).into(), WG_PORT),
+            tunnel_ip: wg_socket::virtual_ip(j),
+        })
+        .collect()
+}
+
+/// Node `index`'s WireGuard interface name: unique per run and node, because userspace
+/// daemons' UAPI sockets are shared by all namespaces.
+pub(super) fn iface_name(topology: &Topology, index: u32) -> String {
+    format!("{}w{index}", topology.prefix())
+}
+
 /// Fresh WireGuard key pairs for `n` nodes: the secrets and their public keys.
 pub(super) fn run_keys(n: u32) -> (Vec<x25519::StaticSecret>, Vec<[u8; 32]>) {
     let secrets: Vec<x25519::StaticSecret> = (0..n)
@@ -305,18 +338,11 @@ impl Stack for QuicWgTun {
     }
 
     fn availability(&self, host: &HostCaps) -> Availability {
-        if let Availability::Unavailable(why) = Availability::with_namespaces(host) {
-            return Availability::Unavailable(why);
+        let a = Availability::with_namespaces(host).requiring(&host.tun);
+        match (self.daemon, host.tools.get("wireguard-go")) {
+            (Daemon::WireguardGo, Some(tool)) => a.requiring(tool),
+            _ => a,
         }
-        if let Err(why) = &host.tun {
-            return Availability::Unavailable(why.clone());
-        }
-        if self.daemon == Daemon::WireguardGo {
-            if let Some(Err(why)) = host.tools.get("wireguard-go") {
-                return Availability::Unavailable(why.clone());
-            }
-        }
-        Availability::Available
     }
 
     fn prepare(
@@ -334,8 +360,7 @@ impl Stack for QuicWgTun {
             version: self.daemon_version(),
         };
         for i in 0..n {
-            // Unique per run and node: UAPI socket paths are shared by all namespaces.
-            let iface = format!("{}w{i}", topology.prefix());
+            let iface = iface_name(topology, i);
             u.children
                 .push(self.spawn_daemon(topology, i, &iface, &opts.node_exe)?);
             u.ifaces.push(iface.clone());
@@ -343,13 +368,12 @@ impl Stack for QuicWgTun {
                 "set=1\nprivate_key={}\nlisten_port={WG_PORT}\nreplace_peers=true\n",
                 hex(&secrets[i as usize].to_bytes())
             );
-            for j in (0..n).filter(|&j| j != i) {
-                let key = opts.faults.wg_key(i, j, publics[j as usize]);
+            for p in wg_peers(topology, opts, &publics, i) {
                 req += &format!(
-                    "public_key={}\nendpoint={}:{WG_PORT}\nallowed_ip={}/32\n",
-                    hex(&key),
-                    topology.node_ip(j),
-                    wg_socket::virtual_ip(j)
+                    "public_key={}\nendpoint={}\nallowed_ip={}/32\n",
+                    hex(&p.public),
+                    p.endpoint,
+                    p.tunnel_ip
                 );
             }
             req += "\n";
