@@ -125,6 +125,18 @@ fn builder<'a, 'b, DB: DrawingBackend>(
     b
 }
 
+/// The series legend every chart draws, top left.
+fn legend<'a, DB: DrawingBackend + 'a, CT: plotters::coord::CoordTranslate>(
+    c: &mut ChartContext<'a, DB, CT>,
+) -> Result<(), String> {
+    c.configure_series_labels()
+        .position(SeriesLabelPosition::UpperLeft)
+        .background_style(WHITE.mix(0.85))
+        .border_style(BLACK.mix(0.3))
+        .draw()
+        .map_err(err)
+}
+
 fn draw_lines<DB: DrawingBackend>(
     root: &DrawingArea<DB, Shift>,
     chart: &Chart,
@@ -183,12 +195,7 @@ fn draw_lines<DB: DrawingBackend>(
                     PathElement::new(vec![(x, y), (x + 18, y)], col.stroke_width(2))
                 });
             }
-            c.configure_series_labels()
-                .position(SeriesLabelPosition::UpperLeft)
-                .background_style(WHITE.mix(0.85))
-                .border_style(BLACK.mix(0.3))
-                .draw()
-                .map_err(err)?;
+            legend(&mut c)?;
         }};
     }
     match (xlog, ylog) {
@@ -287,12 +294,7 @@ fn draw_bars<DB: DrawingBackend>(
                 });
                 c.draw_series(whiskers).map_err(err)?;
             }
-            c.configure_series_labels()
-                .position(SeriesLabelPosition::UpperLeft)
-                .background_style(WHITE.mix(0.85))
-                .border_style(BLACK.mix(0.3))
-                .draw()
-                .map_err(err)?;
+            legend(&mut c)?;
         }};
     }
     let mut b = builder(root, chart);
