@@ -2,11 +2,16 @@
 # stackbench topology: N node namespaces joined through one switch namespace.
 #
 #   topology.sh up   --prefix P --nodes N [--uplink RATE] [--burst SIZE] [--queue TIME]
+#                    [--shape I:RATE:BURST:QUEUE ...] [--switch bridge|emulator]
 #   topology.sh down --prefix P
 #
-# up makes namespaces P-sw (bridge br0) and P-n0 .. P-n<N-1>. Node i has eth0 with
-# 198.18.0.<i+1>/24 (RFC 2544 benchmarking range), a veth to port p<i> of the switch, and,
-# with --uplink, a TBF rate limit on its egress. It records what it made in
+# up makes namespaces P-sw and P-n0 .. P-n<N-1>. Node i has eth0 with 198.18.0.<i+1>/24
+# (RFC 2544 benchmarking range) and a veth to port p<i> of the switch. With --uplink every
+# node, with --shape node I alone, gets a TBF rate limit on its egress. --switch bridge (the
+# default) joins the ports in bridge br0; --switch emulator leaves them apart for a link
+# emulator to forward between (stackbench's), and turns off segmentation offloads on the
+# nodes' eth0 so that frames read from a port are no larger than the MTU (needs ethtool).
+# It records what it made in
 # $STACKBENCH_STATE/P.netns; down removes exactly those namespaces (deleting a namespace
 # deletes its veths and qdiscs). Both are idempotent. Needs CAP_NET_ADMIN (root, or a
 # user+net+mount namespace with a private /run).
@@ -15,6 +20,7 @@ set -euo pipefail
 usage() {
   sed -n '2,13p' "$0" 2>/dev/null | sed 's/^# \{0,1\}//' || true
   echo "usage: topology.sh up --prefix P --nodes N [--uplink RATE] [--burst SIZE] [--queue TIME]"
+  echo "                        [--shape I:RATE:BURST:QUEUE ...] [--switch bridge|emulator]"
   echo "       topology.sh down --prefix P"
 }
 die() { echo "topology.sh: $*" >&2; exit 2; }
@@ -26,7 +32,8 @@ case "$cmd" in
   *) usage >&2; die "first argument must be 'up' or 'down', got '${cmd}'" ;;
 esac
 
-prefix="" nodes="" uplink="" burst="32kb" queue="50ms"
+prefix="" nodes="" uplink="" burst="32kb" queue="50ms" switch="bridge"
+declare -A shape=()
 while [ $# -gt 0 ]; do
   case "$1" in
     --prefix) prefix=${2:?--prefix needs a value}; shift 2 ;;
@@ -34,6 +41,13 @@ while [ $# -gt 0 ]; do
     --uplink) uplink=${2:?--uplink needs a value}; shift 2 ;;
     --burst) burst=${2:?--burst needs a value}; shift 2 ;;
     --queue) queue=${2:?--queue needs a value}; shift 2 ;;
+    --shape)
+      v=${2:?--shape needs I:RATE:BURST:QUEUE}
+      [[ "$v" =~ ^([0-9]+):([^:]+):([^:]+):([^:]+)$ ]] || die "--shape must be I:RATE:BURST:QUEUE, got '$v'"
+      shape[${BASH_REMATCH[1]}]="${BASH_REMATCH[2]} ${BASH_REMATCH[3]} ${BASH_REMATCH[4]}"; shift 2 ;;
+    --switch)
+      switch=${2:?--switch needs bridge or emulator}; shift 2
+      [[ "$switch" =~ ^(bridge|emulator)$ ]] || die "--switch must be bridge or emulator, got '$switch'" ;;
     -h|--help) usage; exit 0 ;;
     *) die "unknown argument '$1' (see --help)" ;;
   esac
@@ -70,16 +84,21 @@ if [ "$cmd" = down ]; then
 fi
 
 [[ "$nodes" =~ ^[0-9]+$ ]] && [ "$nodes" -ge 2 ] && [ "$nodes" -le 200 ] || die "--nodes must be 2..200, got '$nodes'"
-if [ -n "$uplink" ]; then
+if [ -n "$uplink" ] || [ ${#shape[@]} -gt 0 ]; then
   command -v tc >/dev/null || die "tc not found; install iproute2 (apt-get install iproute2)"
+fi
+if [ "$switch" = emulator ]; then
+  command -v ethtool >/dev/null || die "ethtool not found; install it (apt-get install ethtool)"
 fi
 mkdir -p "$state_dir"
 
 sw="$prefix-sw"
 ns_ensure "$sw"
 ip -n "$sw" link set lo up
-ip -n "$sw" link show br0 >/dev/null 2>&1 || ip -n "$sw" link add br0 type bridge
-ip -n "$sw" link set br0 up
+if [ "$switch" = bridge ]; then
+  ip -n "$sw" link show br0 >/dev/null 2>&1 || ip -n "$sw" link add br0 type bridge
+  ip -n "$sw" link set br0 up
+fi
 
 for ((i = 0; i < nodes; i++)); do
   ns="$prefix-n$i"
@@ -88,10 +107,20 @@ for ((i = 0; i < nodes; i++)); do
   if ! ip -n "$ns" link show eth0 >/dev/null 2>&1; then
     ip link add name eth0 netns "$ns" type veth peer name "p$i" netns "$sw"
   fi
-  ip -n "$sw" link set "p$i" master br0 up
+  if [ "$switch" = bridge ]; then
+    ip -n "$sw" link set "p$i" master br0 up
+  else
+    ip -n "$sw" link set "p$i" up
+    # Frames read from the port must be no larger than the MTU: the kernel segments in
+    # software, as a real NIC would in hardware.
+    ip netns exec "$ns" ethtool -K eth0 tso off tx-udp-segmentation off >/dev/null
+  fi
   ip -n "$ns" addr replace "198.18.0.$((i + 1))/24" dev eth0
   ip -n "$ns" link set eth0 up
-  if [ -n "$uplink" ]; then
+  if [ -n "${shape[$i]:-}" ]; then
+    read -r rate b q <<<"${shape[$i]}"
+    ip netns exec "$ns" tc qdisc replace dev eth0 root tbf rate "$rate" burst "$b" latency "$q"
+  elif [ -n "$uplink" ]; then
     ip netns exec "$ns" tc qdisc replace dev eth0 root tbf rate "$uplink" burst "$burst" latency "$queue"
   fi
 done

@@ -8,6 +8,8 @@
 #                (they also need the kernel module; see scripts/setup-vm.sh where it is missing)
 #   wireguard-go the wireguard-go daemon for the quic-*+wg-go stacks (without it they are
 #                reported unavailable, with this install command)
+#   ethtool      turns off segmentation offloads where the userspace link emulator forwards
+#   iputils-ping ping, the report's cross-check of the emulated round-trip time
 #   fonts-dejavu-core  the font report plots are drawn with
 #   python3-venv a virtualenv with the PyPI `hdrhistogram` package, which the tests use to
 #                check that results decode with an independent HdrHistogram implementation
@@ -21,6 +23,8 @@ command -v unshare >/dev/null || need_apt+=(util-linux)
 command -v python3 >/dev/null || need_apt+=(python3)
 command -v wireguard-go >/dev/null || need_apt+=(wireguard-go)
 command -v wg >/dev/null || need_apt+=(wireguard-tools)
+command -v ethtool >/dev/null || [ -x /usr/sbin/ethtool ] || [ -x /sbin/ethtool ] || need_apt+=(ethtool)
+command -v ping >/dev/null || need_apt+=(iputils-ping)
 [ -f /usr/share/fonts/truetype/dejavu/DejaVuSans.ttf ] || need_apt+=(fonts-dejavu-core)
 venv=target/interop-venv
 if [ ! -x "$venv/bin/python" ] && ! python3 -c 'import venv, ensurepip' 2>/dev/null; then

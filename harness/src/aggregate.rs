@@ -76,6 +76,7 @@ pub struct RepetitionContext<'a> {
     pub underlay_cpu_seconds: f64,
     pub host_busy_seconds: f64,
     pub stack_config: serde_json::Value,
+    pub link_emulator: Option<stackbench_report::schema::LinkEmulatorCost>,
 }
 
 /// Bytes sent on the nodes' veths per byte of object delivered.
@@ -231,6 +232,7 @@ pub fn summarize(
         .map(|r| (r.cpu_user_us + r.cpu_sys_us) as f64 / 1e6)
         .sum();
     let window = (plan.send_end() + plan.drain).as_secs_f64();
+    let emulator_cpu = ctx.link_emulator.as_ref().map_or(0.0, |e| e.cpu_seconds);
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get()) as f64;
     let summary = RepetitionSummary {
         schema: SCHEMA_VERSION,
@@ -242,13 +244,17 @@ pub fn summarize(
         nodes,
         host_softirq_seconds: ctx.host_softirq_seconds,
         underlay_cpu_seconds: ctx.underlay_cpu_seconds,
-        cpu_busy_fraction: (node_cpu + ctx.underlay_cpu_seconds + ctx.host_softirq_seconds)
+        cpu_busy_fraction: (node_cpu
+            + ctx.underlay_cpu_seconds
+            + ctx.host_softirq_seconds
+            + emulator_cpu)
             / (cores * window),
         wire_bytes_per_delivered_byte: wire_overhead(reports),
         other_load_fraction: ((ctx.host_busy_seconds
             - node_cpu
             - ctx.underlay_cpu_seconds
-            - ctx.host_softirq_seconds)
+            - ctx.host_softirq_seconds
+            - emulator_cpu)
             / (cores * window))
             .max(0.0),
         handshake_us: percentiles(&handshake),
@@ -256,6 +262,7 @@ pub fn summarize(
         stack_config: ctx.stack_config.clone(),
         runtime: crate::node::RUNTIME_FLAVOUR.into(),
         node_errors,
+        link_emulator: ctx.link_emulator.clone(),
     };
     Ok((summary, hlogs))
 }

@@ -27,6 +27,8 @@ const TOOLS: &[(&str, &[&str], &str)] = &[
     ("ip", &["-V"], "apt-get install iproute2"),
     ("tc", &["-V"], "apt-get install iproute2"),
     ("wg", &["--version"], "apt-get install wireguard-tools"),
+    ("ethtool", &["--version"], "apt-get install ethtool"),
+    ("ping", &["-V"], "apt-get install iputils-ping"),
     (
         "wireguard-go",
         &["--version"],

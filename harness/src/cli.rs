@@ -91,6 +91,12 @@ enum Command {
         #[arg(long, default_value_t = 1)]
         threads: usize,
     },
+    /// Internal: the userspace link emulator, started by `run` in the switch namespace.
+    #[command(hide = true)]
+    LinkEmulator {
+        #[arg(long)]
+        config: PathBuf,
+    },
     /// Internal: one node, started by `run` inside a namespace.
     #[command(hide = true)]
     Node {
@@ -186,6 +192,9 @@ fn dispatch(cli: Cli) -> Result<ExitCode> {
     match cli.command {
         Command::WgDevice { iface, threads } => {
             crate::stack::wg_tun::run_boringtun_device(&iface, threads).map(|()| ExitCode::SUCCESS)
+        }
+        Command::LinkEmulator { config } => {
+            crate::link::emulator::run(&config).map(|()| ExitCode::SUCCESS)
         }
         Command::Node { control, index } => {
             crate::node::main(&control, index).map(|()| ExitCode::SUCCESS)

@@ -11,6 +11,7 @@ pub mod check;
 pub mod cli;
 pub mod control;
 pub mod controller;
+pub mod link;
 pub mod metrics;
 pub mod node;
 pub mod process;

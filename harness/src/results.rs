@@ -164,6 +164,14 @@ impl RunWriter {
         )
     }
 
+    /// Writes `links.json`: the network asked for and what the self-check measured.
+    pub fn write_links(&self, check: &stackbench_report::schema::LinkCheck) -> Result<()> {
+        write_atomic(
+            &self.dir.join("links.json"),
+            &serde_json::to_vec_pretty(check)?,
+        )
+    }
+
     pub fn add_stack(&mut self, outcome: StackOutcome) -> Result<()> {
         self.manifest.stacks.push(outcome);
         self.save()

@@ -3,8 +3,9 @@
 //! by hand). A [`Topology`] removes what it made when dropped, whatever happened.
 
 use crate::{
+    link::{emulator::EmulatorConfig, EmulatorProcess, EmulatorSample, LinkPlan, Mechanism},
     runid::RunId,
-    units::{BitRate, Dur},
+    units::BitRate,
 };
 use std::{
     net::{Ipv4Addr, SocketAddr, SocketAddrV4},
@@ -31,15 +32,19 @@ pub enum TopologyError {
         status: std::process::ExitStatus,
         stderr: String,
     },
+    #[error("starting the link emulator: {0:#}")]
+    Emulator(anyhow::Error),
 }
 
-/// N node namespaces joined by a switch namespace, with optional uplink rate limits.
+/// N node namespaces joined by a switch namespace: a kernel bridge, or the userspace link
+/// emulator; with per-node uplink rate limits.
 #[derive(Debug)]
 pub struct Topology {
     prefix: String,
     nodes: u32,
     state_dir: PathBuf,
-    uplink: Option<BitRate>,
+    mechanism: Mechanism,
+    emulator: Option<std::sync::Mutex<EmulatorProcess>>,
     up: bool,
 }
 
@@ -73,18 +78,22 @@ fn run_script(
 }
 
 impl Topology {
-    /// Builds the namespaces for `run`; on failure, removes whatever was half made.
+    /// Builds the namespaces for `run` with the links of `plan` (the userspace emulator runs
+    /// `exe link-emulator`); on failure, removes whatever was half made.
     pub fn up(
         run: &RunId,
-        nodes: u32,
-        uplink: Option<BitRate>,
-        queue: Dur,
+        plan: &LinkPlan,
+        mechanism: Mechanism,
+        seed: u64,
+        exe: &std::path::Path,
     ) -> Result<Topology, TopologyError> {
+        let nodes = plan.nodes.len() as u32;
         let mut t = Topology {
             prefix: run.prefix.clone(),
             nodes,
             state_dir: run.state_dir.clone(),
-            uplink,
+            mechanism,
+            emulator: None,
             up: true,
         };
         let mut args = vec![
@@ -92,22 +101,82 @@ impl Topology {
             t.prefix.clone(),
             "--nodes".into(),
             nodes.to_string(),
+            "--switch".into(),
+            if mechanism == Mechanism::Userspace {
+                "emulator"
+            } else {
+                "bridge"
+            }
+            .into(),
         ];
-        if let Some(rate) = uplink {
-            args.extend([
-                "--uplink".into(),
-                format!("{}bit", rate.0),
-                "--burst".into(),
-                format!("{}b", tbf_burst(rate)),
-                "--queue".into(),
-                format!("{}us", queue.0.as_micros().max(1)),
-            ]);
+        for n in &plan.nodes {
+            if let Some(rate) = n.uplink_bits_per_sec {
+                args.extend([
+                    "--shape".into(),
+                    format!(
+                        "{}:{rate}bit:{}b:{}us",
+                        n.index,
+                        tbf_burst(BitRate(rate)),
+                        n.queue_us.max(1)
+                    ),
+                ]);
+            }
         }
         if let Err(e) = run_script(&t.state_dir, "up", &args) {
             let _ = t.down();
             return Err(e);
         }
+        if mechanism == Mechanism::Userspace {
+            if let Err(e) = t.start_emulator(plan, seed, exe) {
+                let _ = t.down();
+                return Err(TopologyError::Emulator(e));
+            }
+        }
         Ok(t)
+    }
+
+    fn start_emulator(
+        &mut self,
+        plan: &LinkPlan,
+        seed: u64,
+        exe: &std::path::Path,
+    ) -> anyhow::Result<()> {
+        let config = EmulatorConfig {
+            plan: plan.clone(),
+            ports: (0..self.nodes).map(|i| format!("p{i}")).collect(),
+            seed,
+        };
+        let path = self.emulator_config_path();
+        std::fs::write(&path, serde_json::to_vec(&config)?)?;
+        self.emulator = Some(std::sync::Mutex::new(EmulatorProcess::start(
+            exe,
+            &self.switch_netns(),
+            &path,
+        )?));
+        Ok(())
+    }
+
+    fn emulator_config_path(&self) -> PathBuf {
+        self.state_dir.join(format!("{}.links.json", self.prefix))
+    }
+
+    pub fn mechanism(&self) -> Mechanism {
+        self.mechanism
+    }
+
+    /// The userspace emulator's counters and CPU seconds so far, if this topology has one.
+    pub fn emulator_sample(&self) -> Option<anyhow::Result<EmulatorSample>> {
+        let mut e = self
+            .emulator
+            .as_ref()?
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        let cpu_seconds = crate::metrics::pid_cpu_seconds(e.pid());
+        Some(e.stats().map(|stats| EmulatorSample { stats, cpu_seconds }))
+    }
+
+    pub fn switch_netns(&self) -> String {
+        format!("{}-sw", self.prefix)
     }
 
     /// Removes exactly what `up` made. Idempotent.
@@ -116,6 +185,8 @@ impl Topology {
             return Ok(());
         }
         self.up = false;
+        self.emulator.take();
+        let _ = std::fs::remove_file(self.emulator_config_path());
         down_prefix(&self.state_dir, &self.prefix)
     }
 
@@ -126,10 +197,6 @@ impl Topology {
 
     pub fn nodes(&self) -> u32 {
         self.nodes
-    }
-
-    pub fn uplink(&self) -> Option<BitRate> {
-        self.uplink
     }
 
     pub fn node_netns(&self, index: u32) -> String {

@@ -213,6 +213,40 @@ impl fmt::Display for EventRate {
 }
 serde_via_str!(EventRate, "a rate such as \"50/s\"");
 
+/// A probability or share written as a percentage, such as "1%", "0.5%" or "100%"; stored
+/// as a fraction in 0..=1.
+#[derive(Debug, Clone, Copy, PartialEq, PartialOrd, Default)]
+pub struct Percent(pub f64);
+
+impl FromStr for Percent {
+    type Err = UnitError;
+    fn from_str(s: &str) -> Result<Self, UnitError> {
+        let err = |hint| UnitError {
+            what: "percentage",
+            input: s.to_owned(),
+            hint,
+        };
+        let (v, unit) =
+            split_number(s).ok_or_else(|| err("expected a number followed by %, e.g. \"1%\""))?;
+        if unit != "%" {
+            return Err(err("expected a number followed by %, e.g. \"1%\""));
+        }
+        if v > 100.0 {
+            return Err(err("a percentage must be between 0% and 100%"));
+        }
+        Ok(Percent(v / 100.0))
+    }
+}
+
+impl fmt::Display for Percent {
+    fn fmt(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        // Round away float noise from the /100 so "0.1%" prints back as "0.1%".
+        let pct = (self.0 * 100.0 * 1e9).round() / 1e9;
+        write!(f, "{pct}%")
+    }
+}
+serde_via_str!(Percent, "a percentage such as \"1%\"");
+
 /// An object size distribution: "1KiB" (fixed) or "1KiB..4KiB" (uniform, inclusive).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct SizeDist {
@@ -299,6 +333,19 @@ mod tests {
         assert_eq!("2/ms".parse::<EventRate>(), Ok(EventRate(2000.0)));
         assert!("0/s".parse::<EventRate>().is_err());
         assert!("50".parse::<EventRate>().is_err());
+    }
+
+    #[test]
+    fn percentages_are_fractions() {
+        assert_eq!("1%".parse::<Percent>(), Ok(Percent(0.01)));
+        assert_eq!(
+            "0.5%".parse::<Percent>().map(|p| p.to_string()),
+            Ok("0.5%".into())
+        );
+        assert_eq!("100%".parse::<Percent>(), Ok(Percent(1.0)));
+        assert!("101%".parse::<Percent>().is_err());
+        assert!("0.01".parse::<Percent>().is_err());
+        assert!("-1%".parse::<Percent>().is_err());
     }
 
     #[test]

@@ -102,10 +102,16 @@ impl Report {
             manifest.stacks.extend(r.manifest.stacks.iter().cloned());
             manifest.emulated_cpu = manifest.emulated_cpu.or(r.manifest.emulated_cpu.clone());
         }
+        // The network section describes one run; combined runs each have their own.
+        let links = match runs.as_slice() {
+            [(_, only)] => only.links.clone(),
+            _ => None,
+        };
         Ok(Report {
             run: LoadedRun {
                 manifest,
                 repetitions: reps,
+                links,
             },
             runs,
             entries,

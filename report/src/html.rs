@@ -317,6 +317,32 @@ pub fn page(
     if let Some(n) = noise_floor(report) {
         s.push_str(&n);
     }
+    if let Some(c) = &report.run.links {
+        s.push_str("<h2>Network</h2>");
+        let table = |h: &[&str], rows: &[Vec<String>]| {
+            let mut t = String::from("<table><tr>");
+            for x in h {
+                t.push_str(&format!("<th>{}</th>", esc(x)));
+            }
+            t.push_str("</tr>");
+            for r in rows {
+                t.push_str("<tr>");
+                for x in r {
+                    t.push_str(&format!("<td>{}</td>", esc(x)));
+                }
+                t.push_str("</tr>");
+            }
+            t + "</table>"
+        };
+        // Tables come back as single lines of HTML; every other line is prose.
+        for line in crate::links::section(c, &report.run.repetitions, &table).lines() {
+            if line.starts_with("<table") {
+                s.push_str(line);
+            } else if !line.trim().is_empty() {
+                s.push_str(&format!("<p>{}</p>", esc(line.trim())));
+            }
+        }
+    }
     s.push_str("<h2>Plots</h2>");
     for c in report
         .classes

@@ -6,6 +6,7 @@ pub mod compare;
 pub mod document;
 pub mod hist;
 mod html;
+mod links;
 pub mod plots;
 pub mod schema;
 pub mod stats;

@@ -75,6 +75,24 @@ pub struct RepetitionSummary {
     pub stack_config: serde_json::Value,
     pub runtime: String,
     pub node_errors: Vec<String>,
+    /// The userspace link emulator during the repetition, when the run had one: the network's
+    /// cost, not the stack's, but it competes for the same CPUs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub link_emulator: Option<LinkEmulatorCost>,
+}
+
+/// What the userspace link emulator did and cost during one repetition.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct LinkEmulatorCost {
+    pub cpu_seconds: f64,
+    pub forwarded_packets: u64,
+    pub forwarded_bytes: u64,
+    pub dropped_packets: u64,
+    pub reordered_packets: u64,
+    /// Frames a destination port refused (queue full): losses the scenario did not ask for.
+    pub send_errors: u64,
+    /// How late frames left against their release time, µs: the emulator's own error.
+    pub lateness_us: Percentiles,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -149,4 +167,106 @@ pub struct InterfaceCounters {
     pub rx_packets: u64,
     pub tx_bytes: u64,
     pub tx_packets: u64,
+}
+
+/// `links.json`: the network the run asked for and what the self-check measured on it
+/// before the run started. The run refuses to start when a value is out of tolerance.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct LinkCheck {
+    pub schema: u32,
+    /// What applied delay, jitter, loss and reordering.
+    pub mechanism: String,
+    /// How the emulator was scheduled, when there is one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub emulator_scheduling: Option<String>,
+    /// The rule a measured value is held to.
+    pub tolerance: String,
+    pub nodes: Vec<LinkNode>,
+    /// Every directed path between two nodes.
+    pub paths: Vec<PathCheck>,
+    /// Every rate-limited node uplink.
+    pub uplinks: Vec<UplinkCheck>,
+    /// Idle RTT between two nodes by `ping`, beside the probe's own figure.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ping: Option<PingCheck>,
+    /// Values out of tolerance (empty when the check passed).
+    pub failures: Vec<String>,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct LinkNode {
+    pub index: u32,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub region: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub class: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub uplink_bits_per_sec: Option<u64>,
+}
+
+/// A configured value, what was measured, and how far apart they may be.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+pub struct Checked {
+    pub configured: f64,
+    pub measured: f64,
+    /// Largest allowed |measured - configured|.
+    pub allowed: f64,
+    pub ok: bool,
+}
+
+impl Checked {
+    pub fn new(configured: f64, measured: f64, allowed: f64) -> Checked {
+        Checked {
+            configured,
+            measured,
+            allowed,
+            ok: (measured - configured).abs() <= allowed,
+        }
+    }
+}
+
+/// One direction of one path.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct PathCheck {
+    pub from: u32,
+    pub to: u32,
+    pub probes_sent: u64,
+    pub probes_received: u64,
+    /// Median one-way delay, µs (all namespaces share one monotonic clock).
+    pub delay_us: Checked,
+    /// Standard deviation of the one-way delay, µs, from the interquartile range (robust to
+    /// the odd probe a busy CPU delays).
+    pub jitter_us: Checked,
+    /// Share of probes lost. Checked over all paths configured alike (see `loss_group`).
+    pub loss: Checked,
+    /// Share of probes that overtook an earlier one. Checked like `loss`.
+    pub reorder: Checked,
+    /// Paths configured alike share a group; loss and reordering are judged per group,
+    /// where there are enough samples.
+    pub loss_group: u32,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct UplinkCheck {
+    pub node: u32,
+    /// Rate the receiver saw, in link-layer bits per second, corrected for configured loss.
+    pub rate_bits_per_sec: Checked,
+    /// Whether the probe's sender had to wait for the link (its socket buffer filled): then
+    /// the link, not the sender, set the rate.
+    pub sender_held_back: bool,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct PingCheck {
+    pub from: u32,
+    pub to: u32,
+    /// `ping`'s min/avg/max/mdev, µs, or why there is none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ping_rtt_us: Option<[f64; 4]>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ping_error: Option<String>,
+    /// The probe's RTT: median one-way delay there plus back, µs.
+    pub probe_rtt_us: f64,
+    /// The configured RTT, µs.
+    pub configured_rtt_us: f64,
 }

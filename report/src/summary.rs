@@ -1,7 +1,10 @@
 //! The per-class summary: a Markdown table for CI and reviews, and an aligned table for
 //! terminals. Both come from the same rows.
 
-use crate::schema::{RepetitionSummary, RunManifest};
+use crate::{
+    links,
+    schema::{LinkCheck, RepetitionSummary, RunManifest},
+};
 use std::path::{Path, PathBuf};
 
 #[derive(Debug, thiserror::Error)]
@@ -19,6 +22,8 @@ pub enum ReportError {
 pub struct LoadedRun {
     pub manifest: RunManifest,
     pub repetitions: Vec<RepetitionSummary>,
+    /// `links.json`: the links' self-check (runs from before it existed have none).
+    pub links: Option<LinkCheck>,
 }
 
 fn read_json<T: serde::de::DeserializeOwned>(p: &Path) -> Result<T, ReportError> {
@@ -36,9 +41,16 @@ pub fn load_run(dir: &Path) -> Result<LoadedRun, ReportError> {
             )?);
         }
     }
+    let links_path = dir.join("links.json");
+    let links = if links_path.exists() {
+        Some(read_json(&links_path)?)
+    } else {
+        None
+    };
     Ok(LoadedRun {
         manifest,
         repetitions,
+        links,
     })
 }
 
@@ -156,6 +168,7 @@ pub fn warnings(run: &LoadedRun) -> Vec<String> {
                 .map(|e| format!("{} rep {}: {e}", r.stack, r.repetition)),
         );
     }
+    w.extend(links::warnings(&run.repetitions));
     w.dedup();
     w
 }
@@ -237,10 +250,14 @@ fn cost_rows(run: &LoadedRun) -> Vec<[String; 8]> {
         .collect()
 }
 
-fn markdown_table<const N: usize>(headers: [&str; N], rows: &[[String; N]]) -> String {
-    let mut s = format!("| {} |\n|{}\n", headers.join(" | "), "---|".repeat(N));
+pub(crate) fn markdown_table<R: AsRef<[String]>>(headers: &[&str], rows: &[R]) -> String {
+    let mut s = format!(
+        "| {} |\n|{}\n",
+        headers.join(" | "),
+        "---|".repeat(headers.len())
+    );
     for r in rows {
-        s.push_str(&format!("| {} |\n", r.join(" | ")));
+        s.push_str(&format!("| {} |\n", r.as_ref().join(" | ")));
     }
     s
 }
@@ -290,9 +307,15 @@ pub fn summary_markdown(run: &LoadedRun) -> String {
     s.push_str(
         "Latency is per (object, receiver), from the intended send time to full receipt.\n\n",
     );
-    s.push_str(&markdown_table(HEADERS, &rows(run)));
+    s.push_str(&markdown_table(&HEADERS, &rows(run)));
     s.push_str("\nCost per stack (CPU over the whole repetition; wire bytes on the veths per delivered byte):\n\n");
-    s.push_str(&markdown_table(COST_HEADERS, &cost_rows(run)));
+    s.push_str(&markdown_table(&COST_HEADERS, &cost_rows(run)));
+    if let Some(c) = &run.links {
+        s.push_str("\n### Network\n\n");
+        s.push_str(&links::section(c, &run.repetitions, &|h, r| {
+            markdown_table(h, r)
+        }));
+    }
     let warn = warnings(run);
     if !warn.is_empty() {
         s.push_str("\n**Warnings:**\n\n");
@@ -322,6 +345,9 @@ pub fn summary_table(run: &LoadedRun) -> String {
     s.push_str(&text_table(HEADERS, &rows(run), 3));
     s.push('\n');
     s.push_str(&text_table(COST_HEADERS, &cost_rows(run), 2));
+    if let Some(c) = &run.links {
+        s.push_str(&links::terminal_line(c));
+    }
     for x in warnings(run) {
         s.push_str(&format!("warning: {x}\n"));
     }
@@ -393,6 +419,7 @@ mod tests {
         LoadedRun {
             manifest: RunManifest::default(),
             repetitions: vec![r],
+            links: None,
         }
     }
 

@@ -9,6 +9,7 @@ use crate::{
     aggregate::{self, RepetitionContext},
     check::HostCaps,
     control::{NodeSetup, ToController, ToNode},
+    link::{self, probe::NodeAddr, LinkPlan, Mechanism},
     metrics,
     results::{Environment, RunWriter},
     runid::{self, RunId},
@@ -110,20 +111,30 @@ pub async fn run(scenario: &Scenario, opts: &RunOptions) -> Result<RunOutcome> {
                 .ok_or_else(|| anyhow!("unknown stack {n:?}; known: {}", stack::names().join(", ")))
         })
         .collect::<Result<_>>()?;
-    if let (Some(_), Some(why)) = (scenario.topology.uplink, host.shaping_unavailable()) {
-        anyhow::bail!("the scenario limits uplink rates, but {why}");
-    }
     if let Some(why) = host.namespaces_unavailable() {
         anyhow::bail!("{why}");
     }
+    let link_plan = LinkPlan::from_scenario(scenario);
+    let links = scenario.links.get_ref();
+    let mechanism = Mechanism::choose(&link_plan, links.emulator, &host)?;
+    if let Some(why) = host.shaping_unavailable() {
+        if link_plan
+            .nodes
+            .iter()
+            .any(|n| n.uplink_bits_per_sec.is_some())
+        {
+            anyhow::bail!("the scenario limits uplink rates, but {why}");
+        }
+    }
+    if mechanism == Mechanism::Userspace {
+        if let Some(Err(why)) = host.tools.get("ethtool") {
+            anyhow::bail!("the scenario's links need the userspace emulator, but {why}");
+        }
+    }
     let plan = WorkloadPlan::from_scenario(scenario);
-    let topology = Topology::up(
-        &run.0,
-        scenario.node_count(),
-        scenario.topology.uplink,
-        scenario.topology.queue,
-    )
-    .context("building the namespaces")?;
+    let topology = Topology::up(&run.0, &link_plan, mechanism, scenario.seed, &opts.node_exe)
+        .context("building the namespaces")?;
+    let link_check = check_links(&topology, &link_plan, scenario, opts)?;
     let dir = if opts.exact_dir {
         opts.out.clone()
     } else {
@@ -131,6 +142,7 @@ pub async fn run(scenario: &Scenario, opts: &RunOptions) -> Result<RunOutcome> {
     };
     let env = Environment::capture(host.clone(), topology.describe_qdiscs());
     let mut writer = RunWriter::create(dir, &run.0.id, scenario, &env)?;
+    writer.write_links(&link_check)?;
     let reps = *scenario.repetitions.get_ref();
     let mut failures = vec![];
     for (si, stack) in stacks.iter().enumerate() {
@@ -180,6 +192,7 @@ pub async fn run(scenario: &Scenario, opts: &RunOptions) -> Result<RunOutcome> {
                     underlay_cpu_seconds: data.underlay_cpu,
                     host_busy_seconds: data.host_busy,
                     stack_config: underlay.describe(),
+                    link_emulator: data.link_emulator,
                 };
                 let (summary, hlogs) = aggregate::summarize(&ctx, &data.reports)?;
                 writer.write_repetition(&summary, &hlogs)?;
@@ -218,6 +231,50 @@ struct RepetitionData {
     underlay_cpu: f64,
     /// Host-wide busy CPU seconds during the repetition, whoever used them.
     host_busy: f64,
+    link_emulator: Option<stackbench_report::schema::LinkEmulatorCost>,
+}
+
+/// The self-check: measures every path and uplink, and refuses the run when the links are
+/// not what the scenario asks.
+fn check_links(
+    topology: &Topology,
+    plan: &LinkPlan,
+    scenario: &Scenario,
+    opts: &RunOptions,
+) -> Result<stackbench_report::schema::LinkCheck> {
+    let links = scenario.links.get_ref();
+    let nodes: Vec<NodeAddr> = (0..topology.nodes())
+        .map(|i| NodeAddr {
+            netns: topology.node_netns(i),
+            ip: topology.node_ip(i),
+        })
+        .collect();
+    if opts.progress {
+        eprintln!(
+            "stackbench: checking links ({}) for {}",
+            topology.mechanism().describe(),
+            links.probe
+        );
+    }
+    let mut check = link::probe::check(
+        &nodes,
+        plan,
+        &links.tolerance,
+        links.probe.0,
+        topology.mechanism().describe(),
+    )
+    .context("probing the links")?;
+    if let Some(sample) = topology.emulator_sample() {
+        check.emulator_scheduling = Some(sample?.stats.scheduling);
+    }
+    if !check.failures.is_empty() {
+        anyhow::bail!(
+            "the links are not what the scenario asks, so the run did not start:\n  - {}\n(tolerance: {})",
+            check.failures.join("\n  - "),
+            check.tolerance
+        );
+    }
+    Ok(check)
 }
 
 fn progress_bar(opts: &RunOptions, total: Duration, label: &str) -> ProgressBar {
@@ -311,6 +368,7 @@ async fn repetition(
         .collect();
     let (softirq0, busy0) = metrics::host_cpu_seconds();
     let underlay_cpu0 = underlay.process_cpu_seconds();
+    let emulator0 = topology.emulator_sample().transpose()?;
     let start_ns = metrics::monotonic_ns() + START_LEAD.as_nanos() as u64;
     nodes.send_all(|_| ToNode::Start { start_ns }).await?;
     let total = START_LEAD + plan.send_end() + plan.drain;
@@ -335,6 +393,10 @@ async fn repetition(
     let (softirq1, busy1) = metrics::host_cpu_seconds();
     let (softirq, host_busy) = (softirq1 - softirq0, busy1 - busy0);
     let underlay_cpu = underlay.process_cpu_seconds() - underlay_cpu0;
+    let emulator1 = topology.emulator_sample().transpose()?;
+    let link_emulator = emulator0
+        .zip(emulator1)
+        .map(|(before, after)| after.cost_since(&before));
     let reports = reports?;
     nodes.shutdown().await;
     let _ = std::fs::remove_file(sock);
@@ -344,5 +406,6 @@ async fn repetition(
         softirq,
         underlay_cpu,
         host_busy,
+        link_emulator,
     })
 }

@@ -5,8 +5,12 @@
 //! line and column of the value at fault.
 
 mod error;
+pub mod links;
 
 pub use error::{Located, ScenarioError};
+pub use links::{
+    EmulatorChoice, GilbertElliott, JitterDistribution, Links, NodeClass, Regions, Tolerance,
+};
 
 use crate::units::{BitRate, Dur, EventRate, SizeDist};
 use serde::{Deserialize, Serialize};
@@ -51,8 +55,21 @@ pub struct Scenario {
     /// Stack names (see `stackbench list`).
     pub stacks: Spanned<Vec<Spanned<String>>>,
     pub topology: Topology,
+    /// Delay, jitter, loss and reordering on the paths between nodes.
+    #[serde(default = "default_links")]
+    pub links: Spanned<Links>,
+    /// Regions with a latency matrix between them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub regions: Option<Regions>,
+    /// A mix of node uplinks, e.g. 20% at 1Gbit and 80% at 50Mbit.
+    #[serde(default, rename = "node_class", skip_serializing_if = "Vec::is_empty")]
+    pub node_classes: Vec<NodeClass>,
     #[serde(rename = "class")]
     pub classes: Vec<Class>,
+}
+
+fn default_links() -> Spanned<Links> {
+    Spanned::new(0..0, Links::default())
 }
 
 /// Nodes and the links between them.
@@ -201,6 +218,13 @@ impl Scenario {
                 ));
             }
         }
+        links::validate(
+            self.links.get_ref(),
+            self.regions.as_ref(),
+            &self.node_classes,
+            *nodes.get_ref(),
+            self.links.span(),
+        )?;
         if self.classes.is_empty() {
             return Err((0..0, "at least one [[class]] is required".into()));
         }

@@ -1,0 +1,169 @@
+//! Link emulation: what the scenario asks of the network ([`plan`]), how a path treats each
+//! packet ([`model`]), the userspace emulator that applies it where the kernel has no netem
+//! ([`emulator`]), and the self-check that measures every path before a run ([`probe`]).
+
+pub mod emulator;
+pub mod model;
+pub mod plan;
+pub mod probe;
+
+pub use plan::{LinkPlan, NodeLink, PathImpairment};
+
+use crate::{
+    aggregate::percentiles, check::HostCaps, metrics::decode_histogram, scenario::EmulatorChoice,
+};
+use anyhow::{bail, Context, Result};
+use emulator::EmulatorStats;
+use stackbench_report::schema::LinkEmulatorCost;
+use std::{
+    io::{BufRead, BufReader, Write},
+    path::Path,
+    process::{Child, ChildStdin, ChildStdout, Command, Stdio},
+};
+
+/// How the run's paths get their delay, jitter, loss and reordering.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mechanism {
+    /// No path impairment: a kernel bridge, with rate limits only.
+    Wire,
+    /// The kernel's netem qdisc on each node's egress.
+    Netem,
+    /// stackbench's emulator in the switch namespace.
+    Userspace,
+}
+
+impl Mechanism {
+    pub fn describe(self) -> &'static str {
+        match self {
+            Mechanism::Wire => "kernel bridge (no delay, jitter, loss or reordering configured)",
+            Mechanism::Netem => "netem qdisc on each node's egress",
+            Mechanism::Userspace => "userspace emulator in the switch namespace",
+        }
+    }
+
+    /// Picks the mechanism for `plan`, or says why the scenario's choice cannot be had.
+    /// `auto` means the userspace emulator for now: the netem mechanism is not built yet
+    /// (see DESIGN.md §5), and a kernel that has netem would otherwise get no impairment.
+    pub fn choose(plan: &LinkPlan, choice: EmulatorChoice, host: &HostCaps) -> Result<Mechanism> {
+        if !plan.needs_emulation() {
+            return Ok(Mechanism::Wire);
+        }
+        match choice {
+            EmulatorChoice::Auto | EmulatorChoice::Userspace => Ok(Mechanism::Userspace),
+            EmulatorChoice::Netem => bail!(
+                "links.emulator = \"netem\" is not supported yet (this kernel: {}); use \"auto\" or \"userspace\"",
+                match &host.netem {
+                    Ok(s) => s.clone(),
+                    Err(e) => e.clone(),
+                }
+            ),
+        }
+    }
+}
+
+/// The userspace emulator at one moment.
+#[derive(Debug, Clone)]
+pub struct EmulatorSample {
+    pub stats: EmulatorStats,
+    pub cpu_seconds: f64,
+}
+
+impl EmulatorSample {
+    /// What the emulator did and cost between `earlier` and this sample.
+    pub fn cost_since(&self, earlier: &EmulatorSample) -> LinkEmulatorCost {
+        let (a, b) = (&earlier.stats, &self.stats);
+        let lateness = match (
+            decode_histogram(&a.lateness_us),
+            decode_histogram(&b.lateness_us),
+        ) {
+            (Ok(before), Ok(mut after)) => {
+                // Counts only grow, so the earlier histogram is contained in the later one.
+                let _ = after.subtract(&before);
+                percentiles(&after)
+            }
+            _ => Default::default(),
+        };
+        LinkEmulatorCost {
+            cpu_seconds: self.cpu_seconds - earlier.cpu_seconds,
+            forwarded_packets: b.forwarded_packets - a.forwarded_packets,
+            forwarded_bytes: b.forwarded_bytes - a.forwarded_bytes,
+            dropped_packets: b.dropped_packets - a.dropped_packets,
+            reordered_packets: b.reordered_packets - a.reordered_packets,
+            send_errors: b.send_errors - a.send_errors,
+            lateness_us: lateness,
+        }
+    }
+}
+
+/// The running userspace emulator; dropping it ends it.
+#[derive(Debug)]
+pub struct EmulatorProcess {
+    child: Child,
+    stdin: Option<ChildStdin>,
+    stdout: BufReader<ChildStdout>,
+}
+
+impl EmulatorProcess {
+    /// Starts `exe link-emulator` in namespace `netns` and waits until its ports are open.
+    pub fn start(exe: &Path, netns: &str, config: &Path) -> Result<EmulatorProcess> {
+        let mut child = Command::new("ip")
+            .args(["netns", "exec", netns])
+            .arg(exe)
+            .arg("link-emulator")
+            .arg("--config")
+            .arg(config)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .context("starting the link emulator")?;
+        let (Some(stdin), Some(stdout)) = (child.stdin.take(), child.stdout.take()) else {
+            bail!("the link emulator's pipes are missing");
+        };
+        let mut p = EmulatorProcess {
+            child,
+            stdin: Some(stdin),
+            stdout: BufReader::new(stdout),
+        };
+        let mut line = String::new();
+        p.stdout.read_line(&mut line)?;
+        if line.trim() != "ready" {
+            let status = p.child.wait()?;
+            bail!("the link emulator did not start ({status}); its error is above");
+        }
+        Ok(p)
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Its counters so far.
+    pub fn stats(&mut self) -> Result<EmulatorStats> {
+        let stdin = self
+            .stdin
+            .as_mut()
+            .context("the link emulator was stopped")?;
+        stdin.write_all(b"stats\n")?;
+        stdin.flush()?;
+        let mut line = String::new();
+        if self.stdout.read_line(&mut line)? == 0 {
+            bail!("the link emulator died ({:?})", self.child.try_wait()?);
+        }
+        serde_json::from_str(&line).context("the link emulator's stats")
+    }
+}
+
+impl Drop for EmulatorProcess {
+    fn drop(&mut self) {
+        // End of input ends it; kill in case it is stuck.
+        self.stdin.take();
+        for _ in 0..50 {
+            if matches!(self.child.try_wait(), Ok(Some(_))) {
+                return;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
