@@ -157,7 +157,8 @@ impl Topology {
     }
 
     fn emulator_config_path(&self) -> PathBuf {
-        self.state_dir.join(format!("{}.links.json", self.prefix))
+        // Inside the run's own directory, so the emulator's command line names the run.
+        self.state_dir.join(&self.prefix).join("emulator.json")
     }
 
     pub fn mechanism(&self) -> Mechanism {

@@ -196,13 +196,22 @@ fn leftovers_of_a_killed_controller_are_removed_by_the_next_run() {
     let _g = serial();
     require_namespaces();
     let dir = tempfile::tempdir().expect("tempdir");
-    let mut child = start(dir.path(), &long());
+    // With emulated links, so that the link emulator is among what must not survive.
+    let emulated = format!("{}\n[links]\ndelay = \"5ms\"\nprobe = \"500ms\"\n", long());
+    let mut child = start(dir.path(), &emulated);
     let prefix = prefix_of(child.id());
     node_pid(&prefix, 2);
+    wait_for("the link emulator", || {
+        processes(&prefix).into_iter().find(|pid| {
+            std::fs::read(format!("/proc/{pid}/cmdline"))
+                .is_ok_and(|c| String::from_utf8_lossy(&c).contains("link-emulator"))
+        })
+    });
     signal(child.id(), libc::SIGKILL);
     child.wait().expect("wait");
-    // Nodes die with their controller (parent-death signal); the namespaces stay behind.
-    wait_for("nodes to die with the controller", || {
+    // Nodes die with their controller (parent-death signal), the link emulator when its
+    // input ends; the namespaces stay behind.
+    wait_for("nodes and the emulator to die with the controller", || {
         processes(&prefix).is_empty().then_some(())
     });
     assert_eq!(

@@ -161,3 +161,62 @@ fn error_display_shows_line_and_caret() {
     let shown = l.to_string();
     assert!(shown.contains("9 | nodes = 1\n  |         ^"), "{shown}");
 }
+
+#[test]
+fn links_regions_and_node_classes_parse() {
+    let text = GOOD.replace(
+        "[[class]]\nname = \"block\"",
+        "[links]\ndelay = \"30ms\"\njitter = \"1ms\"\nloss = \"1%\"\nbursty_loss = { p = \"0.1%\", r = \"25%\" }\n\
+         [regions]\nnames = [\"eu\", \"us\"]\ndelay = [[\"1ms\", \"40ms\"], [\"40ms\", \"1ms\"]]\n\
+         [[node_class]]\nname = \"dc\"\nshare = \"20%\"\nuplink = \"1Gbit\"\n\
+         [[node_class]]\nname = \"home\"\nshare = \"80%\"\n\
+         [[class]]\nname = \"block\"",
+    );
+    let s = parse(&text).expect("valid");
+    assert_eq!(s.links.get_ref().loss.0, 0.01);
+    assert_eq!(s.node_classes.len(), 2);
+    // The resolved scenario reads back the same.
+    let again = parse(&s.to_resolved_toml()).expect("resolved scenario parses");
+    assert_eq!(again.links.get_ref().delay, s.links.get_ref().delay);
+}
+
+#[test]
+fn link_mistakes_point_at_the_value() {
+    let with = |extra: &str| {
+        GOOD.replace(
+            "[[class]]\nname = \"block\"",
+            &format!("{extra}[[class]]\nname = \"block\""),
+        )
+    };
+    // Line numbers: GOOD's [topology] table ends on line 10; inserted text starts at line 12.
+    assert_error(
+        &with("[links]\nloss = \"1\"\n"),
+        13,
+        8,
+        "expected a number followed by %",
+    );
+    assert_error(
+        &with("[links]\njiter = \"1ms\"\n"),
+        13,
+        1,
+        "unknown field `jiter`",
+    );
+    assert_error(
+        &with("[regions]\nnames = [\"a\", \"b\"]\ndelay = [[\"1ms\", \"2ms\"], [\"3ms\"]]\n"),
+        14,
+        26,
+        "one delay per region (2), got 1",
+    );
+    assert_error(
+        &with("[regions]\nnames = [\"a\"]\ndelay = [[\"1ms\"]]\nassign = [0, 0, 1]\n"),
+        15,
+        17,
+        "region 1 does not exist",
+    );
+    assert_error(
+        &with("[[node_class]]\nname = \"a\"\nshare = \"30%\"\n[[node_class]]\nname = \"b\"\nshare = \"30%\"\n"),
+        14,
+        9,
+        "must add up to 100%, got 60%",
+    );
+}
