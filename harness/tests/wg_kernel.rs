@@ -17,7 +17,13 @@ fn kernel_stack_delivers_everything_or_names_why_it_did_not_run() {
     let availability = by_name(stack).expect("designed stack").availability(&host);
     let dir = tempfile::tempdir().expect("tempdir");
     let scenario = dir.path().join("kernel.toml");
-    std::fs::write(&scenario, votes_toml("kernel", 3, "2s", "500ms", "1s", 50)).expect("write");
+    // This test also runs inside a VM under qemu's CPU emulation, where the namespaces' own
+    // latency (130-185 us measured) is too close to the self-check's default 200 us.
+    let text = format!(
+        "{}\n[links]\ntolerance = {{ relative = \"10%\", absolute = \"1ms\" }}\n",
+        votes_toml("kernel", 3, "2s", "500ms", "1s", 50)
+    );
+    std::fs::write(&scenario, text).expect("write");
     let out = Command::new(env!("CARGO_BIN_EXE_stackbench"))
         .arg("run")
         .arg(&scenario)
