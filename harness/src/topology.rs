@@ -32,8 +32,8 @@ pub enum TopologyError {
         status: std::process::ExitStatus,
         stderr: String,
     },
-    #[error("starting the link emulator: {0:#}")]
-    Emulator(anyhow::Error),
+    #[error("setting up the links: {0:#}")]
+    Links(anyhow::Error),
 }
 
 /// N node namespaces joined by a switch namespace: a kernel bridge, or the userspace link
@@ -109,7 +109,8 @@ impl Topology {
             }
             .into(),
         ];
-        for n in &plan.nodes {
+        // With netem, the uplink's TBF becomes netem's child (see `link::netem`).
+        for n in plan.nodes.iter().filter(|_| mechanism != Mechanism::Netem) {
             if let Some(rate) = n.uplink_bits_per_sec {
                 args.extend([
                     "--shape".into(),
@@ -126,11 +127,14 @@ impl Topology {
             let _ = t.down();
             return Err(e);
         }
-        if mechanism == Mechanism::Userspace {
-            if let Err(e) = t.start_emulator(plan, seed, exe) {
-                let _ = t.down();
-                return Err(TopologyError::Emulator(e));
-            }
+        let links = match mechanism {
+            Mechanism::Wire => Ok(()),
+            Mechanism::Userspace => t.start_emulator(plan, seed, exe),
+            Mechanism::Netem => t.apply_netem(plan),
+        };
+        if let Err(e) = links {
+            let _ = t.down();
+            return Err(TopologyError::Links(e));
         }
         Ok(t)
     }
@@ -153,6 +157,26 @@ impl Topology {
             &self.switch_netns(),
             &path,
         )?));
+        Ok(())
+    }
+
+    fn apply_netem(&self, plan: &LinkPlan) -> anyhow::Result<()> {
+        for i in 0..self.nodes {
+            for args in crate::link::netem::node_commands(plan, i, tbf_burst) {
+                let out = Command::new("ip")
+                    .args(["netns", "exec", &self.node_netns(i), "tc"])
+                    .args(&args)
+                    .output()?;
+                if !out.status.success() {
+                    anyhow::bail!(
+                        "tc {} (in {}): {}",
+                        args.join(" "),
+                        self.node_netns(i),
+                        String::from_utf8_lossy(&out.stderr).trim()
+                    );
+                }
+            }
+        }
         Ok(())
     }
 

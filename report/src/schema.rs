@@ -193,15 +193,20 @@ pub struct LinkCheck {
     pub failures: Vec<String>,
 }
 
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+/// One node's place in the network.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct LinkNode {
     pub index: u32,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub region: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub class: Option<String>,
+    /// Egress rate limit; none is line rate.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub uplink_bits_per_sec: Option<u64>,
+    /// The rate limiter's queue, as time at the uplink rate.
+    #[serde(default)]
+    pub queue_us: u64,
 }
 
 /// A configured value, what was measured, and how far apart they may be.

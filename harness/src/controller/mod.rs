@@ -116,7 +116,7 @@ pub async fn run(scenario: &Scenario, opts: &RunOptions) -> Result<RunOutcome> {
     }
     let link_plan = LinkPlan::from_scenario(scenario);
     let links = scenario.links.get_ref();
-    let mechanism = Mechanism::choose(&link_plan, links.emulator, &host)?;
+    let (mechanism, mechanism_note) = Mechanism::choose(&link_plan, links.emulator, &host)?;
     if let Some(why) = host.shaping_unavailable() {
         if link_plan
             .nodes
@@ -134,7 +134,7 @@ pub async fn run(scenario: &Scenario, opts: &RunOptions) -> Result<RunOutcome> {
     let plan = WorkloadPlan::from_scenario(scenario);
     let topology = Topology::up(&run.0, &link_plan, mechanism, scenario.seed, &opts.node_exe)
         .context("building the namespaces")?;
-    let link_check = check_links(&topology, &link_plan, scenario, opts)?;
+    let link_check = check_links(&topology, &link_plan, scenario, opts, mechanism_note)?;
     let dir = if opts.exact_dir {
         opts.out.clone()
     } else {
@@ -241,6 +241,7 @@ fn check_links(
     plan: &LinkPlan,
     scenario: &Scenario,
     opts: &RunOptions,
+    mechanism_note: Option<String>,
 ) -> Result<stackbench_report::schema::LinkCheck> {
     let links = scenario.links.get_ref();
     let nodes: Vec<NodeAddr> = (0..topology.nodes())
@@ -256,14 +257,12 @@ fn check_links(
             links.probe
         );
     }
-    let mut check = link::probe::check(
-        &nodes,
-        plan,
-        &links.tolerance,
-        links.probe.0,
-        topology.mechanism().describe(),
-    )
-    .context("probing the links")?;
+    let mechanism = match mechanism_note {
+        Some(note) => format!("{} ({note})", topology.mechanism().describe()),
+        None => topology.mechanism().describe().to_owned(),
+    };
+    let mut check = link::probe::check(&nodes, plan, &links.tolerance, links.probe.0, &mechanism)
+        .context("probing the links")?;
     if let Some(sample) = topology.emulator_sample() {
         check.emulator_scheduling = Some(sample?.stats.scheduling);
     }

@@ -4,10 +4,11 @@
 
 pub mod emulator;
 pub mod model;
+pub mod netem;
 pub mod plan;
 pub mod probe;
 
-pub use plan::{LinkPlan, NodeLink, PathImpairment};
+pub use plan::{LinkNode, LinkPlan, PathImpairment};
 
 use crate::{
     aggregate::percentiles, check::HostCaps, metrics::decode_histogram, scenario::EmulatorChoice,
@@ -41,21 +42,29 @@ impl Mechanism {
         }
     }
 
-    /// Picks the mechanism for `plan`, or says why the scenario's choice cannot be had.
-    /// `auto` means the userspace emulator for now: the netem mechanism is not built yet
-    /// (see DESIGN.md §5), and a kernel that has netem would otherwise get no impairment.
-    pub fn choose(plan: &LinkPlan, choice: EmulatorChoice, host: &HostCaps) -> Result<Mechanism> {
+    /// Picks the mechanism for `plan`: netem where the kernel has it and it can express the
+    /// plan, else the userspace emulator; with a note on why netem was passed over, or an
+    /// error when the scenario insists on netem and cannot have it.
+    pub fn choose(
+        plan: &LinkPlan,
+        choice: EmulatorChoice,
+        host: &HostCaps,
+    ) -> Result<(Mechanism, Option<String>)> {
         if !plan.needs_emulation() {
-            return Ok(Mechanism::Wire);
+            return Ok((Mechanism::Wire, None));
         }
-        match choice {
-            EmulatorChoice::Auto | EmulatorChoice::Userspace => Ok(Mechanism::Userspace),
-            EmulatorChoice::Netem => bail!(
-                "links.emulator = \"netem\" is not supported yet (this kernel: {}); use \"auto\" or \"userspace\"",
-                match &host.netem {
-                    Ok(s) => s.clone(),
-                    Err(e) => e.clone(),
-                }
+        let why_not_netem = match (&host.netem, netem::unsupported(plan)) {
+            (Err(e), _) => Some(e.clone()),
+            (Ok(_), why) => why,
+        };
+        match (choice, why_not_netem) {
+            (EmulatorChoice::Userspace, _) => Ok((Mechanism::Userspace, None)),
+            (EmulatorChoice::Auto | EmulatorChoice::Netem, None) => Ok((Mechanism::Netem, None)),
+            (EmulatorChoice::Auto, Some(why)) => {
+                Ok((Mechanism::Userspace, Some(format!("not netem: {why}"))))
+            }
+            (EmulatorChoice::Netem, Some(why)) => bail!(
+                "the scenario asks for links.emulator = \"netem\", but {why}; use \"auto\" or \"userspace\""
             ),
         }
     }
@@ -165,5 +174,60 @@ impl Drop for EmulatorProcess {
         }
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::scenario::Scenario;
+
+    fn plan(extra: &str) -> LinkPlan {
+        let text = format!(
+            "name = \"t\"\nseed = 1\nduration = \"2s\"\nstacks = [\"quic-tls\"]\n[topology]\nnodes = 4\n{extra}\n\
+             [[class]]\nname = \"v\"\npriority = 1\nsize = \"200B\"\narrival = {{ process = \"constant\", rate = \"10/s\" }}\n"
+        );
+        let s =
+            Scenario::parse(std::path::Path::new("t.toml"), &text, &["quic-tls"]).expect("valid");
+        LinkPlan::from_scenario(&s)
+    }
+
+    #[test]
+    fn netem_where_it_exists_and_fits_else_the_emulator_with_the_reason() {
+        let without = HostCaps::none_for_tests();
+        let with = HostCaps {
+            netem: Ok("netem qdisc available".into()),
+            ..HostCaps::none_for_tests()
+        };
+        let wan = plan("[links]\ndelay = \"30ms\"");
+        let matrix = plan(
+            "[regions]\nnames = [\"a\", \"b\"]\ndelay = [[\"1ms\", \"9ms\"], [\"9ms\", \"1ms\"]]",
+        );
+        let lan = plan("");
+        let pick = |p: &LinkPlan, c, h: &HostCaps| Mechanism::choose(p, c, h).map(|(m, _)| m).ok();
+        assert_eq!(
+            pick(&lan, EmulatorChoice::Auto, &with),
+            Some(Mechanism::Wire)
+        );
+        assert_eq!(
+            pick(&wan, EmulatorChoice::Auto, &with),
+            Some(Mechanism::Netem)
+        );
+        assert_eq!(
+            pick(&wan, EmulatorChoice::Auto, &without),
+            Some(Mechanism::Userspace)
+        );
+        assert_eq!(
+            pick(&wan, EmulatorChoice::Userspace, &with),
+            Some(Mechanism::Userspace)
+        );
+        let (m, note) = Mechanism::choose(&matrix, EmulatorChoice::Auto, &with).expect("auto");
+        assert_eq!(m, Mechanism::Userspace);
+        assert!(note.is_some_and(|n| n.contains("differ by destination")));
+        let err = Mechanism::choose(&wan, EmulatorChoice::Netem, &without).expect_err("no netem");
+        assert!(
+            err.to_string().contains("links.emulator = \"netem\""),
+            "{err}"
+        );
     }
 }

@@ -8,21 +8,7 @@ use crate::{
 };
 use rand::{seq::SliceRandom, SeedableRng};
 use serde::{Deserialize, Serialize};
-
-/// One node's place in the network.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct NodeLink {
-    pub index: u32,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub region: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub class: Option<String>,
-    /// Egress rate limit, bits per second; none is line rate.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub uplink_bits_per_sec: Option<u64>,
-    /// The rate limiter's queue, as time at the uplink rate.
-    pub queue_us: u64,
-}
+pub use stackbench_report::schema::LinkNode;
 
 /// Gilbert-Elliott parameters as probabilities per packet.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
@@ -84,7 +70,7 @@ impl PathImpairment {
 /// The whole network of a scenario.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct LinkPlan {
-    pub nodes: Vec<NodeLink>,
+    pub nodes: Vec<LinkNode>,
     /// `paths[from][to]`; the diagonal is unused.
     pub paths: Vec<Vec<PathImpairment>>,
 }
@@ -113,7 +99,7 @@ impl LinkPlan {
                 let class = class_of[i].map(|c| &s.node_classes[c]);
                 let uplink: Option<BitRate> = class.and_then(|c| c.uplink).or(s.topology.uplink);
                 let queue: Dur = class.and_then(|c| c.queue).unwrap_or(s.topology.queue);
-                NodeLink {
+                LinkNode {
                     index: i as u32,
                     region: region_of[i]
                         .zip(s.regions.as_ref())

@@ -13,7 +13,7 @@ use crate::{
     metrics::monotonic_ns,
     scenario::{JitterDistribution, Tolerance},
 };
-use stackbench_report::schema::{Checked, LinkCheck, LinkNode, PathCheck, PingCheck, UplinkCheck};
+use stackbench_report::schema::{Checked, LinkCheck, PathCheck, PingCheck, UplinkCheck};
 use std::{
     io,
     net::{Ipv4Addr, SocketAddrV4, UdpSocket},
@@ -422,16 +422,7 @@ pub fn check(
             "{} or {}, whichever is larger, or {Z} standard errors of the estimate where that is larger; loss and reordering over all paths configured alike",
             tol.relative, tol.absolute
         ),
-        nodes: plan
-            .nodes
-            .iter()
-            .map(|n| LinkNode {
-                index: n.index,
-                region: n.region.clone(),
-                class: n.class.clone(),
-                uplink_bits_per_sec: n.uplink_bits_per_sec,
-            })
-            .collect(),
+        nodes: plan.nodes.clone(),
         paths,
         uplinks,
         ping,
