@@ -9,6 +9,7 @@ use crate::{
 use rand::{seq::SliceRandom, SeedableRng};
 use serde::{Deserialize, Serialize};
 pub use stackbench_report::schema::LinkNode;
+use std::time::Duration;
 
 /// Gilbert-Elliott parameters as probabilities per packet.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
@@ -122,13 +123,19 @@ impl LinkPlan {
                     .map(|to| {
                         let region_delay = match (&s.regions, region_of[from], region_of[to]) {
                             (Some(r), Some(a), Some(b)) => r.delay.get_ref()[a].get_ref()[b].0,
-                            _ => std::time::Duration::ZERO,
+                            _ => Duration::ZERO,
                         };
+                        let access = class_of[from].map(|c| &s.node_classes[c]);
+                        let access_delay = access.map_or(Duration::ZERO, |c| c.delay.0);
+                        let access_jitter = access.map_or(0.0, |c| c.jitter.0.as_nanos() as f64);
+                        let access_loss = access.map_or(0.0, |c| c.loss.0);
+                        let jitter = (links.jitter.0.as_nanos() as f64).hypot(access_jitter);
                         PathImpairment {
-                            delay_ns: (links.delay.0 + region_delay).as_nanos() as u64,
-                            jitter_ns: links.jitter.0.as_nanos() as u64,
+                            delay_ns: (links.delay.0 + region_delay + access_delay).as_nanos()
+                                as u64,
+                            jitter_ns: jitter.round() as u64,
                             distribution: links.jitter_distribution,
-                            loss: links.loss.0,
+                            loss: 1.0 - (1.0 - links.loss.0) * (1.0 - access_loss),
                             burst_loss,
                             reorder: links.reorder.0,
                         }
@@ -263,6 +270,26 @@ mod tests {
             ),
             "the assignment is seeded"
         );
+    }
+
+    #[test]
+    fn a_node_class_adds_its_access_link_to_paths_leaving_its_nodes() {
+        let p = plan(
+            "[topology]\nnodes = 2\n[links]\ndelay = \"10ms\"\njitter = \"3ms\"\nloss = \"1%\"\n\
+             [[node_class]]\nname = \"mobile\"\nshare = \"50%\"\ndelay = \"20ms\"\njitter = \"4ms\"\nloss = \"2%\"\n\
+             [[node_class]]\nname = \"dc\"\nshare = \"50%\"\n",
+        );
+        let mobile = p
+            .nodes
+            .iter()
+            .position(|n| n.class.as_deref() == Some("mobile"));
+        let m = mobile.expect("one mobile node") as u32;
+        let out = p.path(m, 1 - m);
+        assert_eq!(out.delay_ns, 30_000_000);
+        assert_eq!(out.jitter_ns, 5_000_000, "3 ms and 4 ms add in variance");
+        assert!((out.loss - (1.0 - 0.99 * 0.98)).abs() < 1e-12);
+        let back = p.path(1 - m, m);
+        assert_eq!((back.delay_ns, back.jitter_ns), (10_000_000, 3_000_000));
     }
 
     #[test]

@@ -161,6 +161,15 @@ pub struct NodeClass {
     /// Their rate limiter's queue; absent means the topology's.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub queue: Option<Dur>,
+    /// One-way delay of these nodes' access link, added to every path leaving them.
+    #[serde(default)]
+    pub delay: Dur,
+    /// Jitter (standard deviation) of their access link, added in variance to `[links]`'.
+    #[serde(default)]
+    pub jitter: Dur,
+    /// Random loss on their access link, on top of `[links]`' loss.
+    #[serde(default)]
+    pub loss: Percent,
 }
 
 type Invalid = (Range<usize>, String);
