@@ -244,7 +244,9 @@ pub struct PathCheck {
     pub jitter_us: Checked,
     /// Share of probes lost. Checked over all paths configured alike (see `loss_group`).
     pub loss: Checked,
-    /// Share of probes that overtook an earlier one. Checked like `loss`.
+    /// Share of probes that overtook an earlier one. Checked like `loss`. Its `configured`
+    /// is the share expected to overtake: 0 where the path's delay is shorter than the probe
+    /// gap, since a packet sent at once then has nothing to overtake.
     pub reorder: Checked,
     /// Paths configured alike share a group; loss and reordering are judged per group,
     /// where there are enough samples.

@@ -265,8 +265,8 @@ impl Emulator {
                         self.stats.dropped_packets += 1;
                         self.pool.push(buf);
                     }
-                    Fate::SendNow => {
-                        if !self.models[from][to].is_plain() {
+                    fate @ (Fate::SendNow | Fate::Overtake) => {
+                        if fate == Fate::Overtake {
                             self.stats.reordered_packets += 1;
                         }
                         self.forward(to, &buf);
@@ -315,12 +315,6 @@ impl Emulator {
             lateness_us: encode_histogram(&self.lateness).unwrap_or_default(),
             ..self.stats.clone()
         }
-    }
-}
-
-impl PathModel {
-    fn is_plain(&self) -> bool {
-        self.impairment().is_none()
     }
 }
 
@@ -397,9 +391,10 @@ pub fn run(config_path: &std::path::Path) -> Result<()> {
             }
             return Err(e).context("ppoll");
         }
-        let ready: Vec<usize> = (0..n).filter(|&i| fds[i].revents != 0).collect();
-        for i in ready {
-            emu.receive(i);
+        for (port, fd) in fds[..n].iter().enumerate() {
+            if fd.revents != 0 {
+                emu.receive(port);
+            }
         }
         if fds[n].revents != 0 {
             let mut line = String::new();

@@ -14,8 +14,10 @@ pub enum Fate {
     Drop,
     /// Hold until this monotonic time, then send.
     SendAt(u64),
-    /// Send at once, overtaking packets still held (reordering).
+    /// Send at once: the path has no impairment.
     SendNow,
+    /// Send at once, overtaking packets still held (reordering).
+    Overtake,
 }
 
 /// One direction of one path.
@@ -52,7 +54,7 @@ impl PathModel {
             return Fate::Drop;
         }
         if self.imp.reorder > 0.0 && self.rng.gen::<f64>() < self.imp.reorder {
-            return Fate::SendNow;
+            return Fate::Overtake;
         }
         let at = (now_ns + self.delay_sample_ns()).max(self.last_release_ns);
         self.last_release_ns = at;
@@ -178,7 +180,7 @@ mod tests {
         );
         let fates = releases(&mut m, 1_000, 200_000);
         let dropped = fates.iter().filter(|f| **f == Fate::Drop).count() as f64 / 200_000.0;
-        let early = fates.iter().filter(|f| **f == Fate::SendNow).count() as f64 / 200_000.0;
+        let early = fates.iter().filter(|f| **f == Fate::Overtake).count() as f64 / 200_000.0;
         assert!((dropped - 0.01).abs() < 0.001, "{dropped}");
         assert!((early - 0.05 * 0.99).abs() < 0.002, "{early}");
     }

@@ -24,18 +24,14 @@ const LIMIT: &str = "1000000";
 
 /// Why netem cannot apply `plan`, if it cannot.
 pub fn unsupported(plan: &LinkPlan) -> Option<String> {
-    for (from, to, p) in plan.directed_paths() {
-        let first = plan
-            .directed_paths()
-            .find(|(f, _, _)| *f == from)
-            .map(|(_, _, q)| q);
-        if first.is_some_and(|q| q != p) {
-            return Some(format!(
-                "paths from node {from} differ by destination (e.g. to node {to}), and one netem per egress cannot tell destinations apart"
-            ));
-        }
-    }
-    None
+    plan.paths.iter().enumerate().find_map(|(from, row)| {
+        let mut others = row.iter().enumerate().filter(|(to, _)| *to != from);
+        let (_, first) = others.next()?;
+        let (to, _) = others.find(|(_, p)| *p != first)?;
+        Some(format!(
+            "paths from node {from} differ by destination (e.g. to node {to}), and one netem per egress cannot tell destinations apart"
+        ))
+    })
 }
 
 fn pct(x: f64) -> String {

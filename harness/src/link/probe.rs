@@ -151,8 +151,8 @@ fn probe_paths(
                             std::thread::sleep(Duration::from_nanos(due - now));
                         }
                         pkt[4..8].copy_from_slice(&seq.to_le_bytes());
-                        for (to, n) in nodes.iter().enumerate().filter(|(to, _)| *to != from) {
-                            let _ = to;
+                        let peers = nodes.iter().enumerate().filter(|(to, _)| *to != from);
+                        for (_, n) in peers {
                             pkt[8..16].copy_from_slice(&monotonic_ns().to_le_bytes());
                             sock.send_to(&pkt, SocketAddrV4::new(n.ip, PATH_PORT))?;
                         }
