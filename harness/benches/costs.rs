@@ -205,7 +205,7 @@ fn recording(c: &mut Criterion) {
             let mut done = 0;
             while done < iters {
                 let chunk = (iters - done).min(100_000);
-                let mut r = Recorder::new(plan.clone(), start);
+                let mut r = Recorder::new(plan.clone(), 0, start);
                 let t0 = Instant::now();
                 for seq in 0..chunk {
                     let h = ObjectHeader {

@@ -18,6 +18,7 @@ use std::{
     time::Duration,
 };
 
+/// The percentiles of a histogram (all zero when it is empty).
 pub fn percentiles(h: &Histogram<u64>) -> Percentiles {
     if h.is_empty() {
         return Percentiles::default();
@@ -35,7 +36,7 @@ pub fn percentiles(h: &Histogram<u64>) -> Percentiles {
 }
 
 /// One histogram as an HdrHistogram interval log (readable by HdrHistogram's own tools).
-fn hlog(h: &Histogram<u64>, tag: &str, comment: &str, length: Duration) -> Result<String> {
+pub fn hlog(h: &Histogram<u64>, tag: &str, comment: &str, length: Duration) -> Result<String> {
     hlog_intervals(std::slice::from_ref(h), tag, comment, length)
 }
 
@@ -77,6 +78,7 @@ pub struct RepetitionContext<'a> {
     pub host_busy_seconds: f64,
     pub stack_config: serde_json::Value,
     pub link_emulator: Option<stackbench_report::schema::LinkEmulatorCost>,
+    pub lifecycle: Option<stackbench_report::churn_schema::Lifecycle>,
 }
 
 /// Bytes sent on the nodes' veths per byte of object delivered.
@@ -146,8 +148,11 @@ pub fn summarize(
             hlog_intervals(
                 &timeline,
                 &c.name,
-                &format!("{comment}, one interval per second of intended send time"),
-                crate::node::TIMELINE_INTERVAL,
+                &format!(
+                    "{comment}, one interval per {} of intended send time",
+                    crate::units::Dur(plan.churn.timeline)
+                ),
+                plan.churn.timeline,
             )?,
         ));
         let mut reach_us = BTreeMap::new();
@@ -234,6 +239,15 @@ pub fn summarize(
     let window = (plan.send_end() + plan.drain).as_secs_f64();
     let emulator_cpu = ctx.link_emulator.as_ref().map_or(0.0, |e| e.cpu_seconds);
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get()) as f64;
+    let churn = crate::churn_summary::summarize(
+        plan,
+        reports,
+        &format!("stackbench {} rep {}", ctx.stack, ctx.repetition),
+    )?;
+    let churn = churn.map(|(summary, files)| {
+        hlogs.extend(files);
+        summary
+    });
     let summary = RepetitionSummary {
         schema: SCHEMA_VERSION,
         stack: ctx.stack.to_owned(),
@@ -263,6 +277,8 @@ pub fn summarize(
         runtime: crate::node::RUNTIME_FLAVOUR.into(),
         node_errors,
         link_emulator: ctx.link_emulator.clone(),
+        churn,
+        lifecycle: ctx.lifecycle.clone(),
     };
     Ok((summary, hlogs))
 }

@@ -42,7 +42,7 @@ pub enum ToNode {
     Shutdown,
 }
 
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct NodeSetup {
     pub stack: String,
     pub plan: WorkloadPlan,
@@ -56,6 +56,9 @@ pub struct NodeSetup {
 #[derive(Debug, Default, Serialize, Deserialize)]
 pub struct NodeReport {
     pub index: u32,
+    /// The shared start instant (CLOCK_MONOTONIC ns), for placing churn on the timeline.
+    #[serde(default)]
+    pub start_ns: u64,
     /// Indexed by class.
     pub classes: Vec<ClassCounters>,
     /// Measured deliveries of open-loop classes, for reach times: (origin, class, seq, µs).
@@ -75,6 +78,54 @@ pub struct NodeReport {
     pub error_count: u64,
     /// The first few stream errors, verbatim.
     pub errors: Vec<String>,
+    /// What churn did at this node and what it cost.
+    #[serde(default)]
+    pub churn: NodeChurn,
+}
+
+/// One node's share of churn: the steps it took, the cold connects it received, and the
+/// WireGuard handshakes it saw complete.
+#[derive(Debug, Default, Serialize, Deserialize)]
+pub struct NodeChurn {
+    pub steps: Vec<StepRecord>,
+    pub cold_connects: Vec<ColdConnect>,
+    /// (peer, CLOCK_MONOTONIC ns) of each WireGuard handshake seen completing.
+    pub wg_handshakes: Vec<(u32, u64)>,
+}
+
+/// A step as it happened.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct StepRecord {
+    pub firing: u32,
+    pub node: u32,
+    pub action: crate::workload::events::Action,
+    /// When the step began, µs from the start of sending.
+    pub began_us: u64,
+    /// How long the underlay took to apply it (a UAPI request, `wg`, `ip`, a new `Tunn`).
+    pub apply_us: u64,
+    /// "ok", "not applicable: …" or the error.
+    pub outcome: String,
+    /// For dials: until the handshake completed, at the dialler, µs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub handshake_us: Option<u64>,
+    /// The peer dialled, for a dial's own record (the step that led to it has its own).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dialled: Option<u32>,
+}
+
+/// A cold connect, measured where its first object arrived.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ColdConnect {
+    pub firing: u32,
+    pub dialler: u32,
+    pub acceptor: u32,
+    /// "full", "resumed" or "0rtt": what the handshake turned out to be.
+    pub how: String,
+    /// The event that led to it ("peer_add", "node_join", "node_restart").
+    pub cause: String,
+    /// From the dialler's step (the peer known on both sides) to the first object's full
+    /// receipt, µs.
+    pub us: u64,
 }
 
 #[derive(Debug, Default, Clone, Serialize, Deserialize)]
@@ -91,6 +142,12 @@ pub struct ClassCounters {
     /// was due to be sent: the latency timeline.
     #[serde(default)]
     pub timeline_hists: Vec<String>,
+    /// With churn: latency of objects a reconfigured node sent to other peers within an
+    /// event's window, by the event's kind, and of objects outside every window.
+    #[serde(default)]
+    pub disrupted_hists: BTreeMap<String, String>,
+    #[serde(default)]
+    pub steady_hist: String,
 }
 
 #[derive(Debug, thiserror::Error)]

@@ -8,6 +8,7 @@
 
 pub mod aggregate;
 pub mod check;
+pub mod churn_summary;
 pub mod cli;
 pub mod control;
 pub mod controller;

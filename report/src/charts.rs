@@ -68,6 +68,7 @@ pub fn build(report: &Report) -> Vec<(String, Chart)> {
                     x_axis: x,
                     y_axis: y,
                     series: s,
+                    markers: vec![],
                 }
             };
         out.push((
@@ -161,17 +162,25 @@ pub fn build(report: &Report) -> Vec<(String, Chart)> {
                 ),
             ));
         }
-        out.push((
-            format!("{c}-timeline"),
-            lines(
-                format!("{c}: p99 latency over the measured window"),
-                "second of intended send time",
-                "latency (µs)",
-                Axis::Linear,
-                Axis::Log,
-                timeline,
-            ),
-        ));
+        let mut chart = lines(
+            format!("{c}: p99 latency over the measured window"),
+            "second of intended send time",
+            "latency (µs)",
+            Axis::Linear,
+            Axis::Log,
+            timeline,
+        );
+        let events = crate::churn::event_times(&report.run);
+        if let Chart::Lines { title, markers, .. } = &mut chart {
+            if !events.is_empty() {
+                *title = format!("{c}: p99 latency, churn events marked");
+                *markers = events;
+            }
+        }
+        out.push((format!("{c}-timeline"), chart));
+        if let Some(bars) = crate::churn::disruption_bars(report, c) {
+            out.push((format!("{c}-disruption"), bars));
+        }
     }
     let cpu = report
         .entries

@@ -317,31 +317,40 @@ pub fn page(
     if let Some(n) = noise_floor(report) {
         s.push_str(&n);
     }
-    if let Some(c) = &report.run.links {
-        s.push_str("<h2>Network</h2>");
-        let table = |h: &[&str], rows: &[Vec<String>]| {
-            let mut t = String::from("<table><tr>");
-            for x in h {
-                t.push_str(&format!("<th>{}</th>", esc(x)));
+    let table = |h: &[&str], rows: &[Vec<String>]| {
+        let mut t = String::from("<table><tr>");
+        for x in h {
+            t.push_str(&format!("<th>{}</th>", esc(x)));
+        }
+        t.push_str("</tr>");
+        for r in rows {
+            t.push_str("<tr>");
+            for x in r {
+                t.push_str(&format!("<td>{}</td>", esc(x)));
             }
             t.push_str("</tr>");
-            for r in rows {
-                t.push_str("<tr>");
-                for x in r {
-                    t.push_str(&format!("<td>{}</td>", esc(x)));
-                }
-                t.push_str("</tr>");
-            }
-            t + "</table>"
-        };
-        // Tables come back as single lines of HTML; every other line is prose.
-        for line in crate::links::section(c, &report.run.repetitions, &table).lines() {
+        }
+        t + "</table>"
+    };
+    // Sections come back with each table on a line of its own; every other line is prose.
+    let mut section = |title: &str, body: String| {
+        s.push_str(&format!("<h2>{title}</h2>"));
+        for line in body.lines() {
             if line.starts_with("<table") {
                 s.push_str(line);
             } else if !line.trim().is_empty() {
                 s.push_str(&format!("<p>{}</p>", esc(line.trim())));
             }
         }
+    };
+    if let Some(c) = &report.run.links {
+        section(
+            "Network",
+            crate::links::section(c, &report.run.repetitions, &table),
+        );
+    }
+    if let Some(c) = crate::churn::section(&report.run, &table) {
+        section("Churn", c);
     }
     s.push_str("<h2>Plots</h2>");
     for c in report

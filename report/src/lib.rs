@@ -2,6 +2,8 @@
 //! JSON, CSV) and comparisons for people and machines. [`write_report`] writes everything.
 
 mod charts;
+mod churn;
+pub mod churn_schema;
 pub mod compare;
 pub mod document;
 pub mod hist;

@@ -37,6 +37,8 @@ pub enum Chart {
         x_axis: Axis,
         y_axis: Axis,
         series: Vec<Series>,
+        /// Vertical lines at these x values: events on a timeline.
+        markers: Vec<f64>,
     },
     /// Groups of bars (one group per stack) drawn nested, largest behind, on a log axis
     /// when `log` is set.
@@ -147,6 +149,7 @@ fn draw_lines<DB: DrawingBackend>(
         x_axis,
         y_axis,
         series,
+        markers,
         ..
     } = chart
     else {
@@ -183,6 +186,13 @@ fn draw_lines<DB: DrawingBackend>(
                 .y_label_formatter(&y_fmt)
                 .draw()
                 .map_err(err)?;
+            for &m in markers.iter().filter(|m| (x0..=x1).contains(*m)) {
+                c.draw_series(std::iter::once(PathElement::new(
+                    vec![(m, y0), (m, y1)],
+                    BLACK.mix(0.35).stroke_width(1),
+                )))
+                .map_err(err)?;
+            }
             for (i, s) in series.iter().enumerate() {
                 let col = color(i);
                 c.draw_series(LineSeries::new(
@@ -388,6 +398,7 @@ mod tests {
             x_desc: "percentile".into(),
             y_desc: "µs".into(),
             x_axis: Axis::Nines,
+            markers: vec![],
             y_axis: Axis::Log,
             series: vec![
                 Series {

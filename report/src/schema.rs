@@ -79,6 +79,12 @@ pub struct RepetitionSummary {
     /// cost, not the stack's, but it competes for the same CPUs.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub link_emulator: Option<LinkEmulatorCost>,
+    /// What churn cost, when the scenario has events.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub churn: Option<crate::churn_schema::ChurnSummary>,
+    /// The stack's interface lifecycle, when the scenario asks for samples.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lifecycle: Option<crate::churn_schema::Lifecycle>,
 }
 
 /// What the userspace link emulator did and cost during one repetition.

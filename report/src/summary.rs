@@ -316,6 +316,10 @@ pub fn summary_markdown(run: &LoadedRun) -> String {
             markdown_table(h, r)
         }));
     }
+    if let Some(c) = crate::churn::section(run, &|h, r| markdown_table(h, r)) {
+        s.push_str("\n### Churn\n\n");
+        s.push_str(&c);
+    }
     let warn = warnings(run);
     if !warn.is_empty() {
         s.push_str("\n**Warnings:**\n\n");
@@ -348,6 +352,7 @@ pub fn summary_table(run: &LoadedRun) -> String {
     if let Some(c) = &run.links {
         s.push_str(&links::terminal_line(c));
     }
+    s.push_str(&crate::churn::terminal_lines(run));
     for x in warnings(run) {
         s.push_str(&format!("warning: {x}\n"));
     }

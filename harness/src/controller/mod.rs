@@ -171,6 +171,8 @@ pub async fn run(scenario: &Scenario, opts: &RunOptions) -> Result<RunOutcome> {
                 .with_context(|| format!("preparing {name}"))?;
             for rep in 0..reps {
                 let label = format!("{name} rep {}/{reps}", rep + 1);
+                let lifecycle = lifecycle(stack.as_ref(), &topology, opts, scenario)
+                    .with_context(|| format!("{name}: timing the interface lifecycle"))?;
                 let sock = run.0.socket_dir().join(format!("s{si}r{rep}.sock"));
                 let data = repetition(
                     &topology,
@@ -193,6 +195,7 @@ pub async fn run(scenario: &Scenario, opts: &RunOptions) -> Result<RunOutcome> {
                     host_busy_seconds: data.host_busy,
                     stack_config: underlay.describe(),
                     link_emulator: data.link_emulator,
+                    lifecycle,
                 };
                 let (summary, hlogs) = aggregate::summarize(&ctx, &data.reports)?;
                 writer.write_repetition(&summary, &hlogs)?;
@@ -221,6 +224,45 @@ pub async fn run(scenario: &Scenario, opts: &RunOptions) -> Result<RunOutcome> {
         dir: writer.dir().to_owned(),
         manifest: writer.manifest().clone(),
     })
+}
+
+/// The scenario's interface lifecycle samples for `stack`, summarised.
+fn lifecycle(
+    stack: &dyn Stack,
+    topology: &Topology,
+    opts: &RunOptions,
+    scenario: &Scenario,
+) -> Result<Option<stackbench_report::churn_schema::Lifecycle>> {
+    let samples = scenario.churn.lifecycle_samples;
+    if samples == 0 {
+        return Ok(None);
+    }
+    let mut phases: [hdrhistogram::Histogram<u64>; 5] =
+        std::array::from_fn(|_| metrics::new_histogram());
+    let mut what = String::new();
+    for _ in 0..samples {
+        let (w, times) = stack.lifecycle(topology, opts)?;
+        what = w;
+        let Some(t) = times else { break };
+        let total = t.create_us + t.configure_us + t.up_us + t.destroy_us;
+        for (h, v) in
+            phases
+                .iter_mut()
+                .zip([t.create_us, t.configure_us, t.up_us, t.destroy_us, total])
+        {
+            metrics::record(h, v);
+        }
+    }
+    let [create, configure, up, destroy, total] = phases.map(|h| aggregate::percentiles(&h));
+    Ok(Some(stackbench_report::churn_schema::Lifecycle {
+        what,
+        samples: total.count as u32,
+        create_us: create,
+        configure_us: configure,
+        up_us: up,
+        destroy_us: destroy,
+        total_us: total,
+    }))
 }
 
 /// What one repetition measured, before aggregation.

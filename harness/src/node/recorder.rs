@@ -7,15 +7,20 @@ use crate::{
     workload::{InversionTracker, ObjectHeader, WorkloadPlan},
 };
 use hdrhistogram::Histogram;
-use std::collections::HashMap;
+use std::{collections::HashMap, time::Duration};
 
 const KEPT_ERRORS: usize = 5;
-/// The latency timeline's resolution.
-pub const TIMELINE_INTERVAL: std::time::Duration = std::time::Duration::from_secs(1);
 
 pub struct Recorder {
     plan: WorkloadPlan,
+    /// The receiving node.
+    index: u32,
     start_ns: u64,
+    /// Per class, under churn: deliveries in an event's window from a reconfigured node to
+    /// another, and deliveries outside every window.
+    disrupted: Vec<std::collections::BTreeMap<&'static str, Histogram<u64>>>,
+    steady: Vec<Histogram<u64>>,
+    pub churn: crate::control::NodeChurn,
     classes: Vec<ClassCounters>,
     hists: Vec<Histogram<u64>>,
     /// Per class, one histogram per second of the measured window.
@@ -30,11 +35,15 @@ pub struct Recorder {
 }
 
 impl Recorder {
-    pub fn new(plan: WorkloadPlan, start_ns: u64) -> Self {
+    pub fn new(plan: WorkloadPlan, index: u32, start_ns: u64) -> Self {
         let n = plan.classes.len();
         Recorder {
             plan,
+            index,
             start_ns,
+            disrupted: vec![Default::default(); n],
+            steady: (0..n).map(|_| metrics::new_histogram()).collect(),
+            churn: Default::default(),
             classes: vec![ClassCounters::default(); n],
             hists: (0..n).map(|_| metrics::new_histogram()).collect(),
             timeline: vec![Vec::new(); n],
@@ -90,9 +99,21 @@ impl Recorder {
         c.received_bytes += h.len as u64;
         c.inversions += inverted as u64;
         metrics::record(&mut self.hists[h.class as usize], latency_us);
-        let second = (h.intended_ns - self.start_ns)
-            .saturating_sub(self.plan.warmup.as_nanos() as u64)
-            / TIMELINE_INTERVAL.as_nanos() as u64;
+        let offset = Duration::from_nanos(h.intended_ns - self.start_ns);
+        let churn = &self.plan.churn;
+        if churn.is_active() {
+            if let Some(f) = churn.window_of(h.origin as u32, self.index, offset) {
+                let by_kind = &mut self.disrupted[h.class as usize];
+                let hist = by_kind
+                    .entry(f.kind.name())
+                    .or_insert_with(metrics::new_histogram);
+                metrics::record(hist, latency_us);
+            } else if !churn.near_event(offset) {
+                metrics::record(&mut self.steady[h.class as usize], latency_us);
+            }
+        }
+        let second = (offset.saturating_sub(self.plan.warmup).as_nanos()
+            / churn.timeline.max(Duration::from_millis(1)).as_nanos()) as u64;
         let line = &mut self.timeline[h.class as usize];
         while line.len() <= second as usize {
             line.push(metrics::new_histogram());
@@ -116,8 +137,20 @@ impl Recorder {
         &mut self,
     ) -> Result<(Vec<ClassCounters>, Vec<(u16, u8, u64, u64)>), HistogramCodecError> {
         let mut classes = std::mem::take(&mut self.classes);
-        for ((c, h), line) in classes.iter_mut().zip(&self.hists).zip(&self.timeline) {
+        for (i, ((c, h), line)) in classes
+            .iter_mut()
+            .zip(&self.hists)
+            .zip(&self.timeline)
+            .enumerate()
+        {
             c.latency_hist = metrics::encode_histogram(h)?;
+            if self.plan.churn.is_active() {
+                for (kind, h) in &self.disrupted[i] {
+                    c.disrupted_hists
+                        .insert(kind.to_string(), metrics::encode_histogram(h)?);
+                }
+                c.steady_hist = metrics::encode_histogram(&self.steady[i])?;
+            }
             c.timeline_hists = line
                 .iter()
                 .map(metrics::encode_histogram)

@@ -4,6 +4,7 @@
 //! broadcast, timings, the seed and the stacks to compare. Every error names the file,
 //! line and column of the value at fault.
 
+pub mod churn;
 mod error;
 pub mod links;
 
@@ -66,6 +67,12 @@ pub struct Scenario {
     pub node_classes: Vec<NodeClass>,
     #[serde(rename = "class")]
     pub classes: Vec<Class>,
+    /// How churn's cost is measured.
+    #[serde(default)]
+    pub churn: churn::Churn,
+    /// Churn on the workload's timeline: peers, nodes and interfaces coming and going.
+    #[serde(default, rename = "event", skip_serializing_if = "Vec::is_empty")]
+    pub events: Vec<churn::Event>,
 }
 
 fn default_links() -> Spanned<Links> {
@@ -224,6 +231,12 @@ impl Scenario {
             &self.node_classes,
             *nodes.get_ref(),
             self.links.span(),
+        )?;
+        churn::validate(
+            &self.events,
+            &self.churn,
+            *nodes.get_ref(),
+            self.warmup.get_ref().0 + self.duration.get_ref().0,
         )?;
         if self.classes.is_empty() {
             return Err((0..0, "at least one [[class]] is required".into()));

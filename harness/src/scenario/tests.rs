@@ -220,3 +220,79 @@ fn link_mistakes_point_at_the_value() {
         "must add up to 100%, got 60%",
     );
 }
+
+const CHURN: &str = r#"
+name = "t"
+seed = 1
+duration = "5s"
+warmup = "1s"
+stacks = ["quic-tls"]
+
+[topology]
+nodes = 3
+
+[churn]
+window = "200ms"
+timeline = "100ms"
+tls_handshakes = ["full", "0rtt"]
+lifecycle_samples = 5
+stream_credit = 500
+
+[[event]]
+kind = "peer_remove"
+node = 0
+peer = 2
+at = "1s"
+every = "1s"
+count = 3
+
+[[event]]
+kind = "peer_add"
+node = 0
+peer = 2
+at = "1.3s"
+every = "1s"
+count = 3
+
+[[class]]
+name = "vote"
+priority = 10
+size = "200B"
+arrival = { process = "constant", rate = "10/s" }
+"#;
+
+#[test]
+fn churn_events_expand_into_both_sides_steps() {
+    let s = parse(CHURN).expect("valid churn scenario");
+    let plan = crate::workload::WorkloadPlan::from_scenario(&s);
+    let churn = &plan.churn;
+    assert_eq!(churn.firings.len(), 6);
+    assert_eq!(churn.steps.len(), 12, "every change acts on both nodes");
+    assert_eq!(churn.window, Duration::from_millis(200));
+    assert_eq!(churn.timeline, Duration::from_millis(100));
+    assert_eq!(churn.stream_credit, 500);
+    assert!(churn.resumes(), "0rtt asks TLS servers for tickets");
+    assert_eq!(s.churn.lifecycle_samples, 5);
+    let resolved = parse(&s.to_resolved_toml()).expect("resolved churn round-trips");
+    assert_eq!(resolved.events.len(), 2);
+}
+
+#[test]
+fn churn_mistakes_point_at_the_event() {
+    let peerless = CHURN.replacen("peer = 2\nat = \"1s\"", "at = \"1s\"", 1);
+    assert_error(&peerless, 19, 8, "peer_remove needs a peer");
+    let twice = CHURN.replacen("kind = \"peer_add\"", "kind = \"peer_remove\"", 1);
+    assert_error(&twice, 27, 8, "already apart");
+    let late = CHURN.replacen("count = 3\n\n[[class]]", "count = 9\n\n[[class]]", 1);
+    assert_error(&late, 30, 6, "not before sending ends");
+    let stranger = CHURN.replacen("peer = 2", "peer = 7", 1);
+    assert_error(&stranger, 21, 8, "event peer 7 does not exist");
+    let unknown = CHURN.replacen("kind = \"peer_add\"", "kind = \"peer_swap\"", 1);
+    assert_error(&unknown, 27, 8, "unknown variant `peer_swap`");
+    let coarse = CHURN.replacen("timeline = \"100ms\"", "timeline = \"1ms\"", 1);
+    assert_error(&coarse, 13, 12, "at least 10ms");
+    let none = CHURN.replacen("[\"full\", \"0rtt\"]", "[]", 1);
+    assert_error(&none, 14, 18, "at least one of");
+    let typo = CHURN.replacen("lifecycle_samples", "lifecycle_sample", 1);
+    assert_error(&typo, 15, 1, "unknown field `lifecycle_sample`");
+}

@@ -6,18 +6,22 @@
 //! same checks.
 
 mod crypto;
+mod lifecycle;
 pub mod memory;
 pub mod null;
 mod quic_udp;
 pub mod tls;
 mod transport;
+mod wg_control;
 mod wg_inproc;
 mod wg_kernel;
 pub mod wg_socket;
 pub mod wg_tun;
 
 pub use quic_udp::QuicUdp;
-pub use transport::{bind_udp, transport_config, SOCKET_BUFFER};
+pub use transport::{
+    bind_udp, transport_config, transport_config_with, MAX_UNI_STREAMS, SOCKET_BUFFER,
+};
 pub use wg_inproc::QuicWgInproc;
 pub use wg_kernel::QuicWgKernel;
 pub use wg_tun::{Daemon, QuicWgTun};
@@ -179,6 +183,10 @@ pub struct NodeContext<'a> {
     /// This node's WireGuard daemon, for stacks that have one.
     pub wg_uapi: Option<WgUapi>,
     pub peers: &'a [PeerInfo],
+    /// TLS servers issue tickets and accept 0-RTT; dials get a resuming configuration.
+    pub resumption: bool,
+    /// Concurrent uni streams each peer may open.
+    pub stream_credit: u32,
 }
 
 /// One other node as this node sees it: where to reach it and which key it must present.
@@ -192,9 +200,16 @@ pub struct PeerInfo {
     pub wg_endpoint: Option<SocketAddr>,
 }
 
-/// How to dial one peer: its index, a client configuration (pinned to that peer) and the
-/// TLS server name.
-pub type Dial = (u32, quinn::ClientConfig, String);
+/// How to dial one peer.
+#[derive(Clone)]
+pub struct Dial {
+    pub peer: u32,
+    /// Pinned to that peer; a full handshake every time.
+    pub config: quinn::ClientConfig,
+    /// Pinned too, keeping session tickets across connections (TLS with resumption only).
+    pub resuming: Option<quinn::ClientConfig>,
+    pub server_name: String,
+}
 
 /// A WireGuard daemon's UAPI socket.
 pub type WgUapi = std::path::PathBuf;
@@ -207,6 +222,46 @@ pub struct NodeEndpoint {
     pub endpoint: quinn::Endpoint,
     pub dial: Vec<Dial>,
     pub diagnose: Option<Diagnose>,
+    /// What churn does to the underlay, from inside the node.
+    pub control: Arc<dyn PeerControl>,
+}
+
+/// Churn's operations on a node's underlay, run from inside the node's namespace. They
+/// block (a UAPI request, a `wg` or `ip` command), so nodes run them off their event loop.
+pub trait PeerControl: Send + Sync {
+    /// Removes `peer` from the underlay (a WireGuard peer), if the underlay has peers.
+    fn remove_peer(&self, peer: u32) -> Result<(), StackError>;
+    /// Adds `peer` back as it was before [`PeerControl::remove_peer`].
+    fn add_peer(&self, peer: u32) -> Result<(), StackError>;
+    /// Sets the tunnel interface up or down: `Ok(false)` when the stack has none.
+    fn set_interface(&self, up: bool) -> Result<bool, StackError>;
+    /// Each peer's last completed WireGuard handshake, for spotting rekeys.
+    fn last_handshakes(&self) -> Vec<(u32, std::time::SystemTime)>;
+    /// Whether the operations block (talk to another process); in-memory ones run inline.
+    fn blocks(&self) -> bool {
+        true
+    }
+}
+
+/// The control of an underlay without peers or interfaces (plain UDP).
+pub struct NoPeers;
+
+impl PeerControl for NoPeers {
+    fn remove_peer(&self, _peer: u32) -> Result<(), StackError> {
+        Ok(())
+    }
+    fn add_peer(&self, _peer: u32) -> Result<(), StackError> {
+        Ok(())
+    }
+    fn set_interface(&self, _up: bool) -> Result<bool, StackError> {
+        Ok(false)
+    }
+    fn last_handshakes(&self) -> Vec<(u32, std::time::SystemTime)> {
+        vec![]
+    }
+    fn blocks(&self) -> bool {
+        false
+    }
 }
 
 impl fmt::Debug for NodeEndpoint {
@@ -250,7 +305,19 @@ pub trait Stack: Send + Sync {
     ) -> Result<Box<dyn PreparedUnderlay>, StackError>;
     /// Node side: the QUIC endpoint of one node, inside its namespace.
     fn endpoint(&self, ctx: &NodeContext<'_>) -> Result<NodeEndpoint, StackError>;
+    /// Times one interface lifecycle (create, configure, bring up, destroy) beside the
+    /// run's own interfaces, with as many peers as a node has. `None` when the stack has
+    /// no interface of its own; the text says what the phases are.
+    fn lifecycle(
+        &self,
+        _topology: &crate::topology::Topology,
+        _opts: &crate::controller::RunOptions,
+    ) -> Result<(String, Option<LifecycleTimes>), StackError> {
+        Ok(("no interface: QUIC binds a UDP socket".into(), None))
+    }
 }
+
+pub use stackbench_report::churn_schema::LifecycleTimes;
 
 /// Every stack of the design, in report order.
 pub fn registry() -> Vec<Arc<dyn Stack>> {

@@ -61,7 +61,7 @@ impl Stack for QuicUdp {
     }
 
     fn endpoint(&self, ctx: &NodeContext<'_>) -> Result<NodeEndpoint, StackError> {
-        udp_endpoint(self.crypto, ctx, None, None)
+        udp_endpoint(self.crypto, ctx, None, None, Arc::new(super::NoPeers))
     }
 }
 
@@ -71,6 +71,7 @@ pub fn udp_endpoint(
     ctx: &NodeContext<'_>,
     max_udp_payload: Option<u16>,
     diagnose: Option<super::Diagnose>,
+    control: Arc<dyn super::PeerControl>,
 ) -> Result<NodeEndpoint, StackError> {
     let (server, dial) = crypto::quic_configs(crypto, ctx, max_udp_payload)?;
     let bind_err = |source| StackError::Bind {
@@ -90,5 +91,6 @@ pub fn udp_endpoint(
         endpoint,
         dial,
         diagnose,
+        control,
     })
 }

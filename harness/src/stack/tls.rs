@@ -196,8 +196,9 @@ fn provider() -> Arc<CryptoProvider> {
     Arc::new(rustls::crypto::ring::default_provider())
 }
 
-/// Whether TLS session resumption is allowed. The stacks run with it off, so every
-/// connection is a full handshake; the benchmarks also time resumed handshakes.
+/// Whether TLS session resumption (and 0-RTT) is allowed. Stacks run with it off, so every
+/// connection is a full handshake, unless a churn scenario asks for resumed dials; the
+/// benchmarks also time resumed handshakes.
 #[derive(Debug, Clone)]
 pub enum Resumption {
     Off,
@@ -281,7 +282,8 @@ pub fn client_crypto_with(
         Resumption::Off => rustls::client::Resumption::disabled(),
         Resumption::On(_) => rustls::client::Resumption::in_memory_sessions(64),
     };
-    cfg.enable_early_data = false;
+    // Early data is only sent when the dialler asks for 0-RTT (quinn's `into_0rtt`).
+    cfg.enable_early_data = matches!(resumption, Resumption::On(_));
     let quic = quinn::crypto::rustls::QuicClientConfig::try_from(Arc::new(cfg))
         .map_err(|e| TlsError::Quic(e.to_string()))?;
     Ok(Arc::new(quic))
@@ -312,6 +314,8 @@ pub fn server_crypto_with(
         Resumption::On(store) => {
             cfg.send_tls13_tickets = 1;
             cfg.session_storage = store;
+            // QUIC requires exactly this value to accept 0-RTT (RFC 9001 §4.6.1).
+            cfg.max_early_data_size = u32::MAX;
         }
     }
     let quic = quinn::crypto::rustls::QuicServerConfig::try_from(Arc::new(cfg))

@@ -4,13 +4,22 @@
 use std::{net::SocketAddr, os::fd::AsRawFd, sync::Arc, time::Duration};
 
 /// Streams a peer may open at once: one per object in flight, so open-loop bursts never
-/// wait for stream credit.
-const MAX_UNI_STREAMS: u32 = 20_000;
+/// wait for stream credit. Each connection pays for the table at setup (about 0.66 ms
+/// here), so cold-connect scenarios may ask for less.
+pub const MAX_UNI_STREAMS: u32 = 20_000;
 
 /// Transport settings; `max_udp_payload` caps datagrams to fit a tunnel's MTU.
 pub fn transport_config(max_udp_payload: Option<u16>) -> Arc<quinn::TransportConfig> {
+    transport_config_with(max_udp_payload, MAX_UNI_STREAMS)
+}
+
+/// [`transport_config`] with `max_streams` concurrent uni streams per peer.
+pub fn transport_config_with(
+    max_udp_payload: Option<u16>,
+    max_streams: u32,
+) -> Arc<quinn::TransportConfig> {
     let mut t = quinn::TransportConfig::default();
-    t.max_concurrent_uni_streams(MAX_UNI_STREAMS.into())
+    t.max_concurrent_uni_streams(max_streams.into())
         .max_concurrent_bidi_streams(0u32.into())
         .max_idle_timeout(Some(quinn::VarInt::from_u32(30_000).into()))
         .keep_alive_interval(Some(Duration::from_secs(5)))

@@ -8,7 +8,7 @@ use super::{
     StackId, UnderlayKind,
 };
 use crate::{check::HostCaps, topology::Topology};
-use boringtun::{noise::Tunn, x25519};
+use boringtun::x25519;
 use quinn::Runtime;
 use std::{
     net::{SocketAddr, SocketAddrV4},
@@ -87,6 +87,17 @@ impl Stack for QuicWgInproc {
         }))
     }
 
+    fn lifecycle(
+        &self,
+        topology: &Topology,
+        _opts: &crate::controller::RunOptions,
+    ) -> Result<(String, Option<super::LifecycleTimes>), StackError> {
+        Ok((
+            "create: a boringtun Tunn per peer (this is all the configuring there is); up: bind the UDP socket; destroy: drop both".into(),
+            Some(super::lifecycle::in_process(topology)?),
+        ))
+    }
+
     fn endpoint(&self, ctx: &NodeContext<'_>) -> Result<NodeEndpoint, StackError> {
         let listen = ctx.wg_listen.ok_or_else(|| {
             StackError::Unavailable(
@@ -112,24 +123,18 @@ impl Stack for QuicWgInproc {
                     format!("node {} has no WireGuard endpoint", p.index),
                 )
             })?;
+            let public = x25519::PublicKey::from(p.wg_public);
             peers.push(WgPeer {
                 index: p.index,
+                public,
                 virtual_ip: wg_socket::virtual_ip(p.index),
                 endpoint,
-                // Tunnel indices have 24 usable bits; peer indices are small.
-                tunn: Tunn::new(
-                    ctx.identity.wg_secret.clone(),
-                    x25519::PublicKey::from(p.wg_public),
-                    None,
-                    None,
-                    p.index + 1,
-                    None,
-                ),
+                tunn: wg_socket::new_tunn(&ctx.identity.wg_secret, public, p.index),
                 initiations: 0,
                 decrypted: 0,
             });
         }
-        let sock = WgSocket::new(outer, ctx.bind, peers);
+        let sock = WgSocket::new(outer, ctx.bind, ctx.identity.wg_secret.clone(), peers);
         let endpoint = quinn::Endpoint::new_with_abstract_socket(
             quinn::EndpointConfig::default(),
             Some(server),
@@ -137,12 +142,14 @@ impl Stack for QuicWgInproc {
             Arc::new(quinn::TokioRuntime),
         )
         .map_err(bind_err)?;
+        let control = sock.clone();
         let diagnose: Arc<dyn Fn(u32) -> String + Send + Sync> =
             Arc::new(move |peer| sock.diagnose(peer));
         Ok(NodeEndpoint {
             endpoint,
             dial,
             diagnose: Some(diagnose),
+            control,
         })
     }
 }

@@ -86,7 +86,7 @@ fn wg_config(secret: &[u8; 32], peers: &[WgPeerConfig]) -> String {
 }
 
 /// Runs `wg setconf IFACE /dev/stdin` inside `netns`, feeding it `config` (keys never touch disk).
-fn wg_setconf(netns: &str, iface: &str, config: &str) -> Result<(), StackError> {
+pub(super) fn wg_setconf(netns: &str, iface: &str, config: &str) -> Result<(), StackError> {
     let mut child = Command::new("ip")
         .args(["netns", "exec", netns, "wg", "setconf", iface, "/dev/stdin"])
         .stdin(Stdio::piped())
@@ -183,6 +183,17 @@ impl Stack for QuicWgKernel {
         Ok(Box::new(u))
     }
 
+    fn lifecycle(
+        &self,
+        topology: &Topology,
+        _opts: &RunOptions,
+    ) -> Result<(String, Option<super::LifecycleTimes>), StackError> {
+        Ok((
+            "create: ip link add type wireguard; configure: wg setconf with key, port and every peer; up: ip addr add + ip link set mtu up; destroy: ip link del".into(),
+            Some(super::lifecycle::kernel(topology)?),
+        ))
+    }
+
     fn endpoint(&self, ctx: &NodeContext<'_>) -> Result<NodeEndpoint, StackError> {
         let diagnose: super::Diagnose = std::sync::Arc::new(diagnose);
         udp_endpoint(
@@ -190,6 +201,7 @@ impl Stack for QuicWgKernel {
             ctx,
             Some(wg_socket::MAX_QUIC_PAYLOAD),
             Some(diagnose),
+            std::sync::Arc::new(super::wg_control::WgToolControl::new()),
         )
     }
 }

@@ -7,7 +7,10 @@
 //! real WireGuard endpoint; incoming WireGuard datagrams are decrypted and unwrapped the same
 //! way back. Timers (handshake retries, keepalives, rekeys) are driven every 100 ms.
 
-use boringtun::noise::{Tunn, TunnResult};
+use boringtun::{
+    noise::{Tunn, TunnResult},
+    x25519,
+};
 use quinn::{
     udp::{RecvMeta, Transmit},
     AsyncUdpSocket, UdpPoller,
@@ -18,7 +21,10 @@ use std::{
     io::{self, IoSliceMut},
     net::{IpAddr, Ipv4Addr, SocketAddr, SocketAddrV4},
     pin::Pin,
-    sync::{Arc, Mutex, MutexGuard},
+    sync::{
+        atomic::{AtomicBool, Ordering},
+        Arc, Mutex, MutexGuard,
+    },
     task::{Context, Poll},
     time::Duration,
 };
@@ -38,6 +44,7 @@ const SCRATCH: usize = 65_536;
 /// One remote node: its tunnel, virtual address and real WireGuard endpoint.
 pub struct WgPeer {
     pub index: u32,
+    pub public: x25519::PublicKey,
     pub virtual_ip: Ipv4Addr,
     pub endpoint: SocketAddr,
     pub tunn: Tunn,
@@ -52,6 +59,8 @@ struct PeerSlot {
     index: u32,
     virtual_ip: Ipv4Addr,
     endpoint: SocketAddr,
+    /// Cleared while churn has removed the peer: its packets are dropped both ways.
+    present: AtomicBool,
     state: Mutex<WgPeer>,
 }
 
@@ -77,6 +86,7 @@ pub const SEND_SEGMENTS: usize = 32;
 /// The socket quinn uses; see the module documentation.
 pub struct WgSocket {
     outer: Arc<dyn AsyncUdpSocket>,
+    secret: x25519::StaticSecret,
     local: SocketAddr,
     peers: Vec<PeerSlot>,
     inbound: Mutex<Inbound>,
@@ -142,9 +152,15 @@ pub fn read_inner_packet(p: &[u8]) -> Option<(SocketAddr, &[u8])> {
 impl WgSocket {
     /// A tunnel socket at virtual address `local`, sending over `outer` to `peers`; spawns the
     /// timer task on the current tokio runtime.
-    pub fn new(outer: Arc<dyn AsyncUdpSocket>, local: SocketAddr, peers: Vec<WgPeer>) -> Arc<Self> {
+    pub fn new(
+        outer: Arc<dyn AsyncUdpSocket>,
+        local: SocketAddr,
+        secret: x25519::StaticSecret,
+        peers: Vec<WgPeer>,
+    ) -> Arc<Self> {
         let sock = Arc::new(WgSocket {
             outer,
+            secret,
             local,
             peers: peers
                 .into_iter()
@@ -152,6 +168,7 @@ impl WgSocket {
                     index: p.index,
                     virtual_ip: p.virtual_ip,
                     endpoint: p.endpoint,
+                    present: AtomicBool::new(true),
                     state: Mutex::new(p),
                 })
                 .collect(),
@@ -173,7 +190,11 @@ impl WgSocket {
                 tick.tick().await;
                 weak.upgrade()
             } {
-                for slot in &sock.peers {
+                for slot in sock
+                    .peers
+                    .iter()
+                    .filter(|s| s.present.load(Ordering::Relaxed))
+                {
                     let mut p = lock(&slot.state);
                     if let TunnResult::WriteToNetwork(pkt) = p.tunn.update_timers(&mut buf) {
                         sock.send_outer(p.endpoint, pkt);
@@ -231,7 +252,11 @@ impl WgSocket {
         data: &[u8],
         mut deliver: impl FnMut(SocketAddr, &[u8]),
     ) {
-        let Some(peer) = self.peers.iter().find(|s| s.endpoint == from) else {
+        let Some(peer) = self
+            .peers
+            .iter()
+            .find(|s| s.endpoint == from && s.present.load(Ordering::Relaxed))
+        else {
             return;
         };
         let mut p = lock(&peer.state);
@@ -256,6 +281,56 @@ impl WgSocket {
     }
 }
 
+/// A fresh tunnel to `public`: no session, so the next packet starts a handshake.
+/// Tunnel indices have 24 usable bits; peer indices are small.
+pub fn new_tunn(secret: &x25519::StaticSecret, public: x25519::PublicKey, index: u32) -> Tunn {
+    Tunn::new(secret.clone(), public, None, None, index + 1, None)
+}
+
+/// Churn in-process: removing a peer forgets its tunnel (session, counters, timers) and
+/// drops its packets; adding it back creates the tunnel anew, as a new `Tunn` would be.
+impl super::PeerControl for WgSocket {
+    fn remove_peer(&self, peer: u32) -> Result<(), super::StackError> {
+        self.set_present(peer, false)
+    }
+    fn add_peer(&self, peer: u32) -> Result<(), super::StackError> {
+        self.set_present(peer, true)
+    }
+    fn set_interface(&self, _up: bool) -> Result<bool, super::StackError> {
+        Ok(false)
+    }
+    fn blocks(&self) -> bool {
+        false
+    }
+    fn last_handshakes(&self) -> Vec<(u32, std::time::SystemTime)> {
+        let now = std::time::SystemTime::now();
+        self.peers
+            .iter()
+            .filter(|s| s.present.load(Ordering::Relaxed))
+            .filter_map(|s| {
+                let (since, ..) = lock(&s.state).tunn.stats();
+                Some((s.index, now - since?))
+            })
+            .collect()
+    }
+}
+
+impl WgSocket {
+    fn set_present(&self, peer: u32, present: bool) -> Result<(), super::StackError> {
+        let slot = self.peers.iter().find(|s| s.index == peer).ok_or_else(|| {
+            super::StackError::Setup(format!("node {peer} is not a WireGuard peer"))
+        })?;
+        if present {
+            let mut p = lock(&slot.state);
+            p.tunn = new_tunn(&self.secret, p.public, p.index);
+            p.initiations = 0;
+            p.decrypted = 0;
+        }
+        slot.present.store(present, Ordering::Relaxed);
+        Ok(())
+    }
+}
+
 impl AsyncUdpSocket for WgSocket {
     fn create_io_poller(self: Arc<Self>) -> Pin<Box<dyn UdpPoller>> {
         self.outer.clone().create_io_poller()
@@ -271,7 +346,7 @@ impl AsyncUdpSocket for WgSocket {
         let peer = self
             .peers
             .iter()
-            .find(|s| s.virtual_ip == *dst.ip())
+            .find(|s| s.virtual_ip == *dst.ip() && s.present.load(Ordering::Relaxed))
             .ok_or_else(|| {
                 io::Error::new(
                     io::ErrorKind::NotConnected,

@@ -45,7 +45,7 @@ pub fn uapi_path(iface: &str) -> PathBuf {
     PathBuf::from(UAPI_DIR).join(format!("{iface}.sock"))
 }
 
-fn hex(key: &[u8; 32]) -> String {
+pub(super) fn hex(key: &[u8; 32]) -> String {
     key.iter().map(|b| format!("{b:02x}")).collect()
 }
 
@@ -251,7 +251,7 @@ pub(super) fn setup_err(msg: String) -> StackError {
 }
 
 impl QuicWgTun {
-    fn spawn_daemon(
+    pub(super) fn spawn_daemon(
         &self,
         topology: &Topology,
         index: u32,
@@ -286,7 +286,8 @@ impl QuicWgTun {
         })?;
         let sock = uapi_path(iface);
         let t0 = Instant::now();
-        while !sock.exists() {
+        // Until the daemon answers there: the socket file exists a moment before it listens.
+        while UnixStream::connect(&sock).is_err() {
             if let Ok(Some(status)) = child.try_wait() {
                 let mut err = String::new();
                 if let Some(mut e) = child.stderr.take() {
@@ -301,7 +302,8 @@ impl QuicWgTun {
                 let _ = child.kill();
                 return Err(setup_err(format!("the WireGuard daemon for node {index} did not create {} within {DAEMON_START:?}", sock.display())));
             }
-            std::thread::sleep(Duration::from_millis(20));
+            // Fine-grained: the interface lifecycle measurement times this wait.
+            std::thread::sleep(Duration::from_micros(200));
         }
         Ok(child)
     }
@@ -384,16 +386,32 @@ impl Stack for QuicWgTun {
         Ok(Box::new(u))
     }
 
+    fn lifecycle(
+        &self,
+        topology: &Topology,
+        opts: &RunOptions,
+    ) -> Result<(String, Option<super::LifecycleTimes>), StackError> {
+        Ok((
+            super::lifecycle::tun_daemon_phases(self.daemon),
+            Some(super::lifecycle::tun_daemon(self, topology, opts)?),
+        ))
+    }
+
     fn endpoint(&self, ctx: &NodeContext<'_>) -> Result<NodeEndpoint, StackError> {
         let diagnose: Option<super::Diagnose> = ctx.wg_uapi.clone().map(|path| {
             let d: super::Diagnose = std::sync::Arc::new(move |peer: u32| diagnose(&path, peer));
             d
         });
+        let control: std::sync::Arc<dyn super::PeerControl> = match &ctx.wg_uapi {
+            Some(path) => std::sync::Arc::new(super::wg_control::UapiControl::new(path.clone())),
+            None => std::sync::Arc::new(super::NoPeers),
+        };
         udp_endpoint(
             self.crypto,
             ctx,
             Some(wg_socket::MAX_QUIC_PAYLOAD),
             diagnose,
+            control,
         )
     }
 }

@@ -2,6 +2,9 @@
 
 /// Encoded header length in bytes; every object is at least this large.
 pub const HEADER_LEN: usize = 28;
+/// The class of a cold connect's first object: not a workload class (scenarios have at
+/// most 255 classes, numbered from 0). Its `seq` carries the handshake mode and firing.
+pub const PROBE_CLASS: u8 = 255;
 const MAGIC: u16 = 0x5342; // "SB"
 const VERSION: u8 = 1;
 

@@ -3,12 +3,13 @@
 //! Time is always passed in (`now` as an offset from the run's start), and every random
 //! choice comes from the scenario's seed, so a schedule is reproducible and testable.
 
+pub mod events;
 mod header;
 mod inversions;
 mod reach;
 mod schedule;
 
-pub use header::{HeaderError, ObjectHeader, HEADER_LEN};
+pub use header::{HeaderError, ObjectHeader, HEADER_LEN, PROBE_CLASS};
 pub use inversions::InversionTracker;
 pub use reach::{reach_times, REACH_PERCENTS};
 pub use schedule::{Emit, Schedule};
@@ -26,6 +27,8 @@ pub struct WorkloadPlan {
     pub duration: Duration,
     pub drain: Duration,
     pub classes: Vec<ClassPlan>,
+    /// Events during the run and how their cost is measured.
+    pub churn: events::ChurnPlan,
 }
 
 /// One traffic class, resolved.
@@ -62,6 +65,7 @@ impl WorkloadPlan {
                     origins: (0..nodes).filter(|n| c.originates_at(*n)).collect(),
                 })
                 .collect(),
+            churn: events::ChurnPlan::from_scenario(s),
         }
     }
 
@@ -120,5 +124,6 @@ pub(crate) fn test_plan() -> WorkloadPlan {
                 origins: vec![1],
             },
         ],
+        churn: events::ChurnPlan::default(),
     }
 }

@@ -1,0 +1,358 @@
+//! The measured part of a node's life: sending its schedule open-loop to whichever peers it
+//! is connected to, receiving and timing every object, and (under churn) taking its steps
+//! while the workload runs.
+
+use super::{churn, timer::PreciseTimer, Recorder};
+use crate::{
+    control::{NodeReport, NodeSetup, TransportCounters},
+    metrics::{self, monotonic_ns},
+    stack::{self, tls::NodeIdentity},
+    workload::{ObjectHeader, Schedule, WorkloadPlan, HEADER_LEN, PROBE_CLASS},
+};
+use anyhow::{bail, Context, Result};
+use bytes::Bytes;
+use std::{
+    cell::{Cell, RefCell},
+    collections::BTreeMap,
+    net::IpAddr,
+    rc::Rc,
+    time::Duration,
+};
+
+/// The application close code of a connection churn ends on purpose: errors it causes on
+/// streams in flight are not the stack's.
+pub const CHURN_CLOSE: u32 = 0xc4;
+
+/// Whether `conn` ended because churn closed it, here or at the peer.
+pub fn churned(conn: &quinn::Connection) -> bool {
+    match conn.close_reason() {
+        Some(quinn::ConnectionError::LocallyClosed) => true,
+        Some(quinn::ConnectionError::ApplicationClosed(c)) => c.error_code == CHURN_CLOSE.into(),
+        _ => false,
+    }
+}
+
+/// One node during the measured run.
+pub struct Node {
+    pub index: u32,
+    pub identity: Rc<NodeIdentity>,
+    pub setup: NodeSetup,
+    /// None only while a restart builds the next one.
+    pub ep: RefCell<Option<stack::NodeEndpoint>>,
+    /// The underlay's churn operations (the current endpoint's).
+    pub control: RefCell<std::sync::Arc<dyn stack::PeerControl>>,
+    /// The connection to each peer this node is connected to now.
+    pub conns: RefCell<BTreeMap<u32, quinn::Connection>>,
+    pub rec: RefCell<Recorder>,
+    schedule: RefCell<Schedule>,
+    payload: Bytes,
+    pub start_ns: u64,
+    pub timer: PreciseTimer,
+    /// Set once sending has ended: no more backlog loops start.
+    done: Cell<bool>,
+    /// The churn timer's busy-wait so far: harness work, like the generator's.
+    pub churn_spin_ns: Cell<u64>,
+}
+
+impl Node {
+    pub fn new(
+        index: u32,
+        identity: Rc<NodeIdentity>,
+        setup: &NodeSetup,
+        ep: stack::NodeEndpoint,
+        conns: BTreeMap<u32, quinn::Connection>,
+        start_ns: u64,
+    ) -> Result<Rc<Node>> {
+        let plan = &setup.plan;
+        let max_size = plan
+            .classes
+            .iter()
+            .map(|c| c.size_max)
+            .max()
+            .unwrap_or(HEADER_LEN as u32);
+        Ok(Rc::new(Node {
+            index,
+            identity,
+            setup: setup.clone(),
+            control: RefCell::new(ep.control.clone()),
+            ep: RefCell::new(Some(ep)),
+            conns: RefCell::new(conns),
+            rec: RefCell::new(Recorder::new(plan.clone(), index, start_ns)),
+            schedule: RefCell::new(Schedule::new(plan, index)),
+            payload: Bytes::from(vec![0u8; max_size as usize]),
+            start_ns,
+            timer: PreciseTimer::new().context("creating the send timer")?,
+            done: Cell::new(false),
+            churn_spin_ns: Cell::new(0),
+        }))
+    }
+
+    pub fn plan(&self) -> &WorkloadPlan {
+        &self.setup.plan
+    }
+
+    /// The peer whose underlay address is `ip`.
+    pub fn peer_by_ip(&self, ip: IpAddr) -> Option<u32> {
+        self.setup
+            .peers
+            .iter()
+            .find(|p| p.addr.ip() == ip)
+            .map(|p| p.index)
+    }
+
+    /// Starts receiving from `peer` on `conn` and keeping its bulk in flight.
+    pub fn start_peer(self: &Rc<Self>, peer: u32, conn: &quinn::Connection) {
+        tokio::task::spawn_local(receive_loop(self.clone(), peer, conn.clone()));
+        if self.done.get() {
+            return;
+        }
+        for (class, outstanding) in Schedule::backlog_classes(self.plan(), self.index) {
+            for _ in 0..outstanding {
+                tokio::task::spawn_local(backlog_loop(self.clone(), peer, conn.clone(), class));
+            }
+        }
+    }
+
+    /// Makes `conn` this node's connection to `peer`, closing any older one.
+    pub fn install(self: &Rc<Self>, peer: u32, conn: quinn::Connection) {
+        if let Some(old) = self.conns.borrow_mut().insert(peer, conn.clone()) {
+            old.close(CHURN_CLOSE.into(), b"replaced");
+        }
+        self.start_peer(peer, &conn);
+    }
+
+    /// Forgets `conn` as the connection to `peer` if churn at the peer closed it (a
+    /// restart, or the peer removing this node), so objects are no longer sent on it.
+    fn forget_if_churned(&self, peer: u32, conn: &quinn::Connection) {
+        let mut conns = self.conns.borrow_mut();
+        if self.ended_by_churn(peer, conn)
+            && conns
+                .get(&peer)
+                .is_some_and(|c| c.stable_id() == conn.stable_id())
+        {
+            conns.remove(&peer);
+        }
+    }
+
+    /// Whether churn ended the connection to `peer`: churn closed it, or the peer restarted
+    /// and its new endpoint reset the old connection.
+    fn ended_by_churn(&self, peer: u32, conn: &quinn::Connection) -> bool {
+        let reset_by_restart = matches!(conn.close_reason(), Some(quinn::ConnectionError::Reset))
+            && self.plan().churn.firings.iter().any(|f| {
+                f.kind == crate::scenario::churn::EventKind::NodeRestart && f.node == peer
+            });
+        churned(conn) || reset_by_restart
+    }
+
+    /// Records a stream error on the connection to `peer` unless churn caused it.
+    fn error_on(&self, peer: u32, conn: &quinn::Connection, e: String) {
+        if !self.ended_by_churn(peer, conn) {
+            self.rec.borrow_mut().error(e);
+        }
+    }
+}
+
+/// Runs the workload from the shared start to the end of the drain.
+pub async fn workload(node: &Rc<Node>) -> Result<NodeReport> {
+    let plan = node.plan().clone();
+    let start_ns = node.start_ns;
+    let conns: Vec<(u32, quinn::Connection)> = node
+        .conns
+        .borrow()
+        .iter()
+        .map(|(p, c)| (*p, c.clone()))
+        .collect();
+    for (peer, conn) in conns {
+        node.start_peer(peer, &conn);
+    }
+    let churn_task = plan
+        .churn
+        .is_active()
+        .then(|| tokio::task::spawn_local(churn::run(node.clone())));
+    let watch_task = crate::workload::events::watches_handshakes(&plan)
+        .then(|| tokio::task::spawn_local(churn::watch_handshakes(node.clone())));
+    node.timer.sleep_until(start_ns).await?;
+    let (cpu0, net0, snmp0) = (
+        metrics::process_cpu_us(),
+        metrics::net_counters(),
+        metrics::snmp_counters(),
+    );
+    let end_ns = start_ns + plan.send_end().as_nanos() as u64;
+    loop {
+        let next = node.schedule.borrow().next_due();
+        let Some(next) = next else { break };
+        node.timer
+            .sleep_until(start_ns + next.as_nanos() as u64)
+            .await?;
+        let now = monotonic_ns();
+        let offset = Duration::from_nanos(now.saturating_sub(start_ns));
+        loop {
+            let e = node.schedule.borrow_mut().pop_due(offset);
+            let Some(e) = e else { break };
+            let intended_ns = start_ns + e.intended.as_nanos() as u64;
+            // Objects go to the peers connected now; one removed by churn is not a loss.
+            let targets: Vec<(u32, quinn::Connection)> = node
+                .conns
+                .borrow()
+                .iter()
+                .map(|(p, c)| (*p, c.clone()))
+                .collect();
+            {
+                let mut r = node.rec.borrow_mut();
+                metrics::record(&mut r.send_lag, now.saturating_sub(intended_ns) / 1000);
+                r.scheduled(e.class, e.size, intended_ns, targets.len() as u64);
+            }
+            let h = ObjectHeader {
+                origin: node.index as u16,
+                class: e.class,
+                len: e.size,
+                seq: e.seq,
+                intended_ns,
+            };
+            let priority = plan.classes[e.class as usize].priority;
+            for (peer, conn) in targets {
+                let node = node.clone();
+                tokio::task::spawn_local(async move {
+                    if let Err(e) = send_object(&node, &conn, priority, &h).await {
+                        node.error_on(peer, &conn, format!("sending to node {peer}: {e}"));
+                    }
+                });
+            }
+        }
+    }
+    node.done.set(true);
+    node.timer
+        .sleep_until(end_ns + plan.drain.as_nanos() as u64)
+        .await?;
+    for t in [churn_task, watch_task].into_iter().flatten() {
+        t.abort();
+    }
+    let (cpu1, net1, snmp1) = (
+        metrics::process_cpu_us(),
+        metrics::net_counters(),
+        metrics::snmp_counters(),
+    );
+    let mut transport = TransportCounters {
+        udp_rcvbuf_errors: snmp1.0.saturating_sub(snmp0.0),
+        ip_fragments_created: snmp1.1.saturating_sub(snmp0.1),
+        min_rtt_us: u64::MAX,
+        ..Default::default()
+    };
+    for c in node.conns.borrow().values() {
+        let st = c.stats();
+        transport.sent_packets += st.path.sent_packets;
+        transport.lost_packets += st.path.lost_packets;
+        transport.congestion_events += st.path.congestion_events;
+        transport.udp_tx_datagrams += st.udp_tx.datagrams;
+        transport.udp_rx_datagrams += st.udp_rx.datagrams;
+        transport.min_rtt_us = transport.min_rtt_us.min(st.path.min_rtt.as_micros() as u64);
+    }
+    let mut r = node.rec.borrow_mut();
+    let (classes, deliveries) = r.finish()?;
+    let spin_us = (node.timer.spin_ns() + node.churn_spin_ns.get()) / 1000;
+    Ok(NodeReport {
+        index: node.index,
+        start_ns,
+        classes,
+        deliveries,
+        send_lag_hist: metrics::encode_histogram(&r.send_lag)?,
+        // The generator's busy-wait is harness work, not the stack's.
+        cpu_user_us: (cpu1.0 - cpu0.0).saturating_sub(spin_us),
+        generator_spin_us: spin_us,
+        cpu_sys_us: cpu1.1 - cpu0.1,
+        net: metrics::net_delta(&net0, &net1),
+        transport,
+        all_received_bytes: r.all_received_bytes,
+        error_count: r.error_count,
+        errors: r.errors.clone(),
+        churn: std::mem::take(&mut r.churn),
+    })
+}
+
+/// Sends one object on its own uni stream at `priority`.
+pub async fn send_object(
+    node: &Node,
+    conn: &quinn::Connection,
+    priority: i32,
+    h: &ObjectHeader,
+) -> Result<quinn::SendStream> {
+    let mut s = conn.open_uni().await?;
+    s.set_priority(priority)?;
+    let body = node.payload.slice(..h.len as usize - HEADER_LEN);
+    s.write_all_chunks(&mut [Bytes::copy_from_slice(&h.encode()), body])
+        .await?;
+    s.finish()?;
+    Ok(s)
+}
+
+/// Keeps one bulk object in flight to one peer: the next starts once the last is acknowledged,
+/// so bulk never fills quinn's send window and blocks the higher classes' writes.
+async fn backlog_loop(node: Rc<Node>, peer: u32, conn: quinn::Connection, class: u8) {
+    let priority = node.plan().classes[class as usize].priority;
+    loop {
+        let now = monotonic_ns();
+        let next = node.schedule.borrow_mut().backlog_next(
+            class,
+            Duration::from_nanos(now.saturating_sub(node.start_ns)),
+        );
+        let Some(e) = next else { return };
+        node.rec.borrow_mut().scheduled(class, e.size, now, 1);
+        let h = ObjectHeader {
+            origin: node.index as u16,
+            class,
+            len: e.size,
+            seq: e.seq,
+            intended_ns: now,
+        };
+        let result = match send_object(&node, &conn, priority, &h).await {
+            Ok(s) => s.stopped().await.map(|_| ()).map_err(anyhow::Error::from),
+            Err(e) => Err(e),
+        };
+        if let Err(e) = result {
+            node.error_on(peer, &conn, format!("bulk to node {peer}: {e}"));
+            return;
+        }
+    }
+}
+
+async fn receive_loop(node: Rc<Node>, peer: u32, conn: quinn::Connection) {
+    while let Ok(rs) = conn.accept_uni().await {
+        let (node, conn) = (node.clone(), conn.clone());
+        tokio::task::spawn_local(async move {
+            if let Err(e) = receive_object(&node, peer, rs).await {
+                node.error_on(peer, &conn, format!("receiving from node {peer}: {e:#}"));
+            }
+        });
+    }
+    node.forget_if_churned(peer, &conn);
+}
+
+async fn receive_object(node: &Node, peer: u32, mut rs: quinn::RecvStream) -> Result<()> {
+    let mut hdr = [0u8; HEADER_LEN];
+    rs.read_exact(&mut hdr).await?;
+    let h = ObjectHeader::decode(&hdr)?;
+    let mut got = HEADER_LEN as u64;
+    while got < h.len as u64 {
+        match rs.read_chunk(usize::MAX, true).await? {
+            Some(chunk) => got += chunk.bytes.len() as u64,
+            None => break,
+        }
+    }
+    let now = monotonic_ns();
+    if got != h.len as u64 {
+        bail!(
+            "object {}:{} truncated: {got} of {} bytes",
+            h.origin,
+            h.seq,
+            h.len
+        );
+    }
+    if h.class == PROBE_CLASS {
+        churn::cold_connect_arrived(node, &h, now);
+    } else {
+        node.rec.borrow_mut().delivered(peer, &h, now);
+    }
+    // Consume the FIN so the stream closes cleanly instead of being stopped.
+    while rs.read_chunk(usize::MAX, true).await?.is_some() {}
+    Ok(())
+}
