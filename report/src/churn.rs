@@ -235,7 +235,9 @@ pub fn section(run: &LoadedRun, table: TableFn) -> Option<String> {
         s.push('\n');
     }
     if !rekeys.is_empty() {
-        s.push_str("WireGuard handshakes seen completing (polled each second):\n");
+        s.push_str(
+            "WireGuard handshakes seen completing (the devices' own times, read every 5 s):\n",
+        );
         s.push_str(&table(
             &[
                 "stack",

@@ -189,7 +189,7 @@ fn draw_lines<DB: DrawingBackend>(
             for &m in markers.iter().filter(|m| (x0..=x1).contains(*m)) {
                 c.draw_series(std::iter::once(PathElement::new(
                     vec![(m, y0), (m, y1)],
-                    BLACK.mix(0.35).stroke_width(1),
+                    RGBColor(230, 120, 0).mix(0.8).stroke_width(1),
                 )))
                 .map_err(err)?;
             }

@@ -162,24 +162,32 @@ impl PeerControl for UapiControl {
 /// Kernel WireGuard through `wg` and `ip`, the node's namespace's only WireGuard device.
 pub struct WgToolControl {
     removed: Mutex<BTreeMap<u32, Vec<String>>>,
+    /// The device's name, found once: every `wg` run is a process.
+    iface: std::sync::OnceLock<String>,
 }
 
 impl WgToolControl {
     pub fn new() -> WgToolControl {
         WgToolControl {
             removed: Mutex::default(),
+            iface: std::sync::OnceLock::new(),
         }
     }
 
-    fn iface() -> Result<String, StackError> {
+    fn iface(&self) -> Result<String, StackError> {
+        if let Some(i) = self.iface.get() {
+            return Ok(i.clone());
+        }
         let out = run(
             Command::new("wg").args(["show", "interfaces"]),
             "wg show interfaces",
         )?;
-        out.split_whitespace()
+        let iface = out
+            .split_whitespace()
             .next()
             .map(str::to_owned)
-            .ok_or_else(|| failed("wg show interfaces", "no WireGuard device here"))
+            .ok_or_else(|| failed("wg show interfaces", "no WireGuard device here"))?;
+        Ok(self.iface.get_or_init(|| iface).clone())
     }
 
     /// Peer lines of `wg show IFACE dump`: key, psk, endpoint, allowed ips, handshake, ...
@@ -205,7 +213,7 @@ impl Default for WgToolControl {
 
 impl PeerControl for WgToolControl {
     fn remove_peer(&self, peer: u32) -> Result<(), StackError> {
-        let iface = Self::iface()?;
+        let iface = self.iface()?;
         let f = Self::peers(&iface)?
             .into_iter()
             .find(|f| f[3].split(',').any(|a| a == wanted(peer)))
@@ -236,11 +244,11 @@ impl PeerControl for WgToolControl {
     }
 
     fn set_interface(&self, up: bool) -> Result<bool, StackError> {
-        set_link(&Self::iface()?, up)
+        set_link(&self.iface()?, up)
     }
 
     fn last_handshakes(&self) -> Vec<(u32, SystemTime)> {
-        let Ok(iface) = Self::iface() else {
+        let Ok(iface) = self.iface() else {
             return vec![];
         };
         Self::peers(&iface)

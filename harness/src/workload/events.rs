@@ -9,8 +9,10 @@ use std::{collections::BTreeSet, time::Duration};
 
 /// How far ahead of a connecting node its counterpart adds it: the counterpart must know
 /// the peer before the first handshake packet arrives, or WireGuard drops it and retries
-/// only after 5 s. Cold connects are measured from the dialler's instant.
-pub const PASSIVE_ADD_LEAD: Duration = Duration::from_millis(20);
+/// only after 5 s. A UAPI request takes about a millisecond, but `wg set` is a process
+/// (tens of ms under a VM's emulated CPU). Cold connects are measured from the dialler's
+/// instant, so the lead does not count in them.
+pub const PASSIVE_ADD_LEAD: Duration = Duration::from_millis(100);
 
 /// WireGuard's REKEY_AFTER_TIME: runs longer than this see rekeys.
 pub const WG_REKEY_AFTER: Duration = Duration::from_secs(120);
@@ -105,6 +107,12 @@ impl ChurnSteps {
                 action,
             };
             let early = f.at.saturating_sub(PASSIVE_ADD_LEAD);
+            // The acceptor adds the dialler first; the dialler adds it and dials.
+            let add_pair = |steps: &mut Vec<Step>, acceptor: u32, dialler: u32| {
+                let add = |peer, dial| Action::AddPeer { peer, dial };
+                steps.push(step(acceptor, early, add(dialler, false)));
+                steps.push(step(dialler, f.at, add(acceptor, true)));
+            };
             if away.contains(&n) && f.kind != EventKind::NodeJoin {
                 return fail(format!("node {n} has left"));
             }
@@ -130,22 +138,7 @@ impl ChurnSteps {
                         steps.push(step(p, f.at, Action::RemovePeer { peer: n }));
                     } else {
                         absent.remove(&pair(n, p));
-                        steps.push(step(
-                            p,
-                            early,
-                            Action::AddPeer {
-                                peer: n,
-                                dial: false,
-                            },
-                        ));
-                        steps.push(step(
-                            n,
-                            f.at,
-                            Action::AddPeer {
-                                peer: p,
-                                dial: true,
-                            },
-                        ));
+                        add_pair(&mut steps, p, n);
                     }
                 }
                 EventKind::NodeLeave => {
@@ -161,22 +154,7 @@ impl ChurnSteps {
                     }
                     absent.retain(|&(a, b)| a != n && b != n);
                     for x in (0..nodes).filter(|&x| present(x, &absent, &away)) {
-                        steps.push(step(
-                            x,
-                            early,
-                            Action::AddPeer {
-                                peer: n,
-                                dial: false,
-                            },
-                        ));
-                        steps.push(step(
-                            n,
-                            f.at,
-                            Action::AddPeer {
-                                peer: x,
-                                dial: true,
-                            },
-                        ));
+                        add_pair(&mut steps, x, n);
                     }
                 }
                 EventKind::IfaceDown | EventKind::IfaceUp => {
