@@ -282,7 +282,7 @@ mod tests {
         assert_eq!(
             (ms(&steps[2]), steps[2].node, steps[2].action),
             (
-                280,
+                300 - PASSIVE_ADD_LEAD.as_millis(),
                 2,
                 Action::AddPeer {
                     peer: 0,
