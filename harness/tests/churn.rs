@@ -135,9 +135,9 @@ fn churn_is_measured_on_every_underlay() {
         if id.crypto == stackbench::stack::CryptoKind::Tls {
             assert_eq!(count("0rtt"), 1, "{name}: {:?}", c.cold_connect_us);
             assert_eq!(count("resumed"), 1, "{name}: {:?}", c.cold_connect_us);
-            // A 0-RTT cold connect saves a round trip on the same path.
-            let (zero, full) = (&c.cold_connect_us["0rtt"], &c.cold_connect_us["full"]);
-            assert!(zero.p50 > 0 && full.p50 > 0, "{name}");
+            // Each mode was timed (one sample each: too few to compare them in a test).
+            let (zero, resumed) = (&c.cold_connect_us["0rtt"], &c.cold_connect_us["resumed"]);
+            assert!(zero.min > 0 && resumed.min > 0, "{name}");
         } else {
             assert_eq!(count("full"), 8, "{name}: null crypto never resumes");
         }

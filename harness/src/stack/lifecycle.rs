@@ -5,7 +5,7 @@
 
 use super::{
     wg_socket,
-    wg_tun::{hex, iface_name, ip_in, run_keys, uapi, uapi_path, Daemon, QuicWgTun, WG_PORT},
+    wg_tun::{hex, ip_in, run_keys, uapi, uapi_path, Daemon, QuicWgTun, WG_PORT},
     LifecycleTimes, StackError,
 };
 use crate::{controller::RunOptions, topology::Topology};
@@ -22,7 +22,7 @@ fn us(t: Instant) -> u64 {
 
 /// The scratch interface's name: the run's prefix, so nothing else is touched.
 fn scratch_iface(topology: &Topology) -> String {
-    format!("{}lc", iface_name(topology, 0).trim_end_matches("w0"))
+    format!("{}lc", topology.prefix())
 }
 
 /// Peers as node 0 would have them: fresh keys, the other nodes' endpoints.
