@@ -15,6 +15,8 @@ use std::{collections::BTreeMap, time::Duration};
 /// A WireGuard handshake this soon after a churn step involving its pair is the step's,
 /// not a rekey.
 const HANDSHAKE_AFTER_STEP: Duration = Duration::from_secs(5);
+/// The coarsest handshake time a device reports (`wg show dump`: whole seconds).
+const HANDSHAKE_TIME_RESOLUTION: Duration = Duration::from_secs(1);
 
 fn action_name(a: &Action) -> &'static str {
     match a {
@@ -186,7 +188,9 @@ fn classify_handshakes(plan: &WorkloadPlan, reports: &[NodeReport]) -> (Vec<f64>
                 };
                 involved && {
                     let step_ns = r.start_ns + s.at.as_nanos() as u64;
-                    at_ns >= step_ns && at_ns < step_ns + HANDSHAKE_AFTER_STEP.as_nanos() as u64
+                    // Kernel WireGuard gives handshake times in whole seconds.
+                    at_ns + HANDSHAKE_TIME_RESOLUTION.as_nanos() as u64 >= step_ns
+                        && at_ns < step_ns + HANDSHAKE_AFTER_STEP.as_nanos() as u64
                 }
             });
             if near_step {
