@@ -94,6 +94,8 @@ fn processes(prefix: &str) -> Vec<u32> {
         .collect()
 }
 
+/// The node process in node `index`'s namespace: not whichever process is there first
+/// (setup runs short-lived `ip netns exec` commands in it too).
 fn node_pid(prefix: &str, index: u32) -> u32 {
     wait_for("node processes", || {
         let out = Command::new("ip")
@@ -102,9 +104,11 @@ fn node_pid(prefix: &str, index: u32) -> u32 {
             .ok()?;
         String::from_utf8_lossy(&out.stdout)
             .split_whitespace()
-            .next()?
-            .parse()
-            .ok()
+            .filter_map(|p| p.parse::<u32>().ok())
+            .find(|pid| {
+                let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+                cmdline.split(|b| *b == 0).any(|arg| arg == b"node")
+            })
     })
 }
 
