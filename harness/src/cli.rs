@@ -121,6 +121,10 @@ struct ScenarioArgs {
     /// Repetitions instead of the scenario's (error bars need two or more).
     #[arg(long)]
     repetitions: Option<u32>,
+    /// Run even when the links' self-check finds them off the scenario; every output of
+    /// the run is then marked LINKS NOT VERIFIED.
+    #[arg(long)]
+    unchecked_links: bool,
 }
 
 impl ScenarioArgs {
@@ -261,6 +265,7 @@ fn dispatch(cli: Cli) -> Result<ExitCode> {
                 stacks: args.stacks,
                 out: args.out,
                 repetitions: args.repetitions,
+                unchecked_links: args.unchecked_links,
                 accel,
                 kernel,
                 memory,
@@ -285,7 +290,7 @@ fn dispatch(cli: Cli) -> Result<ExitCode> {
             };
             rootless::reexec_if_needed()?;
             rootless::prepare_private_run()?;
-            let opts = run_options(args.out, args.stacks, false, cli.verbose)?;
+            let opts = run_options(&args, false, cli.verbose)?;
             let mut dirs = vec![];
             for pass in ["A", "A'"] {
                 eprintln!("stackbench aa: run {pass}");
@@ -315,22 +320,18 @@ fn dispatch(cli: Cli) -> Result<ExitCode> {
             };
             rootless::reexec_if_needed()?;
             rootless::prepare_private_run()?;
-            let opts = run_options(args.out, args.stacks, no_progress, cli.verbose)?;
+            let opts = run_options(&args, no_progress, cli.verbose)?;
             Ok(run_command(&parsed, &opts, require_complete)?.0)
         }
     }
 }
 
-fn run_options(
-    out: PathBuf,
-    stacks: Option<Vec<String>>,
-    no_progress: bool,
-    verbose: u8,
-) -> Result<RunOptions> {
+fn run_options(args: &ScenarioArgs, no_progress: bool, verbose: u8) -> Result<RunOptions> {
     Ok(RunOptions {
-        out,
+        out: args.out.clone(),
         exact_dir: false,
-        stacks,
+        stacks: args.stacks.clone(),
+        unchecked_links: args.unchecked_links,
         node_exe: std::env::current_exe().context("locating the stackbench executable")?,
         progress: !no_progress && std::io::IsTerminal::is_terminal(&std::io::stderr()),
         verbose: verbose > 0,

@@ -145,6 +145,7 @@ impl RunWriter {
                 stacks: vec![],
                 error: None,
                 emulated_cpu: env.emulated_cpu.clone(),
+                links_not_verified: None,
             },
             dir,
             finished: false,
@@ -164,8 +165,13 @@ impl RunWriter {
         )
     }
 
-    /// Writes `links.json`: the network asked for and what the self-check measured.
-    pub fn write_links(&self, check: &stackbench_report::schema::LinkCheck) -> Result<()> {
+    /// Writes `links.json`: the network asked for and what the self-check measured; a run
+    /// that did not hold its links to the scenario is marked so in `run.json` too.
+    pub fn write_links(&mut self, check: &stackbench_report::schema::LinkCheck) -> Result<()> {
+        if check.unchecked {
+            self.manifest.links_not_verified = Some(check.unchecked_note());
+            self.save()?;
+        }
         write_atomic(
             &self.dir.join("links.json"),
             &serde_json::to_vec_pretty(check)?,

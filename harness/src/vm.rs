@@ -32,6 +32,7 @@ pub struct VmOptions {
     pub stacks: Option<Vec<String>>,
     pub out: PathBuf,
     pub repetitions: Option<u32>,
+    pub unchecked_links: bool,
     pub accel: Accel,
     pub kernel: Option<PathBuf>,
     pub memory: String,
@@ -138,6 +139,9 @@ fn inner_command(exe: &Path, opts: &VmOptions, emulated: Option<&str>) -> String
     ];
     if opts.require_complete {
         run.push("--require-complete".into());
+    }
+    if opts.unchecked_links {
+        run.push("--unchecked-links".into());
     }
     if let Some(n) = opts.repetitions {
         run.push(format!("--repetitions {n}"));
@@ -287,6 +291,7 @@ mod tests {
             stacks: Some(vec!["quic-tls".into(), "quic-tls+wg-kernel".into()]),
             out: "/r/runs".into(),
             repetitions: Some(2),
+            unchecked_links: true,
             accel: Accel::Tcg,
             kernel: None,
             memory: "1G".into(),
@@ -296,7 +301,10 @@ mod tests {
         let c = inner_command(Path::new("/bin/stackbench"), &opts, Some("qemu TCG"));
         assert!(c.contains(r"run '/s/it'\''s.toml' --out '/r/runs'"), "{c}");
         assert!(c.contains("--stacks 'quic-tls,quic-tls+wg-kernel'"), "{c}");
-        assert!(c.contains("--require-complete --repetitions 2"), "{c}");
+        assert!(
+            c.contains("--require-complete --unchecked-links --repetitions 2"),
+            "{c}"
+        );
         assert!(
             c.contains("export STACKBENCH_EMULATED='qemu TCG'; exec"),
             "{c}"

@@ -129,3 +129,48 @@ fn links_out_of_tolerance_refuse_the_run_and_write_nothing() {
         .unwrap_or(0);
     assert_eq!(written, 0, "a refused run leaves no results folder");
 }
+
+#[test]
+fn unchecked_links_run_anyway_and_every_output_says_so() {
+    let _g = serial();
+    require_namespaces();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("s.toml");
+    std::fs::write(
+        &file,
+        wan("delay = \"5ms\"\nprobe = \"1s\"\ntolerance = { relative = \"0%\", absolute = \"1ns\" }"),
+    )
+    .expect("write");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_stackbench"))
+        .args(["run", "--no-progress", "--unchecked-links", "--out"])
+        .arg(dir.path().join("runs"))
+        .arg(&file)
+        .output()
+        .expect("run stackbench");
+    let (stdout, err) = (
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+    );
+    assert_eq!(out.status.code(), Some(0), "{err}");
+    assert!(err.contains("LINKS NOT VERIFIED"), "{err}");
+    assert!(stdout.contains("*** LINKS NOT VERIFIED"), "{stdout}");
+    let run = std::fs::read_dir(dir.path().join("runs"))
+        .expect("runs")
+        .next()
+        .expect("one run")
+        .expect("entry")
+        .path();
+    for file in ["summary.md", "report.html", "run.json"] {
+        let text = std::fs::read_to_string(run.join(file)).expect(file);
+        assert!(
+            text.contains("LINKS NOT VERIFIED") || text.contains("--unchecked-links"),
+            "{file}"
+        );
+        assert!(
+            text.contains("one-way delay measured"),
+            "{file} names what was off"
+        );
+    }
+    let check = links_json(&run);
+    assert!(check.unchecked && !check.failures.is_empty());
+}

@@ -101,6 +101,9 @@ impl Report {
         for (_, r) in runs.iter().skip(1) {
             manifest.stacks.extend(r.manifest.stacks.iter().cloned());
             manifest.emulated_cpu = manifest.emulated_cpu.or(r.manifest.emulated_cpu.clone());
+            manifest.links_not_verified = manifest
+                .links_not_verified
+                .or(r.manifest.links_not_verified.clone());
         }
         // The network section describes one run; combined runs each have their own.
         let links = match runs.as_slice() {

@@ -292,6 +292,9 @@ pub fn page(
             esc(&e.replacen("emulated CPU", "EMULATED CPU", 1))
         ));
     }
+    if let Some(b) = crate::links::unchecked_banner(m) {
+        s.push_str(&format!("<div class=banner>⚠ {}</div>", esc(&b)));
+    }
     s.push_str("<h2>Findings</h2><p class=muted>Best and worst among the candidate stacks (the insecure control excluded):</p><ul>");
     for h in headlines(report, findings) {
         s.push_str(&format!("<li><b>{}</b></li>", esc(&h)));

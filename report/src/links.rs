@@ -14,7 +14,7 @@ pub const PATH_HEADERS: [&str; 7] = [
     "loss set / measured",
     "reordered set / measured",
 ];
-pub const UPLINK_HEADERS: [&str; 4] = ["nodes", "uplink (set)", "measured", "link-limited"];
+pub const UPLINK_HEADERS: [&str; 4] = ["nodes", "uplink (set)", "measured", "verdict"];
 pub const EMULATOR_HEADERS: [&str; 8] = [
     "stack",
     "rep",
@@ -122,6 +122,24 @@ pub fn path_rows(c: &LinkCheck) -> Vec<[String; 7]> {
         .collect()
 }
 
+/// Whether a group of uplinks' rates were verified, and by what.
+fn rate_verdict(us: &[&crate::schema::UplinkCheck]) -> String {
+    use crate::schema::RateVerdict;
+    let mbit = |b: f64| format!("{:.0}Mbit/s", b / 1e6);
+    if us.iter().any(|u| u.verdict == RateVerdict::Off) {
+        "OFF".into()
+    } else if us.iter().any(|u| u.verdict == RateVerdict::NotVerified) {
+        format!(
+            "NOT VERIFIED (probe's sender reached {})",
+            range(us.iter().map(|u| u.offered_bits_per_sec), mbit)
+        )
+    } else if us.iter().all(|u| u.sender_held_back) {
+        "verified; the link held the sender back".into()
+    } else {
+        "verified".into()
+    }
+}
+
 pub fn uplink_rows(c: &LinkCheck) -> Vec<[String; 4]> {
     let mbit = |b: f64| format!("{:.1}Mbit/s", b / 1e6);
     let mut groups: BTreeMap<u64, Vec<usize>> = BTreeMap::new();
@@ -146,11 +164,7 @@ pub fn uplink_rows(c: &LinkCheck) -> Vec<[String; 4]> {
                     range(us.iter().map(|u| u.rate_bits_per_sec.measured), mbit),
                     verdict(us.iter().all(|u| u.rate_bits_per_sec.ok))
                 ),
-                if us.iter().all(|u| u.sender_held_back) {
-                    "yes".into()
-                } else {
-                    "not always".into()
-                },
+                rate_verdict(&us),
             ]
         })
         .collect()
@@ -208,10 +222,11 @@ pub fn terminal_line(c: &LinkCheck) -> String {
     format!(
         "links: {}; self-check {} on {} paths and {} uplinks. {}\n",
         c.mechanism,
-        if c.failures.is_empty() {
-            "passed"
-        } else {
-            "FAILED"
+        match (c.failures.is_empty(), c.unchecked, c.warnings.is_empty()) {
+            (false, true, _) => "FAILED (not enforced: --unchecked-links)",
+            (false, false, _) => "FAILED",
+            (true, _, false) => "passed, with values not verified",
+            (true, _, true) => "passed",
         },
         c.paths.len(),
         c.uplinks.len(),
@@ -233,6 +248,14 @@ pub fn section(c: &LinkCheck, reps: &[RepetitionSummary], table: TableFn) -> Str
             .unwrap_or_default(),
         c.tolerance
     );
+    if let Some(cov) = &c.coverage {
+        s.push_str(&format!(
+            "Probed: {}; {} probes per path; the check took {:.1} s.\n\n",
+            cov.summary,
+            cov.probes_per_path,
+            cov.wall_ms as f64 / 1e3
+        ));
+    }
     s.push_str(&table(
         &PATH_HEADERS,
         &path_rows(c).into_iter().map(Vec::from).collect::<Vec<_>>(),
@@ -257,6 +280,25 @@ pub fn section(c: &LinkCheck, reps: &[RepetitionSummary], table: TableFn) -> Str
         ));
     }
     s
+}
+
+/// The mark every output of a run carries when its links were not held to the scenario
+/// (`--unchecked-links`); `None` for a checked run.
+pub fn unchecked_banner(m: &crate::schema::RunManifest) -> Option<String> {
+    m.links_not_verified
+        .as_ref()
+        .map(|why| format!("LINKS NOT VERIFIED: {why}"))
+}
+
+/// What the self-check could not verify (a rate the probe's sender could not reach).
+pub fn check_warnings(c: Option<&LinkCheck>) -> Vec<String> {
+    c.map(|c| {
+        c.warnings
+            .iter()
+            .map(|w| format!("self-check: {w}"))
+            .collect()
+    })
+    .unwrap_or_default()
 }
 
 /// Warnings about the emulator: frames it lost that the scenario did not ask for.

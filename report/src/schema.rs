@@ -25,6 +25,10 @@ pub struct RunManifest {
     /// with each other.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub emulated_cpu: Option<String>,
+    /// Set when the run did not hold its links to the scenario (`--unchecked-links`): what
+    /// the self-check found. Every output of the run carries it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub links_not_verified: Option<String>,
 }
 
 /// One stack's fate in a run.
@@ -197,6 +201,83 @@ pub struct LinkCheck {
     pub ping: Option<PingCheck>,
     /// Values out of tolerance (empty when the check passed).
     pub failures: Vec<String>,
+    /// What the check could not verify, and why (a rate the probe's sender could not reach).
+    /// The run goes on; every output carries these.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<String>,
+    /// The run was started with `--unchecked-links`: `failures` were recorded, not enforced.
+    #[serde(default)]
+    pub unchecked: bool,
+    /// What the check probed, when it could not probe everything, and how long it took.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub coverage: Option<ProbeCoverage>,
+    /// The probe's own timing noise on this machine, measured on loopback paths inside node
+    /// namespaces during the check; the delay and jitter allowances include it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub probe_noise: Option<ProbeNoise>,
+}
+
+impl LinkCheck {
+    /// What `run.json` says of a run started with `--unchecked-links`.
+    pub fn unchecked_note(&self) -> String {
+        if self.failures.is_empty() {
+            "started with --unchecked-links; the self-check found nothing off".into()
+        } else {
+            format!(
+                "started with --unchecked-links, and the self-check found {} value(s) off: {}",
+                self.failures.len(),
+                self.failures.join("; ")
+            )
+        }
+    }
+}
+
+/// What the self-check probed.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct ProbeCoverage {
+    /// One sentence: which paths and uplinks were probed.
+    pub summary: String,
+    pub paths_total: u64,
+    pub paths_probed: u64,
+    pub uplinks_total: u64,
+    pub uplinks_probed: u64,
+    /// Probes sent on each probed path.
+    pub probes_per_path: u64,
+    /// Wall time of the whole check, ms.
+    pub wall_ms: u64,
+}
+
+/// The probe's own one-way delay on a zero-delay path (loopback within one namespace).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct ProbeNoise {
+    pub samples: u64,
+    #[serde(deserialize_with = "nullable_f64")]
+    pub median_us: f64,
+    /// Standard deviation from the interquartile range.
+    #[serde(deserialize_with = "nullable_f64")]
+    pub sd_us: f64,
+    #[serde(deserialize_with = "nullable_f64")]
+    pub p99_us: f64,
+}
+
+/// Whether an uplink's rate was shown to be what the scenario asks.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RateVerdict {
+    /// Measured within tolerance.
+    #[default]
+    Verified,
+    /// The probe could not tell (its sender could not reach the rate, or its receiver
+    /// dropped datagrams); the link was not shown to be off.
+    NotVerified,
+    /// The link was shown to be off.
+    Off,
+}
+
+/// An `f64` that may have been written as `null` (serde_json writes NaN so): read as NaN, so
+/// that a results folder the harness wrote stays readable.
+pub fn nullable_f64<'de, D: serde::Deserializer<'de>>(d: D) -> Result<f64, D::Error> {
+    Ok(Option::<f64>::deserialize(d)?.unwrap_or(f64::NAN))
 }
 
 /// One node's place in the network.
@@ -218,9 +299,12 @@ pub struct LinkNode {
 /// A configured value, what was measured, and how far apart they may be.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
 pub struct Checked {
+    #[serde(deserialize_with = "nullable_f64")]
     pub configured: f64,
+    #[serde(deserialize_with = "nullable_f64")]
     pub measured: f64,
     /// Largest allowed |measured - configured|.
+    #[serde(deserialize_with = "nullable_f64")]
     pub allowed: f64,
     pub ok: bool,
 }
@@ -267,6 +351,14 @@ pub struct UplinkCheck {
     /// Whether the probe's sender had to wait for the link (its socket buffer filled): then
     /// the link, not the sender, set the rate.
     pub sender_held_back: bool,
+    /// Link-layer bits per second the probe's sender offered.
+    #[serde(default, deserialize_with = "nullable_f64")]
+    pub offered_bits_per_sec: f64,
+    #[serde(default)]
+    pub verdict: RateVerdict,
+    /// Why the rate is off or not verified.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -279,7 +371,9 @@ pub struct PingCheck {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ping_error: Option<String>,
     /// The probe's RTT: median one-way delay there plus back, µs.
+    #[serde(deserialize_with = "nullable_f64")]
     pub probe_rtt_us: f64,
     /// The configured RTT, µs.
+    #[serde(deserialize_with = "nullable_f64")]
     pub configured_rtt_us: f64,
 }

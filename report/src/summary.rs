@@ -168,6 +168,7 @@ pub fn warnings(run: &LoadedRun) -> Vec<String> {
                 .map(|e| format!("{} rep {}: {e}", r.stack, r.repetition)),
         );
     }
+    w.extend(links::check_warnings(run.links.as_ref()));
     w.extend(links::warnings(&run.repetitions));
     w.dedup();
     w
@@ -304,6 +305,9 @@ pub fn summary_markdown(run: &LoadedRun) -> String {
     if let Some(e) = &m.emulated_cpu {
         s.push_str(&format!("> **⚠ {}**\n\n", banner(e)));
     }
+    if let Some(b) = links::unchecked_banner(&run.manifest) {
+        s.push_str(&format!("> **⚠ {b}**\n\n"));
+    }
     s.push_str(
         "Latency is per (object, receiver), from the intended send time to full receipt.\n\n",
     );
@@ -345,6 +349,9 @@ pub fn summary_table(run: &LoadedRun) -> String {
     let mut s = String::new();
     if let Some(e) = &run.manifest.emulated_cpu {
         s.push_str(&format!("*** {} ***\n", banner(e)));
+    }
+    if let Some(b) = links::unchecked_banner(&run.manifest) {
+        s.push_str(&format!("*** {b} ***\n"));
     }
     s.push_str(&text_table(HEADERS, &rows(run), 3));
     s.push('\n');

@@ -76,6 +76,8 @@ pub struct RunOptions {
     pub node_exe: PathBuf,
     pub progress: bool,
     pub verbose: bool,
+    /// Run even when the self-check finds the links off; every output says so.
+    pub unchecked_links: bool,
     pub faults: Faults,
 }
 
@@ -308,13 +310,30 @@ fn check_links(
     if let Some(sample) = topology.emulator_sample() {
         check.emulator_scheduling = Some(sample?.stats.scheduling);
     }
-    if !check.failures.is_empty() {
-        anyhow::bail!(
-            "the links are not what the scenario asks, so the run did not start:\n  - {}\n(tolerance: {})",
-            check.failures.join("\n  - "),
-            check.tolerance
+    for w in &check.warnings {
+        eprintln!("stackbench: warning: {w}");
+    }
+    if let Some(cov) = check.coverage.as_ref().filter(|_| opts.progress) {
+        eprintln!(
+            "stackbench: self-check took {:.1} s: {}",
+            cov.wall_ms as f64 / 1e3,
+            cov.summary
         );
     }
+    if !check.failures.is_empty() {
+        if !opts.unchecked_links {
+            anyhow::bail!(
+                "the links are not what the scenario asks, so the run did not start:\n  - {}\n(tolerance: {})\nTo run anyway, with every output marked LINKS NOT VERIFIED, pass --unchecked-links.",
+                check.failures.join("\n  - "),
+                check.tolerance
+            );
+        }
+        eprintln!(
+            "stackbench: warning: LINKS NOT VERIFIED (--unchecked-links): the self-check found these off, and the run goes on:\n  - {}",
+            check.failures.join("\n  - ")
+        );
+    }
+    check.unchecked = opts.unchecked_links;
     Ok(check)
 }
 

@@ -2,6 +2,7 @@
 //! packet ([`model`]), the userspace emulator that applies it where the kernel has no netem
 //! ([`emulator`]), and the self-check that measures every path before a run ([`probe`]).
 
+pub mod coverage;
 pub mod emulator;
 pub mod model;
 pub mod netem;

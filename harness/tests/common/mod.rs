@@ -89,6 +89,7 @@ pub fn run(scenario: &Scenario, stack: &str, out: &std::path::Path, faults: Faul
         node_exe: PathBuf::from(env!("CARGO_BIN_EXE_stackbench")),
         progress: false,
         verbose: false,
+        unchecked_links: false,
         faults,
     };
     let rt = tokio::runtime::Builder::new_current_thread()
