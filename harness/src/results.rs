@@ -178,6 +178,14 @@ impl RunWriter {
         )
     }
 
+    /// Writes `floor.json`: the machine's own latency, measured before the stacks.
+    pub fn write_floor(&self, floor: &stackbench_report::schema::MachineFloor) -> Result<()> {
+        write_atomic(
+            &self.dir.join("floor.json"),
+            &serde_json::to_vec_pretty(floor)?,
+        )
+    }
+
     pub fn add_stack(&mut self, outcome: StackOutcome) -> Result<()> {
         self.manifest.stacks.push(outcome);
         self.save()

@@ -106,15 +106,16 @@ impl Report {
                 .or(r.manifest.links_not_verified.clone());
         }
         // The network section describes one run; combined runs each have their own.
-        let links = match runs.as_slice() {
-            [(_, only)] => only.links.clone(),
-            _ => None,
+        let (links, floor) = match runs.as_slice() {
+            [(_, only)] => (only.links.clone(), only.floor.clone()),
+            _ => (None, None),
         };
         Ok(Report {
             run: LoadedRun {
                 manifest,
                 repetitions: reps,
                 links,
+                floor,
             },
             runs,
             entries,

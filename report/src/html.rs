@@ -352,6 +352,9 @@ pub fn page(
             crate::links::section(c, &report.run.repetitions, &table),
         );
     }
+    if let Some(f) = crate::floor::section(&report.run, &table) {
+        section("Machine floor", f);
+    }
     if let Some(c) = crate::churn::section(&report.run, &table) {
         section("Churn", c);
     }

@@ -6,6 +6,7 @@ mod churn;
 pub mod churn_schema;
 pub mod compare;
 pub mod document;
+mod floor;
 pub mod hist;
 mod html;
 mod links;

@@ -105,7 +105,7 @@ pub struct LinkEmulatorCost {
     pub lateness_us: Percentiles,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct ClassSummary {
     pub name: String,
     pub priority: i32,
@@ -230,6 +230,43 @@ impl LinkCheck {
             )
         }
     }
+}
+
+/// `floor.json`: what the machine itself costs, measured once per run before any stack on
+/// the run's own namespaces: raw UDP on the scenario's schedule, and the idle wake-up cost.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct MachineFloor {
+    pub schema: u32,
+    /// The two nodes measured between.
+    pub from: u32,
+    pub to: u32,
+    /// How it was measured.
+    pub method: String,
+    /// One per class of at most one datagram (none where every class is larger).
+    pub classes: Vec<FloorClass>,
+    pub wakeup: WakeupCost,
+}
+
+/// Raw UDP one-way latency at one class's rate and sizes, from the intended send time.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct FloorClass {
+    pub class: String,
+    pub rate_per_sec: f64,
+    /// Smallest and largest object.
+    pub size_bytes: [u32; 2],
+    pub one_way_us: Percentiles,
+}
+
+/// What waking an idle thread costs: one-way latency (half a ping-pong's RTT) when both
+/// sides sleep between rounds against back to back.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct WakeupCost {
+    /// The gap between sparse rounds, µs.
+    pub sparse_gap_us: u64,
+    pub sparse_one_way_us: Percentiles,
+    pub back_to_back_one_way_us: Percentiles,
+    /// Sparse p50 less back-to-back p50, µs: what going idle costs each delivery.
+    pub cost_us: f64,
 }
 
 /// What the self-check probed.

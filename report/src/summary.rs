@@ -3,7 +3,7 @@
 
 use crate::{
     links,
-    schema::{LinkCheck, RepetitionSummary, RunManifest},
+    schema::{LinkCheck, MachineFloor, RepetitionSummary, RunManifest},
 };
 use std::path::{Path, PathBuf};
 
@@ -24,6 +24,8 @@ pub struct LoadedRun {
     pub repetitions: Vec<RepetitionSummary>,
     /// `links.json`: the links' self-check (runs from before it existed have none).
     pub links: Option<LinkCheck>,
+    /// `floor.json`: the machine's own latency (runs from before it existed have none).
+    pub floor: Option<MachineFloor>,
 }
 
 fn read_json<T: serde::de::DeserializeOwned>(p: &Path) -> Result<T, ReportError> {
@@ -41,16 +43,17 @@ pub fn load_run(dir: &Path) -> Result<LoadedRun, ReportError> {
             )?);
         }
     }
-    let links_path = dir.join("links.json");
-    let links = if links_path.exists() {
-        Some(read_json(&links_path)?)
-    } else {
-        None
+    let optional = |name: &str| -> Result<_, ReportError> {
+        let path = dir.join(name);
+        Ok(if path.exists() { Some(path) } else { None })
     };
+    let links = optional("links.json")?.map(|p| read_json(&p)).transpose()?;
+    let floor = optional("floor.json")?.map(|p| read_json(&p)).transpose()?;
     Ok(LoadedRun {
         manifest,
         repetitions,
         links,
+        floor,
     })
 }
 
@@ -320,6 +323,10 @@ pub fn summary_markdown(run: &LoadedRun) -> String {
             markdown_table(h, r)
         }));
     }
+    if let Some(f) = crate::floor::section(run, &|h, r| markdown_table(h, r)) {
+        s.push_str("\n### Machine floor\n\n");
+        s.push_str(&f);
+    }
     if let Some(c) = crate::churn::section(run, &|h, r| markdown_table(h, r)) {
         s.push_str("\n### Churn\n\n");
         s.push_str(&c);
@@ -359,6 +366,7 @@ pub fn summary_table(run: &LoadedRun) -> String {
     if let Some(c) = &run.links {
         s.push_str(&links::terminal_line(c));
     }
+    s.push_str(&crate::floor::terminal_lines(run));
     s.push_str(&crate::churn::terminal_lines(run));
     for x in warnings(run) {
         s.push_str(&format!("warning: {x}\n"));
@@ -432,6 +440,7 @@ mod tests {
             manifest: RunManifest::default(),
             repetitions: vec![r],
             links: None,
+            floor: None,
         }
     }
 

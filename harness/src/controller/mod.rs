@@ -136,7 +136,19 @@ pub async fn run(scenario: &Scenario, opts: &RunOptions) -> Result<RunOutcome> {
     let plan = WorkloadPlan::from_scenario(scenario);
     let topology = Topology::up(&run.0, &link_plan, mechanism, scenario.seed, &opts.node_exe)
         .context("building the namespaces")?;
-    let link_check = check_links(&topology, &link_plan, scenario, opts, mechanism_note)?;
+    let addrs = node_addrs(&topology);
+    let link_check = check_links(
+        &addrs,
+        &topology,
+        &link_plan,
+        scenario,
+        opts,
+        mechanism_note,
+    )?;
+    if opts.progress {
+        eprintln!("stackbench: measuring the machine's floor (raw UDP on the scenario's schedule, idle wake-up)");
+    }
+    let floor = crate::floor::measure(&addrs, &plan).context("measuring the machine's floor")?;
     let dir = if opts.exact_dir {
         opts.out.clone()
     } else {
@@ -145,6 +157,7 @@ pub async fn run(scenario: &Scenario, opts: &RunOptions) -> Result<RunOutcome> {
     let env = Environment::capture(host.clone(), topology.describe_qdiscs());
     let mut writer = RunWriter::create(dir, &run.0.id, scenario, &env)?;
     writer.write_links(&link_check)?;
+    writer.write_floor(&floor)?;
     let reps = *scenario.repetitions.get_ref();
     let mut failures = vec![];
     for (si, stack) in stacks.iter().enumerate() {
@@ -281,6 +294,7 @@ struct RepetitionData {
 /// The self-check: measures every path and uplink, and refuses the run when the links are
 /// not what the scenario asks.
 fn check_links(
+    nodes: &[NodeAddr],
     topology: &Topology,
     plan: &LinkPlan,
     scenario: &Scenario,
@@ -288,12 +302,6 @@ fn check_links(
     mechanism_note: Option<String>,
 ) -> Result<stackbench_report::schema::LinkCheck> {
     let links = scenario.links.get_ref();
-    let nodes: Vec<NodeAddr> = (0..topology.nodes())
-        .map(|i| NodeAddr {
-            netns: topology.node_netns(i),
-            ip: topology.node_ip(i),
-        })
-        .collect();
     if opts.progress {
         eprintln!(
             "stackbench: checking links ({}) for {}",
@@ -305,7 +313,7 @@ fn check_links(
         Some(note) => format!("{} ({note})", topology.mechanism().describe()),
         None => topology.mechanism().describe().to_owned(),
     };
-    let mut check = link::probe::check(&nodes, plan, &links.tolerance, links.probe.0, &mechanism)
+    let mut check = link::probe::check(nodes, plan, &links.tolerance, links.probe.0, &mechanism)
         .context("probing the links")?;
     if let Some(sample) = topology.emulator_sample() {
         check.emulator_scheduling = Some(sample?.stats.scheduling);
@@ -335,6 +343,16 @@ fn check_links(
     }
     check.unchecked = opts.unchecked_links;
     Ok(check)
+}
+
+/// Where the probe and the floor find each node.
+fn node_addrs(topology: &Topology) -> Vec<NodeAddr> {
+    (0..topology.nodes())
+        .map(|i| NodeAddr {
+            netns: topology.node_netns(i),
+            ip: topology.node_ip(i),
+        })
+        .collect()
 }
 
 fn progress_bar(opts: &RunOptions, total: Duration, label: &str) -> ProgressBar {
