@@ -56,6 +56,10 @@ enum Command {
         /// Thresholds (TOML) [default: results/baselines/thresholds.toml]
         #[arg(long)]
         thresholds: Option<PathBuf>,
+        /// Compare absolute figures even when the two runs' environment fingerprints (CPU,
+        /// cores, kernel, virtualization) differ.
+        #[arg(long)]
+        same_machine: bool,
     },
     /// A/A: run the scenario twice and report the differences as the noise floor.
     Aa {
@@ -282,7 +286,10 @@ fn dispatch(cli: Cli) -> Result<ExitCode> {
             baseline,
             run,
             thresholds,
-        } => crate::reporting::compare_command(&baseline, &run, thresholds.as_deref()),
+            same_machine,
+        } => {
+            crate::reporting::compare_command(&baseline, &run, thresholds.as_deref(), same_machine)
+        }
         Command::Aa { args, thresholds } => {
             let parsed = match args.load() {
                 Ok(s) => s,

@@ -32,18 +32,69 @@ fn thresholds(path: Option<&Path>) -> Result<Thresholds> {
     Thresholds::load(p).with_context(|| format!("reading thresholds {}", p.display()))
 }
 
-/// Compares `run` with `baseline`; writes `compare.md` and `compare.json` into the run.
+/// Compares `run` with `baseline`. On the same machine (by their environment
+/// fingerprints, or when `same_machine` forces it) absolute figures are judged; on different
+/// machines only each stack's ratio to the reference stack measured in the same run, and the
+/// verdict says so at the top.
 pub fn compare_runs(
     baseline: &Path,
     run: &Path,
     th: &Thresholds,
+    same_machine: bool,
 ) -> Result<(Vec<compare::Comparison>, String)> {
     let b = stackbench_report::load_run(baseline)
         .with_context(|| format!("reading baseline {}", baseline.display()))?;
     let r = stackbench_report::load_run(run)
         .with_context(|| format!("reading run {}", run.display()))?;
-    let c = compare::compare(&b, &r, th);
+    let (fb, fr) = (
+        compare::Fingerprint::load(baseline),
+        compare::Fingerprint::load(run),
+    );
+    let differences: Vec<String> = match (&fb, &fr) {
+        (Some(a), Some(b)) => a.differences(b).into_iter().map(str::to_owned).collect(),
+        _ => vec!["an environment fingerprint (env.json) is missing".into()],
+    };
+    let machines = |fb: &Option<compare::Fingerprint>, fr: &Option<compare::Fingerprint>| {
+        let d = |f: &Option<compare::Fingerprint>| {
+            f.as_ref()
+                .map_or("unknown".to_owned(), compare::Fingerprint::describe)
+        };
+        format!("baseline on {}; run on {}", d(fb), d(fr))
+    };
+    let (c, note) = if differences.is_empty() {
+        (compare::compare(&b, &r, th), None)
+    } else if same_machine {
+        (
+            compare::compare(&b, &r, th),
+            Some(format!(
+                "**Different machines ({}), compared in absolute figures because --same-machine was given.** {}.",
+                differences.join(", "),
+                machines(&fb, &fr)
+            )),
+        )
+    } else {
+        let reference = compare::reference_stack(&r).unwrap_or_default();
+        let c = compare::compare_within_run(&b, &r, &reference, th);
+        let what = if c.is_empty() {
+            format!("this run has no stack besides {reference}, so there is nothing it can judge")
+        } else {
+            format!("so only each stack's ratio to {reference} measured in the same run is judged")
+        };
+        (
+            c,
+            Some(format!(
+                "**Different machines ({}): absolute figures are not compared, {what}.** {}. Pass --same-machine to compare absolute figures anyway.",
+                differences.join(", "),
+                machines(&fb, &fr)
+            )),
+        )
+    };
     let mut md = compare::markdown(&b.manifest.run_id, &r.manifest.run_id, &c);
+    if let Some(note) = note {
+        eprintln!("stackbench: {}", note.replace("**", ""));
+        let at = md.find("\n\n").map_or(md.len(), |i| i + 2);
+        md.insert_str(at, &format!("> {note}\n\n"));
+    }
     if b.manifest.scenario != r.manifest.scenario {
         let warning = format!(
             "\n**Warning:** the baseline ran scenario `{}` and this run `{}`; the comparison may be meaningless.\n",
@@ -57,9 +108,14 @@ pub fn compare_runs(
 
 /// `stackbench compare`: prints the table, saves it in the run, and exits [`REGRESSED`]
 /// when a metric regressed.
-pub fn compare_command(baseline: &Path, run: &Path, th_path: Option<&Path>) -> Result<ExitCode> {
+pub fn compare_command(
+    baseline: &Path,
+    run: &Path,
+    th_path: Option<&Path>,
+    same_machine: bool,
+) -> Result<ExitCode> {
     let th = thresholds(th_path)?;
-    let (c, md) = compare_runs(baseline, run, &th)?;
+    let (c, md) = compare_runs(baseline, run, &th, same_machine)?;
     crate::results::write_atomic(&run.join("compare.md"), md.as_bytes())?;
     crate::results::write_atomic(
         &run.join("compare.json"),
@@ -79,7 +135,8 @@ pub fn compare_command(baseline: &Path, run: &Path, th_path: Option<&Path>) -> R
 /// as `aa.json`/`aa.md` in the second run, whose report then shows it.
 pub fn record_noise_floor(first: &Path, second: &Path, th_path: Option<&Path>) -> Result<String> {
     let th = thresholds(th_path)?;
-    let (c, md) = compare_runs(first, second, &th)?;
+    // An A/A pair runs back to back on one machine.
+    let (c, md) = compare_runs(first, second, &th, true)?;
     let md = md.replacen(
         "## stackbench compare:",
         "## stackbench A/A (noise floor):",

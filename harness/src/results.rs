@@ -24,6 +24,13 @@ pub struct Environment {
     pub kernel: String,
     pub os: String,
     pub cpu_model: String,
+    /// Vendor, family, model and stepping: tells CPU generations apart where the model name
+    /// does not (a VM may say only "AMD EPYC").
+    pub cpu_id: String,
+    /// The CPU features crypto speed depends on, those present.
+    pub cpu_features: String,
+    /// Whether this is a virtual machine or container, and which, where the system says.
+    pub virtualization: String,
     pub cores: usize,
     pub memory_total_kib: u64,
     pub stackbench_git_rev: &'static str,
@@ -73,6 +80,49 @@ pub fn emulated_cpu(cpu_model: &str, runner_says: Option<String>) -> Option<Stri
     ))
 }
 
+/// The CPU features whose presence changes crypto and copy speeds.
+const CPU_FEATURES: &[&str] = &["aes", "vaes", "avx2", "avx512f", "sha_ni", "pclmulqdq"];
+
+fn cpu_id() -> String {
+    let f = |k| first_line_with("/proc/cpuinfo", k).unwrap_or_else(|| "?".into());
+    format!(
+        "{} family {} model {} stepping {}",
+        f("vendor_id"),
+        f("cpu family"),
+        f("model\t"),
+        f("stepping")
+    )
+}
+
+fn cpu_features() -> String {
+    let flags = first_line_with("/proc/cpuinfo", "flags").unwrap_or_default();
+    let have: Vec<&str> = flags.split_whitespace().collect();
+    CPU_FEATURES
+        .iter()
+        .filter(|f| have.contains(f))
+        .copied()
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// "none" on bare metal; otherwise what `systemd-detect-virt` says, or that the CPU
+/// reports a hypervisor.
+fn virtualization() -> String {
+    let flags = first_line_with("/proc/cpuinfo", "flags").unwrap_or_default();
+    let detected = std::process::Command::new("systemd-detect-virt")
+        .output()
+        .ok()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
+        .filter(|s| !s.is_empty() && s != "none");
+    let hypervisor = flags.split_whitespace().any(|f| f == "hypervisor");
+    match (detected, hypervisor) {
+        (Some(d), true) => format!("virtual machine ({d})"),
+        (None, true) => "virtual machine".into(),
+        (Some(d), false) => d,
+        (None, false) => "none".into(),
+    }
+}
+
 impl Environment {
     pub fn capture(host: HostCaps, qdiscs: String) -> Environment {
         let read = |p: &str| {
@@ -86,6 +136,9 @@ impl Environment {
             kernel: read("/proc/sys/kernel/osrelease"),
             os: first_line_with("/etc/os-release", "PRETTY_NAME").unwrap_or_default(),
             cpu_model,
+            cpu_id: cpu_id(),
+            cpu_features: cpu_features(),
+            virtualization: virtualization(),
             cores: std::thread::available_parallelism()
                 .map(|n| n.get())
                 .unwrap_or(1),

@@ -89,11 +89,18 @@ fn verdict(change: &Estimate, threshold: f64, lower_is_better: bool) -> Verdict 
     }
 }
 
-/// Every stack × class × metric present in both runs.
-pub fn compare(baseline: &LoadedRun, run: &LoadedRun, th: &Thresholds) -> Vec<Comparison> {
+/// Compares `keys` (stack, class) of the run with the baseline, each side's values of a
+/// (stack, class, metric) given by `base` and `new`.
+fn compare_by(
+    keys: Vec<(String, String)>,
+    th: &Thresholds,
+    base: impl Fn(&str, &str, Metric) -> Vec<f64>,
+    new: impl Fn(&str, &str, Metric) -> Vec<f64>,
+    label: impl Fn(&str) -> String,
+) -> Vec<Comparison> {
     let mut out = vec![];
     let mut stacks_done: Vec<String> = vec![];
-    for (stack, class) in stats::keys(run) {
+    for (stack, class) in keys {
         for metric in Metric::ALL {
             let class = if metric.per_class() {
                 class.clone()
@@ -102,15 +109,14 @@ pub fn compare(baseline: &LoadedRun, run: &LoadedRun, th: &Thresholds) -> Vec<Co
             } else {
                 String::new()
             };
-            let b = stats::values(baseline, &stack, &class, metric);
-            let r = stats::values(run, &stack, &class, metric);
+            let (b, r) = (base(&stack, &class, metric), new(&stack, &class, metric));
             if b.is_empty() || r.is_empty() {
                 continue;
             }
             let change = stats::relative_change(&b, &r);
             out.push(Comparison {
                 verdict: verdict(&change, th.of(metric), metric.lower_is_better()),
-                stack: stack.clone(),
+                stack: label(&stack),
                 class,
                 metric,
                 baseline: stats::estimate(&b),
@@ -124,6 +130,134 @@ pub fn compare(baseline: &LoadedRun, run: &LoadedRun, th: &Thresholds) -> Vec<Co
         }
     }
     out
+}
+
+/// Every stack × class × metric present in both runs, in absolute figures: for runs on
+/// the same machine.
+pub fn compare(baseline: &LoadedRun, run: &LoadedRun, th: &Thresholds) -> Vec<Comparison> {
+    compare_by(
+        stats::keys(run),
+        th,
+        |s, c, m| stats::values(baseline, s, c, m),
+        |s, c, m| stats::values(run, s, c, m),
+        str::to_owned,
+    )
+}
+
+/// The stack every other is measured against within a run: quic-tls when present, else the
+/// first stack.
+pub fn reference_stack(run: &LoadedRun) -> Option<String> {
+    let stacks: Vec<String> = stats::keys(run).into_iter().map(|(s, _)| s).collect();
+    stacks
+        .iter()
+        .find(|s| *s == "quic-tls")
+        .or(stacks.first())
+        .cloned()
+}
+
+/// Each repetition's value of `stack` divided by the reference stack's in the same
+/// repetition of the same run.
+fn ratios(run: &LoadedRun, stack: &str, reference: &str, class: &str, m: Metric) -> Vec<f64> {
+    run.repetitions
+        .iter()
+        .filter(|r| r.stack == stack)
+        .filter_map(|r| {
+            let mine = stats::value(r, class, m)?;
+            let theirs = run
+                .repetitions
+                .iter()
+                .find(|x| x.stack == reference && x.repetition == r.repetition)
+                .and_then(|x| stats::value(x, class, m))?;
+            (theirs > 0.0).then(|| mine / theirs)
+        })
+        .collect()
+}
+
+/// For runs on different machines: each stack's ratio to `reference` measured in the same
+/// run, baseline against run. Absolute figures are not compared; the reference stack
+/// itself has nothing to be judged against.
+pub fn compare_within_run(
+    baseline: &LoadedRun,
+    run: &LoadedRun,
+    reference: &str,
+    th: &Thresholds,
+) -> Vec<Comparison> {
+    let keys = stats::keys(run)
+        .into_iter()
+        .filter(|(s, _)| s != reference)
+        .collect();
+    compare_by(
+        keys,
+        th,
+        |s, c, m| ratios(baseline, s, reference, c, m),
+        |s, c, m| ratios(run, s, reference, c, m),
+        |s| format!("{s} / {reference}"),
+    )
+}
+
+/// What a run was measured on, from its `env.json`: runs whose fingerprints differ are
+/// not compared in absolute figures.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+pub struct Fingerprint {
+    #[serde(default)]
+    pub cpu_model: String,
+    #[serde(default)]
+    pub cpu_id: String,
+    #[serde(default)]
+    pub cores: u64,
+    #[serde(default)]
+    pub kernel: String,
+    #[serde(default)]
+    pub virtualization: String,
+}
+
+impl Fingerprint {
+    /// The fingerprint in `dir/env.json`, if it can be read.
+    pub fn load(dir: &Path) -> Option<Fingerprint> {
+        let text = std::fs::read_to_string(dir.join("env.json")).ok()?;
+        serde_json::from_str(&text).ok()
+    }
+
+    pub fn describe(&self) -> String {
+        format!(
+            "{} ({}), {} cores, kernel {}, virtualization: {}",
+            self.cpu_model,
+            if self.cpu_id.is_empty() {
+                "?"
+            } else {
+                &self.cpu_id
+            },
+            self.cores,
+            self.kernel,
+            if self.virtualization.is_empty() {
+                "?"
+            } else {
+                &self.virtualization
+            }
+        )
+    }
+
+    /// The fields that differ; a field one side did not record is not counted.
+    pub fn differences(&self, other: &Fingerprint) -> Vec<&'static str> {
+        let mut d = vec![];
+        let mut text = |name, a: &str, b: &str| {
+            if !a.is_empty() && !b.is_empty() && a != b {
+                d.push(name);
+            }
+        };
+        text("CPU model", &self.cpu_model, &other.cpu_model);
+        text("CPU id", &self.cpu_id, &other.cpu_id);
+        text("kernel", &self.kernel, &other.kernel);
+        text(
+            "virtualization",
+            &self.virtualization,
+            &other.virtualization,
+        );
+        if self.cores != other.cores {
+            d.push("cores");
+        }
+        d
+    }
 }
 
 pub fn has_regression(c: &[Comparison]) -> bool {
@@ -248,5 +382,81 @@ mod tests {
             e.contains("unknown field `p90`") && e.contains("line 6"),
             "{e}"
         );
+    }
+
+    fn run_of(stacks: &[(&str, u64)], reps: u32) -> LoadedRun {
+        use crate::schema::{ClassSummary, Percentiles, RepetitionSummary};
+        let repetitions = stacks
+            .iter()
+            .flat_map(|&(stack, p50)| {
+                (0..reps).map(move |rep| RepetitionSummary {
+                    stack: stack.into(),
+                    repetition: rep,
+                    classes: vec![ClassSummary {
+                        name: "vote".into(),
+                        delivered: 10,
+                        latency_us: Percentiles {
+                            count: 10,
+                            // A little spread so that intervals exist.
+                            p50: p50 + rep as u64,
+                            p99: p50 * 2,
+                            p999: p50 * 3,
+                            ..Default::default()
+                        },
+                        ..Default::default()
+                    }],
+                    ..Default::default()
+                })
+            })
+            .collect();
+        LoadedRun {
+            manifest: Default::default(),
+            repetitions,
+            links: None,
+            floor: None,
+        }
+    }
+
+    #[test]
+    fn across_machines_only_ratios_to_the_reference_are_judged() {
+        let th = Thresholds {
+            p50: 0.5,
+            p99: 1.0,
+            p999: 1.5,
+            goodput: 0.25,
+            cpu_per_mb: 0.5,
+        };
+        // A slower machine: everything 3x, the ratio unchanged. Absolute figures regress;
+        // the within-run ratio does not.
+        let base = run_of(&[("quic-tls", 100), ("wg", 200)], 3);
+        let slower = run_of(&[("quic-tls", 300), ("wg", 600)], 3);
+        assert!(has_regression(&compare(&base, &slower, &th)));
+        let c = compare_within_run(&base, &slower, "quic-tls", &th);
+        assert!(!c.is_empty() && !has_regression(&c), "{c:?}");
+        assert!(c.iter().all(|c| c.stack == "wg / quic-tls"));
+        // The stack itself got slower against the reference: a regression either way.
+        let worse = run_of(&[("quic-tls", 300), ("wg", 1800)], 3);
+        assert!(has_regression(&compare_within_run(
+            &base, &worse, "quic-tls", &th
+        )));
+        assert_eq!(reference_stack(&worse).as_deref(), Some("quic-tls"));
+    }
+
+    #[test]
+    fn fingerprints_differ_only_in_what_both_recorded() {
+        let intel = Fingerprint {
+            cpu_model: "Intel(R) Xeon(R) Processor".into(),
+            cores: 2,
+            kernel: "6.1".into(),
+            ..Default::default()
+        };
+        let amd = Fingerprint {
+            cpu_model: "AMD EPYC".into(),
+            cpu_id: "AuthenticAMD family 25 model 17 stepping 1".into(),
+            virtualization: "virtual machine".into(),
+            ..intel.clone()
+        };
+        assert_eq!(intel.differences(&amd), ["CPU model"]);
+        assert!(amd.differences(&amd.clone()).is_empty());
     }
 }
