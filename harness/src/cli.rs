@@ -49,10 +49,13 @@ enum Command {
         out: Option<PathBuf>,
     },
     /// Compare a run with a baseline run: change, 95% CI and verdict per stack, class and
-    /// metric. Exit 3 when something regressed.
+    /// metric. Exit 3 when something regressed. Either side may be several run folders,
+    /// comma-separated, whose repetitions are pooled (e.g. interleaved A/B runs).
     Compare {
-        baseline: PathBuf,
-        run: PathBuf,
+        #[arg(required = true, value_delimiter = ',', num_args = 1)]
+        baseline: Vec<PathBuf>,
+        #[arg(required = true, value_delimiter = ',', num_args = 1)]
+        run: Vec<PathBuf>,
         /// Thresholds (TOML) [default: results/baselines/thresholds.toml]
         #[arg(long)]
         thresholds: Option<PathBuf>,

@@ -27,6 +27,14 @@ pub fn report(dirs: &[PathBuf], out: Option<PathBuf>) -> Result<PathBuf> {
         .with_context(|| format!("writing the report into {}", out.display()))
 }
 
+/// Run folders as one comma-separated string.
+fn show(dirs: &[PathBuf]) -> String {
+    dirs.iter()
+        .map(|d| d.display().to_string())
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
 fn thresholds(path: Option<&Path>) -> Result<Thresholds> {
     let p = path.unwrap_or(Path::new(DEFAULT_THRESHOLDS));
     Thresholds::load(p).with_context(|| format!("reading thresholds {}", p.display()))
@@ -37,19 +45,17 @@ fn thresholds(path: Option<&Path>) -> Result<Thresholds> {
 /// machines only each stack's ratio to the reference stack measured in the same run, and the
 /// verdict says so at the top.
 pub fn compare_runs(
-    baseline: &Path,
-    run: &Path,
+    baseline: &[PathBuf],
+    run: &[PathBuf],
     th: &Thresholds,
     same_machine: bool,
 ) -> Result<(Vec<compare::Comparison>, String)> {
-    let b = stackbench_report::load_run(baseline)
-        .with_context(|| format!("reading baseline {}", baseline.display()))?;
-    let r = stackbench_report::load_run(run)
-        .with_context(|| format!("reading run {}", run.display()))?;
-    let (fb, fr) = (
-        compare::Fingerprint::load(baseline),
-        compare::Fingerprint::load(run),
-    );
+    let b = stackbench_report::load_pooled(baseline)
+        .with_context(|| format!("reading baseline {}", show(baseline)))?;
+    let r = stackbench_report::load_pooled(run)
+        .with_context(|| format!("reading run {}", show(run)))?;
+    let fingerprint = |dirs: &[PathBuf]| dirs.first().and_then(|d| compare::Fingerprint::load(d));
+    let (fb, fr) = (fingerprint(baseline), fingerprint(run));
     let differences: Vec<String> = match (&fb, &fr) {
         (Some(a), Some(b)) => a.differences(b).into_iter().map(str::to_owned).collect(),
         _ => vec!["an environment fingerprint (env.json) is missing".into()],
@@ -109,23 +115,27 @@ pub fn compare_runs(
 /// `stackbench compare`: prints the table, saves it in the run, and exits [`REGRESSED`]
 /// when a metric regressed.
 pub fn compare_command(
-    baseline: &Path,
-    run: &Path,
+    baseline: &[PathBuf],
+    run: &[PathBuf],
     th_path: Option<&Path>,
     same_machine: bool,
 ) -> Result<ExitCode> {
     let th = thresholds(th_path)?;
     let (c, md) = compare_runs(baseline, run, &th, same_machine)?;
-    crate::results::write_atomic(&run.join("compare.md"), md.as_bytes())?;
+    // Saved in the (last) run folder.
+    let Some(out) = run.last() else {
+        anyhow::bail!("no run folder to compare");
+    };
+    crate::results::write_atomic(&out.join("compare.md"), md.as_bytes())?;
     crate::results::write_atomic(
-        &run.join("compare.json"),
+        &out.join("compare.json"),
         &serde_json::to_vec_pretty(
             &serde_json::json!({ "baseline": baseline, "thresholds": th, "comparisons": c }),
         )?,
     )?;
     println!("{md}");
     if compare::has_regression(&c) {
-        eprintln!("stackbench: regression against {}", baseline.display());
+        eprintln!("stackbench: regression against {}", show(baseline));
         return Ok(ExitCode::from(REGRESSED));
     }
     Ok(ExitCode::SUCCESS)
@@ -136,7 +146,7 @@ pub fn compare_command(
 pub fn record_noise_floor(first: &Path, second: &Path, th_path: Option<&Path>) -> Result<String> {
     let th = thresholds(th_path)?;
     // An A/A pair runs back to back on one machine.
-    let (c, md) = compare_runs(first, second, &th, true)?;
+    let (c, md) = compare_runs(&[first.to_owned()], &[second.to_owned()], &th, true)?;
     let md = md.replacen(
         "## stackbench compare:",
         "## stackbench A/A (noise floor):",

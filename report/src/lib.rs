@@ -16,8 +16,8 @@ pub mod stats;
 mod summary;
 
 pub use summary::{
-    incompleteness, load_run, summary_markdown, summary_table, warnings, LoadedRun, ReportError,
-    CPU_SATURATED,
+    incompleteness, load_pooled, load_run, summary_markdown, summary_table, warnings, LoadedRun,
+    ReportError, CPU_SATURATED,
 };
 
 pub use document::{write_report, Report};

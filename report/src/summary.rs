@@ -33,6 +33,37 @@ fn read_json<T: serde::de::DeserializeOwned>(p: &Path) -> Result<T, ReportError>
     serde_json::from_str(&text).map_err(|e| ReportError::Parse(p.to_owned(), e))
 }
 
+/// Several runs of one scenario as one: their repetitions pooled per stack (renumbered in
+/// the order given), the first run's manifest, self-check and floor. For comparisons whose
+/// repetitions ran as separate runs, interleaved with another build's.
+pub fn load_pooled(dirs: &[PathBuf]) -> Result<LoadedRun, ReportError> {
+    let mut runs = dirs.iter().map(|d| load_run(d));
+    let mut pooled = match runs.next() {
+        Some(first) => first?,
+        None => {
+            return Err(ReportError::Config(
+                PathBuf::new(),
+                "no run folder given".into(),
+            ))
+        }
+    };
+    let mut ids = vec![pooled.manifest.run_id.clone()];
+    for run in runs {
+        let run = run?;
+        ids.push(run.manifest.run_id.clone());
+        for mut r in run.repetitions {
+            r.repetition = pooled
+                .repetitions
+                .iter()
+                .filter(|x| x.stack == r.stack)
+                .count() as u32;
+            pooled.repetitions.push(r);
+        }
+    }
+    pooled.manifest.run_id = ids.join("+");
+    Ok(pooled)
+}
+
 pub fn load_run(dir: &Path) -> Result<LoadedRun, ReportError> {
     let manifest: RunManifest = read_json(&dir.join("run.json"))?;
     let mut repetitions = vec![];

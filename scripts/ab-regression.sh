@@ -1,0 +1,80 @@
+#!/usr/bin/env bash
+# A/B regression check on this machine: builds two commits, runs a scenario with each in
+# turn (A B A B ...: both meet the same machine state, and drift hits both alike), pools
+# each side's repetitions and lets `stackbench compare` judge B against A. Exit 3 when B
+# regressed, 0 otherwise, 1 when something could not be built or run.
+#
+#   scripts/ab-regression.sh [--pairs N] [--scenario FILE] BASE [HEAD]
+#
+# BASE and HEAD are git revisions (HEAD defaults to HEAD). CI passes the commit the
+# submission started from; results land in target/ab/.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+pairs=3
+scenario=scenarios/quick.toml
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --pairs) pairs="$2"; shift 2 ;;
+    --scenario) scenario="$2"; shift 2 ;;
+    -h|--help) sed -n '2,10p' "$0"; exit 0 ;;
+    -*) echo "ab-regression.sh: unknown option $1" >&2; exit 2 ;;
+    *) break ;;
+  esac
+done
+[ $# -ge 1 ] || { echo "usage: scripts/ab-regression.sh [--pairs N] [--scenario FILE] BASE [HEAD]" >&2; exit 2; }
+base=$(git rev-parse --verify "$1^{commit}") || { echo "ab-regression.sh: no commit $1" >&2; exit 2; }
+head=$(git rev-parse --verify "${2:-HEAD}^{commit}") || { echo "ab-regression.sh: no commit ${2:-HEAD}" >&2; exit 2; }
+
+out=target/ab
+rm -rf "$out"
+mkdir -p "$out/bin"
+work=$(mktemp -d)
+cleanup() {
+  git worktree remove --force "$work/A" >/dev/null 2>&1 || true
+  git worktree remove --force "$work/B" >/dev/null 2>&1 || true
+  rm -rf "$work"
+  git worktree prune
+}
+trap cleanup EXIT
+
+# Each side is built from its own worktree into the shared target folder: dependencies
+# built once serve both, and each side's own crates are kept apart by their paths.
+for side in A B; do
+  rev=$base; [ "$side" = B ] && rev=$head
+  git worktree add --detach -q "$work/$side" "$rev"
+  echo "ab-regression: building $side = $(git log -1 --format='%h %s' "$rev" | cut -c1-90)"
+  cargo build --release -q --manifest-path "$work/$side/Cargo.toml" --target-dir "$PWD/target" --bin stackbench
+  cp target/release/stackbench "$out/bin/stackbench-$side"
+done
+# The working tree's own binary again, for whatever runs after this script.
+cargo build --release -q --bin stackbench
+
+args_for() {
+  # Older builds may not know --unchecked-links; the A/B compares builds, and the links'
+  # self-check is not what is being compared.
+  if "$1" run --help 2>/dev/null | grep -q -- --unchecked-links; then echo "--unchecked-links"; fi
+}
+for i in $(seq 1 "$pairs"); do
+  for side in A B; do
+    bin="$out/bin/stackbench-$side"
+    echo "ab-regression: pair $i/$pairs, $side"
+    # shellcheck disable=SC2046
+    if ! "$bin" run "$scenario" --repetitions 1 --out "$out/$side" --no-progress $(args_for "$bin") \
+        > "$out/$side-$i.log" 2>&1; then
+      echo "ab-regression: $side could not run $scenario:" >&2
+      tail -20 "$out/$side-$i.log" >&2
+      exit 1
+    fi
+  done
+done
+list() { ls -d "$out/$1"/*/ | sort | paste -sd, -; }
+set +e
+target/release/stackbench compare "$(list A)" "$(list B)"
+code=$?
+set -e
+case $code in
+  0) echo "ab-regression: B ($head) shows no regression against A ($base) over $pairs interleaved pairs" ;;
+  3) echo "ab-regression: B ($head) REGRESSED against A ($base)" ;;
+esac
+exit $code
