@@ -115,6 +115,7 @@ pub fn summarize(
         let mut lat = new_histogram();
         let mut timeline: Vec<Histogram<u64>> = vec![];
         let (mut sent, mut delivered, mut bytes, mut inversions) = (0, 0, 0, 0);
+        let mut not_sent_in_time = 0;
         for r in reports {
             let cc = r
                 .classes
@@ -131,6 +132,7 @@ pub fn summarize(
                     .context("merging timeline histograms")?;
             }
             sent += cc.sent;
+            not_sent_in_time += cc.not_sent_in_time;
             delivered += cc.received;
             bytes += cc.received_bytes;
             inversions += cc.inversions;
@@ -195,6 +197,7 @@ pub fn summarize(
             sent,
             delivered,
             lost: sent.saturating_sub(delivered),
+            not_sent_in_time,
             delivered_bytes: bytes,
             goodput_bytes_per_sec: bytes as f64 / measured,
             inversions,

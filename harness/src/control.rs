@@ -132,6 +132,10 @@ pub struct ColdConnect {
 pub struct ClassCounters {
     /// Measured objects this node scheduled, counted once per receiving peer.
     pub sent: u64,
+    /// Objects (× receiving peers) this node's generator dropped because it had fallen more
+    /// than [`crate::node::LAG_LIMIT`] behind its schedule: load it could not generate.
+    #[serde(default)]
+    pub not_sent_in_time: u64,
     pub sent_bytes: u64,
     pub received: u64,
     pub received_bytes: u64,

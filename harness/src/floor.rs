@@ -30,8 +30,12 @@ const SPARSE_GAP: Duration = Duration::from_millis(5);
 const SPARSE_ROUNDS: u32 = 200;
 const DENSE_ROUNDS: u32 = 2000;
 
+/// Datagrams the floor sends at most, however high the scenario's rates.
+const MAX_DATAGRAMS: u64 = 50_000;
+
 /// The small classes' schedule at one origin (node 0 of the plan): the scenario's rates and
-/// sizes, from time 0, long enough for about 200 samples of the sparsest class (1 to 3 s).
+/// sizes, from time 0, long enough for about 200 samples of the sparsest class (1 to 3 s),
+/// and no longer than [`MAX_DATAGRAMS`] take.
 fn floor_plan(plan: &WorkloadPlan) -> Option<WorkloadPlan> {
     let mut p = plan.clone();
     p.classes
@@ -50,8 +54,20 @@ fn floor_plan(plan: &WorkloadPlan) -> Option<WorkloadPlan> {
     for c in &mut p.classes {
         c.origins = vec![0];
     }
+    let total: f64 = p
+        .classes
+        .iter()
+        .filter_map(|c| match c.arrival {
+            Arrival::Constant { rate } | Arrival::Poisson { rate } => Some(rate.0),
+            Arrival::Backlog { .. } => None,
+        })
+        .sum();
     p.warmup = Duration::ZERO;
-    p.duration = Duration::from_secs_f64((200.0 / sparsest).clamp(1.0, 3.0));
+    p.duration = Duration::from_secs_f64(
+        (200.0 / sparsest)
+            .clamp(1.0, 3.0)
+            .min(MAX_DATAGRAMS as f64 / total),
+    );
     Some(p)
 }
 

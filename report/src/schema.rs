@@ -115,6 +115,10 @@ pub struct ClassSummary {
     pub sent: u64,
     pub delivered: u64,
     pub lost: u64,
+    /// (object, receiver) pairs the generators dropped because they had fallen more than
+    /// a second behind their schedule: offered load the nodes could not generate.
+    #[serde(default)]
+    pub not_sent_in_time: u64,
     pub delivered_bytes: u64,
     /// `delivered_bytes` (objects scheduled in the measured window, delivered before the
     /// drain ended) over the window's length.

@@ -190,6 +190,16 @@ pub fn warnings(run: &LoadedRun) -> Vec<String> {
                 r.stack, r.repetition
             ));
         }
+        for c in r.classes.iter().filter(|c| c.not_sent_in_time > 0) {
+            w.push(format!(
+                "{} rep {}: the offered load is more than the nodes could generate: class {} had {} (object, receiver) pairs not sent in time (dropped more than 1 s behind schedule); the generators ran up to {} late",
+                r.stack,
+                r.repetition,
+                c.name,
+                c.not_sent_in_time,
+                fmt_us(r.send_lag_us.max)
+            ));
+        }
         if r.insecure {
             w.push(format!(
                 "{}: INSECURE control (no encryption, no authentication), not a candidate",
@@ -218,6 +228,11 @@ pub fn incompleteness(run: &LoadedRun) -> Vec<String> {
                 v.push(format!(
                     "{} rep {}: class {} sent nothing",
                     r.stack, r.repetition, c.name
+                ));
+            } else if c.not_sent_in_time > 0 {
+                v.push(format!(
+                    "{} rep {}: class {}: {} (object, receiver) pairs not sent in time: the nodes could not generate the offered load",
+                    r.stack, r.repetition, c.name, c.not_sent_in_time
                 ));
             } else if c.lost > 0 || c.delivered < c.sent {
                 v.push(format!(

@@ -23,6 +23,9 @@ use tokio::{io::BufReader, net::UnixStream, task::LocalSet};
 
 /// The runtime flavour nodes use, recorded in results.
 pub const RUNTIME_FLAVOUR: &str = "tokio current_thread, one per node process";
+/// How far behind its schedule a node's generator may fall before it drops what is due
+/// (counted as not sent in time) rather than send it ever later.
+pub const LAG_LIMIT: Duration = Duration::from_secs(1);
 /// How long connecting to all peers may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// Accepting waits longer than dialling, so a failed dial reports first, with its reason.

@@ -73,6 +73,12 @@ impl Recorder {
         }
     }
 
+    /// `count` objects of `class`, each for `receivers` peers, that the generator dropped
+    /// because it had fallen too far behind its schedule.
+    pub fn not_sent_in_time(&mut self, class: u8, count: u64, receivers: u64) {
+        self.classes[class as usize].not_sent_in_time += count * receivers;
+    }
+
     /// An object from `peer` fully received at `now_ns`.
     pub fn delivered(&mut self, peer: u32, h: &ObjectHeader, now_ns: u64) {
         let Some(class) = self.plan.classes.get(h.class as usize) else {

@@ -4,7 +4,7 @@ use super::{ClassPlan, WorkloadPlan};
 use crate::scenario::Arrival;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
-use rand_distr::{Distribution, Exp};
+use rand_distr::{Distribution, Exp, Poisson};
 use std::time::Duration;
 
 /// One object to send: which class, its sequence number within (origin, class), when it is
@@ -31,7 +31,8 @@ struct ClassStream {
 #[derive(Debug)]
 enum Gap {
     Constant(Duration),
-    Poisson(Exp<f64>),
+    /// The exponential gap and its rate per second.
+    Poisson(Exp<f64>, f64),
     /// Closed loop: times are set by the caller as capacity frees up.
     Backlog,
 }
@@ -55,7 +56,7 @@ impl ClassStream {
     fn advance(&mut self) {
         let gap = match &self.gap {
             Gap::Constant(d) => *d,
-            Gap::Poisson(exp) => Duration::from_secs_f64(exp.sample(&mut self.rng)),
+            Gap::Poisson(exp, _) => Duration::from_secs_f64(exp.sample(&mut self.rng)),
             Gap::Backlog => return,
         };
         self.next += gap;
@@ -106,7 +107,7 @@ impl Schedule {
                 // Exp::new only fails for a negative rate; validation requires rate > 0.
                 let exp = Exp::new(rate.0).unwrap_or_else(|_| unreachable!("rate validated > 0"));
                 let first = Duration::from_secs_f64(exp.sample(&mut rng));
-                (Gap::Poisson(exp), first)
+                (Gap::Poisson(exp, rate.0), first)
             }
             Arrival::Backlog { .. } => (Gap::Backlog, Duration::ZERO),
         };
@@ -144,6 +145,38 @@ impl Schedule {
         let e = s.take(s.next);
         s.advance();
         Some(e)
+    }
+
+    /// Drops every open-loop object intended before `until` without drawing each one: for a
+    /// node that has fallen so far behind that sending them would only bury what is due
+    /// now. Returns how many objects each class (by index) dropped. The streams go on as
+    /// if those objects had been sent (a Poisson stream is memoryless, so its next arrival
+    /// after `until` is a fresh exponential gap).
+    pub fn skip_until(&mut self, until: Duration) -> Vec<(u8, u64)> {
+        let until = until.min(self.end);
+        let mut skipped = vec![];
+        for s in self.streams.iter_mut().filter(|s| s.next < until) {
+            let count = match &s.gap {
+                Gap::Backlog => continue,
+                Gap::Constant(period) => {
+                    let n = ((until - s.next).as_nanos() / period.as_nanos().max(1)) as u64 + 1;
+                    s.next += period.saturating_mul(n as u32);
+                    n
+                }
+                Gap::Poisson(exp, rate) => {
+                    let mean = rate * (until - s.next).as_secs_f64();
+                    // Poisson::new fails only for a mean that is not positive and finite.
+                    let more = Poisson::new(mean.max(1e-9))
+                        .map(|p| p.sample(&mut s.rng) as u64)
+                        .unwrap_or(0);
+                    s.next = until + Duration::from_secs_f64(exp.sample(&mut s.rng));
+                    1 + more
+                }
+            };
+            s.seq += count;
+            skipped.push((s.class, count));
+        }
+        skipped
     }
 
     /// The next object of backlog class `class`, meant to leave at `now`; `None` when `class`
@@ -184,6 +217,34 @@ mod tests {
             out.push(s.pop_due(t).expect("an object is due at next_due"));
         }
         out
+    }
+
+    #[test]
+    fn a_node_far_behind_skips_in_bulk_and_goes_on_from_now() {
+        // test_plan: node 0 sends "block" at 10/s (constant) and "tx" at 200/s (Poisson)
+        // for 5 s.
+        let plan = test_plan();
+        let mut s = Schedule::new(&plan, 0);
+        let skipped = s.skip_until(Duration::from_secs(3));
+        let count = |class| skipped.iter().find(|(c, _)| *c == class).map_or(0, |x| x.1);
+        assert_eq!(count(0), 30, "10/s for 3 s");
+        let tx = count(1) as f64;
+        assert!(
+            (480.0..720.0).contains(&tx),
+            "about 600 Poisson arrivals: {tx}"
+        );
+        let next = s.next_due().expect("objects remain");
+        assert!(next >= Duration::from_secs(3), "{next:?}");
+        let rest = drain(s);
+        let blocks = rest.iter().filter(|e| e.class == 0).count();
+        assert_eq!(blocks, 20, "the remaining 2 s of blocks are sent");
+        assert_eq!(rest.iter().find(|e| e.class == 0).map(|e| e.seq), Some(30));
+        // Nothing to skip before the first object; nothing past the end.
+        let mut fresh = Schedule::new(&plan, 0);
+        assert!(fresh.skip_until(Duration::ZERO).is_empty());
+        let all = fresh.skip_until(Duration::from_secs(60));
+        assert_eq!(all.iter().find(|(c, _)| *c == 0).map(|x| x.1), Some(50));
+        assert_eq!(fresh.next_due(), None);
     }
 
     #[test]
