@@ -453,12 +453,7 @@ mod tests {
             sent,
             delivered,
             lost: sent - delivered,
-            delivered_bytes: 0,
-            goodput_bytes_per_sec: 0.0,
-            inversions: 0,
-            latency_us: Default::default(),
-            reach_us: Default::default(),
-            unreached: Default::default(),
+            ..Default::default()
         };
         let full = RepetitionSummary {
             stack: "quic-tls".into(),
