@@ -46,4 +46,32 @@ if ! "$venv/bin/python" -c 'import hdrh' 2>/dev/null; then
   python3 -m venv "$venv"
   "$venv/bin/pip" install -q --disable-pip-version-check hdrhistogram
 fi
-echo "setup.sh: ready"
+# Proof: run what is installed, not only look for it.
+fail() { echo "setup.sh: $1" >&2; exit 1; }
+ip -V >/dev/null 2>&1 || fail "ip does not run (iproute2)"
+tc -V >/dev/null 2>&1 || fail "tc does not run (iproute2)"
+wg --version >/dev/null 2>&1 || fail "wg does not run (wireguard-tools)"
+ping -c 1 -W 2 127.0.0.1 >/dev/null 2>&1 || fail "ping 127.0.0.1 failed (iputils-ping)"
+"$venv/bin/python" -c 'import hdrh' || fail "$venv cannot import hdrh"
+wg_go_version=$(wireguard-go --version 2>&1 | head -1) || fail "wireguard-go does not run"
+if [ "$(id -u)" -eq 0 ] && [ -c /dev/net/tun ]; then
+  # wireguard-go must start: a TUN of its own in a scratch namespace, and its UAPI socket
+  # must answer.
+  ns="sbsetup$$"
+  ip netns add "$ns"
+  trap 'ip netns pids "$ns" 2>/dev/null | xargs -r kill 2>/dev/null; ip netns del "$ns" 2>/dev/null; rm -f "/var/run/wireguard/${ns}.sock"' EXIT
+  ip netns exec "$ns" env WG_PROCESS_FOREGROUND=1 wireguard-go "$ns" >/dev/null 2>&1 &
+  for _ in $(seq 100); do
+    [ -S "/var/run/wireguard/${ns}.sock" ] && break
+    sleep 0.05
+  done
+  answer=$(printf 'get=1\n\n' | timeout 5 python3 -c '
+import socket, sys
+s = socket.socket(socket.AF_UNIX); s.connect(sys.argv[1]); s.sendall(sys.stdin.buffer.read())
+print(s.recv(4096).decode())' "/var/run/wireguard/${ns}.sock" 2>&1) || true
+  echo "$answer" | grep -q '^errno=0' || fail "wireguard-go did not start and answer on its UAPI socket: $answer"
+  proof="wireguard-go started and answered"
+else
+  proof="wireguard-go runs (starting it needs root and /dev/net/tun: not tried)"
+fi
+echo "setup.sh: ready: ip, tc, wg, ping and the hdrh venv run; $proof ($wg_go_version)"

@@ -71,6 +71,15 @@ fn find_kernel() -> Result<PathBuf> {
     })
 }
 
+/// Whether a statically linked busybox is where virtme-ng looks (it builds the VM's initramfs
+/// from one, and refuses a dynamically linked one).
+fn static_busybox() -> bool {
+    ["/bin/busybox", "/usr/bin/busybox", "/usr/local/bin/busybox"]
+        .iter()
+        .filter_map(|p| std::fs::read(p).ok())
+        .any(|elf| !elf.windows(7).take(1 << 16).any(|w| w == b"ld-linu"))
+}
+
 fn require_tool(name: &str, version_arg: &str) -> Result<()> {
     match Command::new(name).arg(version_arg).output() {
         Ok(_) => Ok(()),
@@ -205,7 +214,12 @@ fn forward(
 /// Boots the VM and runs the scenario in it; returns the run's exit code.
 pub fn run(opts: VmOptions) -> Result<ExitCode> {
     require_tool("vng", "--version")?;
+    // vng runs virtme-run by name: it must be on the PATH, not only inside a virtualenv.
+    require_tool("virtme-run", "--version")?;
     require_tool("qemu-system-x86_64", "--version")?;
+    if !static_busybox() {
+        bail!("no statically linked busybox (virtme-ng builds the VM's initramfs from one); {INSTALL}");
+    }
     let kernel = match &opts.kernel {
         Some(k) => k.clone(),
         None => find_kernel()?,

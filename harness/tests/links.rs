@@ -98,12 +98,9 @@ fn loss_and_reordering_happen_at_their_rates() {
     assert_eq!(summary.classes[0].delivered, summary.classes[0].sent);
 }
 
-#[test]
-fn links_out_of_tolerance_refuse_the_run_and_write_nothing() {
-    let _g = serial();
-    require_namespaces();
+/// `stackbench run` with `extra` flags on links no emulator can meet (5 ms to within 1 ns).
+fn run_out_of_tolerance(extra: &[&str]) -> (tempfile::TempDir, std::process::Output) {
     let dir = tempfile::tempdir().expect("tempdir");
-    // No emulator is this exact: 5 ms to within 1 ns cannot pass.
     let file = dir.path().join("s.toml");
     std::fs::write(
         &file,
@@ -113,9 +110,18 @@ fn links_out_of_tolerance_refuse_the_run_and_write_nothing() {
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_stackbench"))
         .args(["run", "--no-progress", "--out"])
         .arg(dir.path().join("runs"))
+        .args(extra)
         .arg(&file)
         .output()
         .expect("run stackbench");
+    (dir, out)
+}
+
+#[test]
+fn links_out_of_tolerance_refuse_the_run_and_write_nothing() {
+    let _g = serial();
+    require_namespaces();
+    let (dir, out) = run_out_of_tolerance(&[]);
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{err}");
     assert!(
@@ -134,19 +140,7 @@ fn links_out_of_tolerance_refuse_the_run_and_write_nothing() {
 fn unchecked_links_run_anyway_and_every_output_says_so() {
     let _g = serial();
     require_namespaces();
-    let dir = tempfile::tempdir().expect("tempdir");
-    let file = dir.path().join("s.toml");
-    std::fs::write(
-        &file,
-        wan("delay = \"5ms\"\nprobe = \"1s\"\ntolerance = { relative = \"0%\", absolute = \"1ns\" }"),
-    )
-    .expect("write");
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_stackbench"))
-        .args(["run", "--no-progress", "--unchecked-links", "--out"])
-        .arg(dir.path().join("runs"))
-        .arg(&file)
-        .output()
-        .expect("run stackbench");
+    let (dir, out) = run_out_of_tolerance(&["--unchecked-links"]);
     let (stdout, err) = (
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr),
