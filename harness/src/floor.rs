@@ -135,7 +135,8 @@ fn class_floors(
                 break;
             }
         }
-        std::thread::sleep(Duration::from_millis(100));
+        // Long enough for the last datagrams to cross an intercontinental path.
+        std::thread::sleep(Duration::from_millis(500));
         stop.store(true, Ordering::Relaxed);
         let h = receiver.join().unwrap_or_default();
         result.map(|()| h)
@@ -156,12 +157,13 @@ fn class_floors(
         .collect())
 }
 
-/// Half the round trip of a 200 B ping-pong, sparse (a [`SPARSE_GAP`] between rounds, so
+/// Half the round trip of a 200 B ping-pong between two threads in `node`'s namespace, over
+/// its own address (no link: the machine alone), sparse (a [`SPARSE_GAP`] between rounds, so
 /// both threads go idle) and back to back (each round starts when the last one ends).
-fn wakeup(from: &NodeAddr, to: &NodeAddr) -> io::Result<WakeupCost> {
-    let echo = bind(to, FLOOR_PORT + 1)?;
-    let tx = bind(from, 0)?;
-    tx.connect(SocketAddrV4::new(to.ip, FLOOR_PORT + 1))?;
+fn wakeup(node: &NodeAddr) -> io::Result<WakeupCost> {
+    let echo = bind(node, FLOOR_PORT + 1)?;
+    let tx = bind(node, 0)?;
+    tx.connect(SocketAddrV4::new(node.ip, FLOOR_PORT + 1))?;
     let stop = AtomicBool::new(false);
     let (sparse, dense) = std::thread::scope(|s| {
         s.spawn(|| {
@@ -218,12 +220,12 @@ pub fn measure(nodes: &[NodeAddr], plan: &WorkloadPlan) -> io::Result<MachineFlo
         from: origin,
         to,
         method: format!(
-            "raw UDP, no stack: each class of at most {SMALL_MAX} B on its own rate and sizes, sent on time (the sender spins its last {} us as a node does), timed from the intended send time by a receiver thread that wakes for each datagram; wake-up: half the RTT of a 200 B ping-pong, {SPARSE_ROUNDS} rounds {} ms apart against {DENSE_ROUNDS} back to back",
+            "raw UDP, no stack: each class of at most {SMALL_MAX} B on its own rate and sizes, sent on time (the sender spins its last {} us as a node does), timed from the intended send time by a receiver thread that wakes for each datagram; wake-up: half the RTT of a 200 B ping-pong between two threads in one node's namespace over its own address (the machine, no link), {SPARSE_ROUNDS} rounds {} ms apart against {DENSE_ROUNDS} back to back",
             SPIN.as_micros(),
             SPARSE_GAP.as_millis()
         ),
         classes,
-        wakeup: wakeup(a, b)?,
+        wakeup: wakeup(a)?,
     })
 }
 

@@ -68,9 +68,8 @@ pub fn rows(run: &LoadedRun) -> Vec<[String; 9]> {
 pub fn wakeup_line(f: &MachineFloor) -> String {
     let w = &f.wakeup;
     format!(
-        "Idle wake-up: raw UDP one way n{}→n{} p50 {} with {} ms idle between messages, {} back to back; going idle costs each delivery about {}.",
+        "Idle wake-up: raw UDP one way between two threads of n{} p50 {} with {} ms idle between messages, {} back to back; going idle costs each delivery about {}.",
         f.from,
-        f.to,
         fmt_us(w.sparse_one_way_us.p50),
         w.sparse_gap_us / 1000,
         fmt_us(w.back_to_back_one_way_us.p50),
