@@ -47,8 +47,14 @@ trap cleanup EXIT
 # built once serve both, and each side's own crates are kept apart by their paths.
 for side in A B; do
   rev=$base; [ "$side" = B ] && rev=$head
-  git worktree add --detach -q "$work/$side" "$rev"
   echo "ab-regression: building $side = $(git log -1 --format='%h %s' "$rev" | cut -c1-90)"
+  if [ "$rev" = "$(git rev-parse HEAD)" ] && [ -z "$(git status --porcelain --untracked-files=no)" ]; then
+    # The working tree is that commit: its own build serves.
+    cargo build --release -q --bin stackbench
+    cp target/release/stackbench "$out/bin/stackbench-$side"
+    continue
+  fi
+  git worktree add --detach -q "$work/$side" "$rev"
   cargo build --release -q --manifest-path "$work/$side/Cargo.toml" --target-dir "$PWD/target" --bin stackbench
   cp target/release/stackbench "$out/bin/stackbench-$side"
 done
