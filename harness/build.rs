@@ -43,6 +43,28 @@ fn main() {
             .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
             .unwrap_or_else(|| "unknown".into())
     };
+    // Built again whenever HEAD moves (a commit, a checkout), so the revision a run records
+    // is the one it was built from. In a worktree, HEAD lives in its own git dir and branch
+    // refs in the common one.
+    let git_dir = out("git", &["rev-parse", "--absolute-git-dir"]);
+    let common = out(
+        "git",
+        &["rev-parse", "--path-format=absolute", "--git-common-dir"],
+    );
+    if git_dir != "unknown" {
+        println!("cargo:rerun-if-changed={git_dir}/HEAD");
+        let common = std::path::Path::new(&common);
+        let head_ref = out("git", &["symbolic-ref", "-q", "HEAD"]);
+        // Only files that exist: cargo reruns a build script on every build when one is
+        // missing. (A detached HEAD has no branch ref; its HEAD file holds the commit.)
+        let mut files = vec![common.join("packed-refs")];
+        if head_ref != "unknown" {
+            files.push(common.join(&head_ref));
+        }
+        for file in files.iter().filter(|f| f.is_file()) {
+            println!("cargo:rerun-if-changed={}", file.display());
+        }
+    }
     let mut rev = out("git", &["rev-parse", "--short=12", "HEAD"]);
     if !out("git", &["status", "--porcelain", "--untracked-files=no"]).is_empty()
         && rev != "unknown"

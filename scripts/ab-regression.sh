@@ -45,7 +45,9 @@ trap cleanup EXIT
 
 # Each side is built from its own worktree into the shared target folder: dependencies
 # built once serve both, and each side's own crates are kept apart by their paths.
-for side in A B; do
+# B first: a build of the working tree cannot be told from a fresh one by cargo after
+# another build has overwritten target/release/stackbench.
+for side in B A; do
   rev=$base; [ "$side" = B ] && rev=$head
   echo "ab-regression: building $side = $(git log -1 --format='%h %s' "$rev" | cut -c1-90)"
   if [ "$rev" = "$(git rev-parse HEAD)" ] && [ -z "$(git status --porcelain --untracked-files=no)" ]; then
@@ -84,6 +86,17 @@ for i in $(seq 1 "$pairs"); do
   done
 done
 list() { ls -d "$out/$1"/*/ | sort | paste -sd, -; }
+# Each side's runs must come from its own commit's build.
+for side in A B; do
+  rev=$base; [ "$side" = B ] && rev=$head
+  for env in "$out/$side"/*/env.json; do
+    built=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["stackbench_git_rev"])' "$env")
+    case "$built" in
+      "${rev:0:12}"*) ;;
+      *) echo "ab-regression: $side's run $(dirname "$env") was made by build $built, not $rev" >&2; exit 1 ;;
+    esac
+  done
+done
 set +e
 "$out/bin/stackbench-B" compare "$(list A)" "$(list B)"
 code=$?
