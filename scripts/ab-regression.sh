@@ -45,13 +45,14 @@ trap cleanup EXIT
 
 # Each side is built from its own worktree into the shared target folder: dependencies
 # built once serve both, and each side's own crates are kept apart by their paths.
-# B first: a build of the working tree cannot be told from a fresh one by cargo after
-# another build has overwritten target/release/stackbench.
 for side in B A; do
   rev=$base; [ "$side" = B ] && rev=$head
   echo "ab-regression: building $side = $(git log -1 --format='%h %s' "$rev" | cut -c1-90)"
   if [ "$rev" = "$(git rev-parse HEAD)" ] && [ -z "$(git status --porcelain --untracked-files=no)" ]; then
-    # The working tree is that commit: its own build serves.
+    # The working tree is that commit: its own build serves. Touching the binary's root
+    # makes cargo link it again and so put it back in target/release, where another
+    # build's binary may stand while cargo counts this one fresh.
+    touch harness/src/main.rs
     cargo build --release -q --bin stackbench
     cp target/release/stackbench "$out/bin/stackbench-$side"
     continue
