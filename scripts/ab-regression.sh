@@ -30,12 +30,7 @@ out=target/ab
 rm -rf "$out"
 mkdir -p "$out/bin"
 work=$(mktemp -d)
-# Both builds go through target/release/stackbench; the working tree's own binary is put
-# back afterwards for whatever runs next.
-[ -x target/release/stackbench ] && cp -p target/release/stackbench "$out/bin/stackbench-worktree"
 cleanup() {
-  [ -x "$out/bin/stackbench-worktree" ] && cp -p "$out/bin/stackbench-worktree" target/release/stackbench
-
   git worktree remove --force "$work/A" >/dev/null 2>&1 || true
   git worktree remove --force "$work/B" >/dev/null 2>&1 || true
   rm -rf "$work"
@@ -43,23 +38,22 @@ cleanup() {
 }
 trap cleanup EXIT
 
-# Each side is built from its own worktree into the shared target folder: dependencies
-# built once serve both, and each side's own crates are kept apart by their paths.
+# A side that is the clean working tree uses its own build. Any other is built from a
+# worktree into a target folder of its own side (kept between calls, so a second call is
+# quick): cargo names a workspace's artifacts by their path within the workspace, so two
+# checkouts sharing one target folder would overwrite each other's.
 for side in B A; do
   rev=$base; [ "$side" = B ] && rev=$head
   echo "ab-regression: building $side = $(git log -1 --format='%h %s' "$rev" | cut -c1-90)"
   if [ "$rev" = "$(git rev-parse HEAD)" ] && [ -z "$(git status --porcelain --untracked-files=no)" ]; then
-    # The working tree is that commit: its own build serves. Touching the binary's root
-    # makes cargo link it again and so put it back in target/release, where another
-    # build's binary may stand while cargo counts this one fresh.
-    touch harness/src/main.rs
     cargo build --release -q --bin stackbench
     cp target/release/stackbench "$out/bin/stackbench-$side"
     continue
   fi
   git worktree add --detach -q "$work/$side" "$rev"
-  cargo build --release -q --manifest-path "$work/$side/Cargo.toml" --target-dir "$PWD/target" --bin stackbench
-  cp target/release/stackbench "$out/bin/stackbench-$side"
+  cargo build --release -q --manifest-path "$work/$side/Cargo.toml" \
+    --target-dir "$PWD/target/ab-target-$side" --bin stackbench
+  cp "target/ab-target-$side/release/stackbench" "$out/bin/stackbench-$side"
 done
 
 args_for() {
