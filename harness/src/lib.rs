@@ -12,6 +12,7 @@ pub mod churn_summary;
 pub mod cli;
 pub mod control;
 pub mod controller;
+pub mod faults;
 pub mod floor;
 pub mod link;
 pub mod metrics;

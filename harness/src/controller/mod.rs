@@ -5,6 +5,7 @@
 
 mod nodes;
 
+pub use crate::faults::Faults;
 use crate::{
     aggregate::{self, RepetitionContext},
     check::HostCaps,
@@ -31,40 +32,6 @@ const REPORT_SLACK: Duration = Duration::from_secs(15);
 /// Lead time between announcing the start and the start itself.
 const START_LEAD: Duration = Duration::from_millis(200);
 
-/// Test-only interference, to prove failures are caught.
-#[derive(Debug, Clone, Default)]
-pub struct Faults {
-    /// Give node `.0` a wrong key for node `.1`.
-    pub wrong_peer_key: Option<(u32, u32)>,
-}
-
-impl Faults {
-    /// Whether node `i` must be given a wrong key for node `j`.
-    pub fn wrong_key(&self, i: u32, j: u32) -> bool {
-        self.wrong_peer_key == Some((i, j))
-    }
-
-    /// Whose TLS key node `i` is given for node `j`: `j`'s, or under the fault another
-    /// node's real key (a third node where there is one, else `i`'s own).
-    pub fn tls_key_owner(&self, i: u32, j: u32, nodes: u32) -> u32 {
-        if !self.wrong_key(i, j) {
-            return j;
-        }
-        (0..nodes).find(|k| *k != i && *k != j).unwrap_or(i)
-    }
-
-    /// The WireGuard public key node `i` is given for node `j`: `right`, or under the fault a
-    /// fresh valid key that no node holds. (Another node's key would not do: WireGuard
-    /// ignores a peer with the device's own key and refuses duplicate peers.)
-    pub fn wg_key(&self, i: u32, j: u32, right: [u8; 32]) -> [u8; 32] {
-        if !self.wrong_key(i, j) {
-            return right;
-        }
-        let stranger = boringtun::x25519::StaticSecret::random_from_rng(rand::rngs::OsRng);
-        boringtun::x25519::PublicKey::from(&stranger).to_bytes()
-    }
-}
-
 #[derive(Debug, Clone)]
 pub struct RunOptions {
     /// Parent folder of run folders (e.g. `results/runs`), or the exact folder with `exact_dir`.
@@ -79,6 +46,16 @@ pub struct RunOptions {
     /// Run even when the self-check finds the links off; every output says so.
     pub unchecked_links: bool,
     pub faults: Faults,
+}
+
+impl RunOptions {
+    /// What the stacks' controller side needs of the run.
+    pub fn stack_context(&self) -> stack::StackContext<'_> {
+        stack::StackContext {
+            node_exe: &self.node_exe,
+            faults: &self.faults,
+        }
+    }
 }
 
 /// What a run produced.
@@ -182,7 +159,7 @@ pub async fn run(scenario: &Scenario, opts: &RunOptions) -> Result<RunOutcome> {
         }
         let result = async {
             let underlay = stack
-                .prepare(&topology, opts)
+                .prepare(&topology, &opts.stack_context())
                 .with_context(|| format!("preparing {name}"))?;
             for rep in 0..reps {
                 let label = format!("{name} rep {}/{reps}", rep + 1);
@@ -256,7 +233,7 @@ fn lifecycle(
         std::array::from_fn(|_| metrics::new_histogram());
     let mut what = String::new();
     for _ in 0..samples {
-        let (w, times) = stack.lifecycle(topology, opts)?;
+        let (w, times) = stack.lifecycle(topology, &opts.stack_context())?;
         what = w;
         let Some(t) = times else { break };
         let total = t.create_us + t.configure_us + t.up_us + t.destroy_us;

@@ -8,7 +8,7 @@ use super::{
     wg_tun::{hex, ip_in, run_keys, uapi, uapi_path, Daemon, QuicWgTun, WG_PORT},
     LifecycleTimes, StackError,
 };
-use crate::{controller::RunOptions, topology::Topology};
+use crate::topology::Topology;
 use std::time::Instant;
 
 /// The lifecycle interface's tunnel address: apart from every node's.
@@ -50,7 +50,7 @@ fn address_and_up(ns: &str, iface: &str) -> Result<(), StackError> {
 pub fn tun_daemon(
     stack: &QuicWgTun,
     topology: &Topology,
-    opts: &RunOptions,
+    opts: &super::StackContext<'_>,
 ) -> Result<LifecycleTimes, StackError> {
     let ns = topology.node_netns(0);
     let iface = scratch_iface(topology);

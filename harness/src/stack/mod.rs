@@ -292,6 +292,15 @@ pub trait PreparedUnderlay: Send {
     }
 }
 
+/// What a stack's controller side needs of the run, in a type of the stack layer's own.
+#[derive(Debug, Clone, Copy)]
+pub struct StackContext<'a> {
+    /// The stackbench binary (for the daemons it serves, such as `wg-device`).
+    pub node_exe: &'a std::path::Path,
+    /// Test-only interference.
+    pub faults: &'a crate::faults::Faults,
+}
+
 /// A transport-security stack under test.
 pub trait Stack: Send + Sync {
     fn id(&self) -> StackId;
@@ -301,7 +310,7 @@ pub trait Stack: Send + Sync {
     fn prepare(
         &self,
         topology: &crate::topology::Topology,
-        opts: &crate::controller::RunOptions,
+        opts: &StackContext<'_>,
     ) -> Result<Box<dyn PreparedUnderlay>, StackError>;
     /// Node side: the QUIC endpoint of one node, inside its namespace.
     fn endpoint(&self, ctx: &NodeContext<'_>) -> Result<NodeEndpoint, StackError>;
@@ -311,7 +320,7 @@ pub trait Stack: Send + Sync {
     fn lifecycle(
         &self,
         _topology: &crate::topology::Topology,
-        _opts: &crate::controller::RunOptions,
+        _opts: &StackContext<'_>,
     ) -> Result<(String, Option<LifecycleTimes>), StackError> {
         Ok(("no interface: QUIC binds a UDP socket".into(), None))
     }

@@ -49,7 +49,7 @@ impl Stack for QuicUdp {
     fn prepare(
         &self,
         topology: &Topology,
-        _opts: &crate::controller::RunOptions,
+        _opts: &super::StackContext<'_>,
     ) -> Result<Box<dyn PreparedUnderlay>, StackError> {
         let addrs = (0..topology.nodes())
             .map(|i| topology.node_socket_addr(i))

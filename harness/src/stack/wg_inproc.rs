@@ -76,7 +76,7 @@ impl Stack for QuicWgInproc {
     fn prepare(
         &self,
         topology: &Topology,
-        _opts: &crate::controller::RunOptions,
+        _opts: &super::StackContext<'_>,
     ) -> Result<Box<dyn PreparedUnderlay>, StackError> {
         let endpoints = (0..topology.nodes())
             .map(|i| SocketAddr::V4(SocketAddrV4::new(topology.node_ip(i), WG_PORT)))
@@ -90,7 +90,7 @@ impl Stack for QuicWgInproc {
     fn lifecycle(
         &self,
         topology: &Topology,
-        _opts: &crate::controller::RunOptions,
+        _opts: &super::StackContext<'_>,
     ) -> Result<(String, Option<super::LifecycleTimes>), StackError> {
         Ok((
             "create: a boringtun Tunn per peer (this is all the configuring there is); up: bind the UDP socket; destroy: drop both".into(),

@@ -13,7 +13,7 @@ use super::{
     Availability, CryptoKind, NodeContext, NodeEndpoint, PreparedUnderlay, Stack, StackError,
     StackId, UnderlayKind,
 };
-use crate::{check::HostCaps, controller::RunOptions, topology::Topology};
+use crate::{check::HostCaps, topology::Topology};
 use base64::{engine::general_purpose::STANDARD as B64, Engine};
 use std::{
     io::Write,
@@ -156,7 +156,7 @@ impl Stack for QuicWgKernel {
     fn prepare(
         &self,
         topology: &Topology,
-        opts: &RunOptions,
+        opts: &super::StackContext<'_>,
     ) -> Result<Box<dyn PreparedUnderlay>, StackError> {
         let n = topology.nodes();
         let (secrets, publics) = run_keys(n);
@@ -186,7 +186,7 @@ impl Stack for QuicWgKernel {
     fn lifecycle(
         &self,
         topology: &Topology,
-        _opts: &RunOptions,
+        _opts: &super::StackContext<'_>,
     ) -> Result<(String, Option<super::LifecycleTimes>), StackError> {
         Ok((
             "create: ip link add type wireguard; configure: wg setconf with key, port and every peer; up: ip addr add + ip link set mtu up; destroy: ip link del".into(),

@@ -7,7 +7,7 @@ use super::{
     quic_udp::udp_endpoint, wg_socket, Availability, CryptoKind, NodeContext, NodeEndpoint,
     PreparedUnderlay, Stack, StackError, StackId, UnderlayKind,
 };
-use crate::{check::HostCaps, controller::RunOptions, topology::Topology};
+use crate::{check::HostCaps, topology::Topology};
 use boringtun::x25519;
 use std::{
     io::{BufRead, BufReader, Write},
@@ -184,7 +184,7 @@ pub(super) struct WgPeerConfig {
 /// Node `index`'s WireGuard peers: every other node of the topology.
 pub(super) fn wg_peers(
     topology: &Topology,
-    opts: &RunOptions,
+    opts: &super::StackContext<'_>,
     publics: &[[u8; 32]],
     index: u32,
 ) -> Vec<WgPeerConfig> {
@@ -350,7 +350,7 @@ impl Stack for QuicWgTun {
     fn prepare(
         &self,
         topology: &Topology,
-        opts: &RunOptions,
+        opts: &super::StackContext<'_>,
     ) -> Result<Box<dyn PreparedUnderlay>, StackError> {
         let n = topology.nodes();
         let (secrets, publics) = run_keys(n);
@@ -389,7 +389,7 @@ impl Stack for QuicWgTun {
     fn lifecycle(
         &self,
         topology: &Topology,
-        opts: &RunOptions,
+        opts: &super::StackContext<'_>,
     ) -> Result<(String, Option<super::LifecycleTimes>), StackError> {
         Ok((
             super::lifecycle::tun_daemon_phases(self.daemon),

@@ -1,0 +1,36 @@
+//! Test-only interference, to prove that failures are caught: a lower layer of its own, so
+//! that the stacks which apply it need not know the controller.
+
+/// Test-only interference, to prove failures are caught.
+#[derive(Debug, Clone, Default)]
+pub struct Faults {
+    /// Give node `.0` a wrong key for node `.1`.
+    pub wrong_peer_key: Option<(u32, u32)>,
+}
+
+impl Faults {
+    /// Whether node `i` must be given a wrong key for node `j`.
+    pub fn wrong_key(&self, i: u32, j: u32) -> bool {
+        self.wrong_peer_key == Some((i, j))
+    }
+
+    /// Whose TLS key node `i` is given for node `j`: `j`'s, or under the fault another
+    /// node's real key (a third node where there is one, else `i`'s own).
+    pub fn tls_key_owner(&self, i: u32, j: u32, nodes: u32) -> u32 {
+        if !self.wrong_key(i, j) {
+            return j;
+        }
+        (0..nodes).find(|k| *k != i && *k != j).unwrap_or(i)
+    }
+
+    /// The WireGuard public key node `i` is given for node `j`: `right`, or under the fault a
+    /// fresh valid key that no node holds. (Another node's key would not do: WireGuard
+    /// ignores a peer with the device's own key and refuses duplicate peers.)
+    pub fn wg_key(&self, i: u32, j: u32, right: [u8; 32]) -> [u8; 32] {
+        if !self.wrong_key(i, j) {
+            return right;
+        }
+        let stranger = boringtun::x25519::StaticSecret::random_from_rng(rand::rngs::OsRng);
+        boringtun::x25519::PublicKey::from(&stranger).to_bytes()
+    }
+}
