@@ -55,7 +55,7 @@ pub fn tun_daemon(
     let ns = topology.node_netns(0);
     let iface = scratch_iface(topology);
     let t = Instant::now();
-    let mut child = stack.spawn_daemon(topology, 0, &iface, &opts.node_exe)?;
+    let mut child = stack.spawn_daemon(topology, 0, &iface, opts.node_exe)?;
     let create_us = us(t);
     let result = (|| -> Result<(u64, u64), StackError> {
         let t = Instant::now();

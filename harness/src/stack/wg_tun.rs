@@ -364,7 +364,7 @@ impl Stack for QuicWgTun {
         for i in 0..n {
             let iface = iface_name(topology, i);
             u.children
-                .push(self.spawn_daemon(topology, i, &iface, &opts.node_exe)?);
+                .push(self.spawn_daemon(topology, i, &iface, opts.node_exe)?);
             u.ifaces.push(iface.clone());
             let mut req = format!(
                 "set=1\nprivate_key={}\nlisten_port={WG_PORT}\nreplace_peers=true\n",
