@@ -10,7 +10,7 @@ use hdrhistogram::{
     serialization::{interval_log::IntervalLogWriterBuilder, V2DeflateSerializer},
     Histogram,
 };
-use stackbench_report::schema::{
+use stackbench_core::schema::{
     ClassSummary, NodeSummary, Percentiles, RepetitionSummary, SCHEMA_VERSION,
 };
 use std::{
@@ -77,8 +77,8 @@ pub struct RepetitionContext<'a> {
     pub underlay_cpu_seconds: f64,
     pub host_busy_seconds: f64,
     pub stack_config: serde_json::Value,
-    pub link_emulator: Option<stackbench_report::schema::LinkEmulatorCost>,
-    pub lifecycle: Option<stackbench_report::churn_schema::Lifecycle>,
+    pub link_emulator: Option<stackbench_core::schema::LinkEmulatorCost>,
+    pub lifecycle: Option<stackbench_core::schema::churn::Lifecycle>,
 }
 
 /// Bytes sent on the nodes' veths per byte of object delivered.

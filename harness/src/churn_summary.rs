@@ -9,7 +9,7 @@ use crate::{
 };
 use anyhow::{Context, Result};
 use hdrhistogram::Histogram;
-use stackbench_report::churn_schema::{ChurnSummary, ClassDisruption, EventMark};
+use stackbench_core::schema::churn::{ChurnSummary, ClassDisruption, EventMark};
 use std::{collections::BTreeMap, time::Duration};
 
 /// A WireGuard handshake this soon after a churn step involving its pair is the step's,

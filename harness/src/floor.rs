@@ -12,7 +12,7 @@ use crate::{
     scenario::Arrival,
     workload::{Schedule, WorkloadPlan},
 };
-use stackbench_report::schema::{FloorClass, MachineFloor, WakeupCost, SCHEMA_VERSION};
+use stackbench_core::schema::{FloorClass, MachineFloor, WakeupCost, SCHEMA_VERSION};
 use std::{
     io,
     net::{SocketAddrV4, UdpSocket},
@@ -235,7 +235,7 @@ mod tests {
 
     #[test]
     fn the_floor_plan_keeps_small_open_loop_classes_at_their_rates() {
-        let plan = crate::workload::test_plan();
+        let plan = crate::workload::example_plan();
         let small: Vec<_> = plan
             .classes
             .iter()

@@ -4,7 +4,9 @@
 use crate::{check::HostCaps, scenario::Scenario};
 use anyhow::{Context, Result};
 use serde::Serialize;
-use stackbench_report::schema::{RepetitionSummary, RunManifest, StackOutcome, SCHEMA_VERSION};
+use stackbench_core::schema::{
+    RepetitionSummary, RunManifest, RunStatus, StackOutcome, SCHEMA_VERSION,
+};
 use std::{
     collections::BTreeMap,
     fs,
@@ -192,7 +194,7 @@ impl RunWriter {
                 schema: SCHEMA_VERSION,
                 run_id: run_id.to_owned(),
                 scenario: scenario.name.clone(),
-                status: "running".into(),
+                status: RunStatus::Running,
                 started_unix: crate::runid::unix_now(),
                 finished_unix: None,
                 stacks: vec![],
@@ -220,7 +222,7 @@ impl RunWriter {
 
     /// Writes `links.json`: the network asked for and what the self-check measured; a run
     /// that did not hold its links to the scenario is marked so in `run.json` too.
-    pub fn write_links(&mut self, check: &stackbench_report::schema::LinkCheck) -> Result<()> {
+    pub fn write_links(&mut self, check: &stackbench_core::schema::LinkCheck) -> Result<()> {
         if check.unchecked {
             self.manifest.links_not_verified = Some(check.unchecked_note());
             self.save()?;
@@ -232,7 +234,7 @@ impl RunWriter {
     }
 
     /// Writes `floor.json`: the machine's own latency, measured before the stacks.
-    pub fn write_floor(&self, floor: &stackbench_report::schema::MachineFloor) -> Result<()> {
+    pub fn write_floor(&self, floor: &stackbench_core::schema::MachineFloor) -> Result<()> {
         write_atomic(
             &self.dir.join("floor.json"),
             &serde_json::to_vec_pretty(floor)?,
@@ -284,10 +286,10 @@ impl RunWriter {
         self.save()
     }
 
-    /// Records the final status ("complete" or "failed") and any run-level error.
-    pub fn finish(&mut self, status: &str, error: Option<String>) -> Result<()> {
+    /// Records the final status and any run-level error.
+    pub fn finish(&mut self, status: RunStatus, error: Option<String>) -> Result<()> {
         self.finished = true;
-        self.manifest.status = status.into();
+        self.manifest.status = status;
         self.manifest.error = error;
         self.manifest.finished_unix = Some(crate::runid::unix_now());
         self.save()
@@ -302,7 +304,7 @@ impl Drop for RunWriter {
     fn drop(&mut self) {
         if !self.finished {
             let _ = self.finish(
-                "interrupted",
+                RunStatus::Interrupted,
                 Some("the run was interrupted before it finished".into()),
             );
         }

@@ -117,7 +117,8 @@ fn churn_is_measured_on_every_underlay() {
         let dir = tempfile::tempdir().expect("tempdir");
         let out = common::run(&scenario, name, dir.path(), Faults::default());
         assert_eq!(
-            out.manifest.status, "complete",
+            out.manifest.status,
+            stackbench_core::schema::RunStatus::Complete,
             "{name}: {:?}",
             out.manifest
         );

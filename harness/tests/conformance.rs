@@ -48,7 +48,8 @@ fn every_object_is_delivered_to_every_node() {
         let dir = tempfile::tempdir().expect("tempdir");
         let outcome = run(&sc, &name, dir.path(), Faults::default());
         assert_eq!(
-            outcome.manifest.status, "complete",
+            outcome.manifest.status,
+            stackbench_core::schema::RunStatus::Complete,
             "{name}: {:?}",
             outcome.manifest.error
         );
@@ -158,7 +159,7 @@ fn priority_lets_votes_overtake_saturating_transactions() {
             ),
             &name,
         );
-        let class = |s: &stackbench_report::schema::RepetitionSummary, n: &str| {
+        let class = |s: &stackbench_core::schema::RepetitionSummary, n: &str| {
             s.classes
                 .iter()
                 .find(|c| c.name == n)
@@ -210,14 +211,16 @@ fn a_wrong_peer_key_is_refused_with_a_clear_error() {
             // the point of the control, so it is asserted, not skipped.
             eprintln!("conformance: {name} authenticates no peer; a wrong key must go unnoticed");
             assert_eq!(
-                outcome.manifest.status, "complete",
+                outcome.manifest.status,
+                stackbench_core::schema::RunStatus::Complete,
                 "{name}: {:?}",
                 outcome.manifest.error
             );
             continue;
         }
         assert_eq!(
-            outcome.manifest.status, "failed",
+            outcome.manifest.status,
+            stackbench_core::schema::RunStatus::Failed,
             "{name}: a wrong key must fail the run"
         );
         let err = outcome.manifest.error.clone().unwrap_or_default();

@@ -6,7 +6,7 @@ mod common;
 
 use common::{require_namespaces, serial};
 use stackbench::controller::Faults;
-use stackbench_report::schema::LinkCheck;
+use stackbench_core::schema::LinkCheck;
 
 fn none() -> Faults {
     Faults::default()

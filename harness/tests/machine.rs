@@ -5,7 +5,7 @@ mod common;
 
 use common::{require_namespaces, run, scenario, serial, votes_toml};
 use stackbench::controller::Faults;
-use stackbench_report::schema::MachineFloor;
+use stackbench_core::schema::MachineFloor;
 
 #[test]
 fn every_run_records_the_floor_beside_the_stacks_latency() {
@@ -14,7 +14,12 @@ fn every_run_records_the_floor_beside_the_stacks_latency() {
     let dir = tempfile::tempdir().expect("tempdir");
     let s = scenario(&votes_toml("floor", 2, "1s", "500ms", "500ms", 200));
     let out = run(&s, "quic-tls", dir.path(), Faults::default());
-    assert_eq!(out.manifest.status, "complete", "{:?}", out.manifest.error);
+    assert_eq!(
+        out.manifest.status,
+        stackbench_core::schema::RunStatus::Complete,
+        "{:?}",
+        out.manifest.error
+    );
     let floor: MachineFloor = serde_json::from_str(
         &std::fs::read_to_string(dir.path().join("floor.json")).expect("floor.json"),
     )
@@ -50,7 +55,12 @@ fn a_load_the_nodes_cannot_generate_is_named_not_reported_as_a_hung_node() {
         "overload", 2, "2s", "500ms", "500ms", 2_000_000,
     ));
     let out = run(&s, "quic-tls", dir.path(), Faults::default());
-    assert_eq!(out.manifest.status, "complete", "{:?}", out.manifest.error);
+    assert_eq!(
+        out.manifest.status,
+        stackbench_core::schema::RunStatus::Complete,
+        "{:?}",
+        out.manifest.error
+    );
     let run = stackbench_report::load_run(dir.path()).expect("readable");
     let vote = &run.repetitions[0].classes[0];
     assert!(vote.not_sent_in_time > 0, "{vote:?}");

@@ -287,7 +287,7 @@ pub fn page(
         esc(&m.scenario),
         esc(&m.scenario),
         esc(&ids.join(", ")),
-        esc(&m.status)
+        esc(&m.status.to_string())
     );
     if let Some(e) = &m.emulated_cpu {
         s.push_str(&format!(

@@ -3,7 +3,6 @@
 
 mod charts;
 mod churn;
-pub mod churn_schema;
 pub mod compare;
 pub mod document;
 mod floor;
@@ -11,9 +10,12 @@ pub mod hist;
 mod html;
 mod links;
 pub mod plots;
-pub mod schema;
 pub mod stats;
 mod summary;
+
+/// The results schema lives in the core; these are the paths readers have always used.
+pub use stackbench_core::schema;
+pub use stackbench_core::schema::churn as churn_schema;
 
 pub use summary::{
     incompleteness, load_pooled, load_run, summary_markdown, summary_table, warnings, LoadedRun,

@@ -15,6 +15,8 @@ pub enum ReportError {
     Parse(PathBuf, serde_json::Error),
     #[error("{0}: {1}")]
     Config(PathBuf, String),
+    #[error("{path}: results schema version {found}; this build reads versions {oldest} to {newest} (use the stackbench that wrote it)", oldest = crate::schema::OLDEST_READABLE_SCHEMA, newest = crate::schema::SCHEMA_VERSION)]
+    Schema { path: PathBuf, found: u64 },
 }
 
 /// A run folder's manifest and every repetition summary in it.
@@ -30,7 +32,21 @@ pub struct LoadedRun {
 
 fn read_json<T: serde::de::DeserializeOwned>(p: &Path) -> Result<T, ReportError> {
     let text = std::fs::read_to_string(p).map_err(|e| ReportError::Io(p.to_owned(), e))?;
-    serde_json::from_str(&text).map_err(|e| ReportError::Parse(p.to_owned(), e))
+    let value: serde_json::Value =
+        serde_json::from_str(&text).map_err(|e| ReportError::Parse(p.to_owned(), e))?;
+    // Files that carry a version must be one this build understands; older ones read with
+    // their missing fields defaulted.
+    if let Some(found) = value.get("schema").and_then(serde_json::Value::as_u64) {
+        if !(crate::schema::OLDEST_READABLE_SCHEMA as u64..=crate::schema::SCHEMA_VERSION as u64)
+            .contains(&found)
+        {
+            return Err(ReportError::Schema {
+                path: p.to_owned(),
+                found,
+            });
+        }
+    }
+    serde_json::from_value(value).map_err(|e| ReportError::Parse(p.to_owned(), e))
 }
 
 /// Several runs of one scenario as one: their repetitions pooled per stack (renumbered in
@@ -428,6 +444,27 @@ mod tests {
     use super::*;
 
     use crate::schema::{NodeSummary, RepetitionSummary, RunManifest};
+
+    #[test]
+    fn refuses_a_schema_it_does_not_know() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let run = |schema: u32| {
+            let m = RunManifest {
+                schema,
+                ..Default::default()
+            };
+            std::fs::write(
+                dir.path().join("run.json"),
+                serde_json::to_vec(&m).expect("plain data serializes"),
+            )
+            .expect("writing run.json");
+            load_run(dir.path())
+        };
+        assert!(run(crate::schema::SCHEMA_VERSION).is_ok());
+        let err = run(crate::schema::SCHEMA_VERSION + 1).expect_err("a newer schema");
+        assert!(matches!(err, ReportError::Schema { .. }), "{err}");
+        assert!(err.to_string().contains("run.json"), "{err}");
+    }
 
     #[test]
     fn an_emulated_cpu_heads_every_summary() {

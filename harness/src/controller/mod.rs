@@ -22,7 +22,7 @@ use crate::{
 use anyhow::{anyhow, Context, Result};
 use indicatif::{ProgressBar, ProgressStyle};
 use nodes::NodeSet;
-use stackbench_report::schema::StackOutcome;
+use stackbench_core::schema::{RunStatus, StackOutcome, StackStatus};
 use std::{path::PathBuf, sync::Arc, time::Duration};
 
 /// How long nodes may take to start, connect and get ready.
@@ -62,7 +62,7 @@ impl RunOptions {
 #[derive(Debug)]
 pub struct RunOutcome {
     pub dir: PathBuf,
-    pub manifest: stackbench_report::schema::RunManifest,
+    pub manifest: stackbench_core::schema::RunManifest,
 }
 
 /// Releases the run's markers after everything else is gone.
@@ -142,13 +142,13 @@ pub async fn run(scenario: &Scenario, opts: &RunOptions) -> Result<RunOutcome> {
         let name = id.name();
         let availability = stack.availability(&host);
         let (status, reason) = match &availability {
-            Availability::Available => ("available", None),
-            Availability::Unavailable(r) => ("unavailable", Some(r.clone())),
+            Availability::Available => (StackStatus::Available, None),
+            Availability::Unavailable(r) => (StackStatus::Unavailable, Some(r.clone())),
         };
         writer.add_stack(StackOutcome {
             name: name.clone(),
             insecure: id.is_insecure(),
-            status: status.into(),
+            status,
             reason: reason.clone(),
             repetitions_done: 0,
             error: None,
@@ -206,9 +206,9 @@ pub async fn run(scenario: &Scenario, opts: &RunOptions) -> Result<RunOutcome> {
     let error = (!failures.is_empty()).then(|| failures.join("; "));
     writer.finish(
         if error.is_some() {
-            "failed"
+            RunStatus::Failed
         } else {
-            "complete"
+            RunStatus::Complete
         },
         error,
     )?;
@@ -224,7 +224,7 @@ fn lifecycle(
     topology: &Topology,
     opts: &RunOptions,
     scenario: &Scenario,
-) -> Result<Option<stackbench_report::churn_schema::Lifecycle>> {
+) -> Result<Option<stackbench_core::schema::churn::Lifecycle>> {
     let samples = scenario.churn.lifecycle_samples;
     if samples == 0 {
         return Ok(None);
@@ -246,7 +246,7 @@ fn lifecycle(
         }
     }
     let [create, configure, up, destroy, total] = phases.map(|h| aggregate::percentiles(&h));
-    Ok(Some(stackbench_report::churn_schema::Lifecycle {
+    Ok(Some(stackbench_core::schema::churn::Lifecycle {
         what,
         samples: total.count as u32,
         create_us: create,
@@ -265,7 +265,7 @@ struct RepetitionData {
     underlay_cpu: f64,
     /// Host-wide busy CPU seconds during the repetition, whoever used them.
     host_busy: f64,
-    link_emulator: Option<stackbench_report::schema::LinkEmulatorCost>,
+    link_emulator: Option<stackbench_core::schema::LinkEmulatorCost>,
 }
 
 /// The self-check: measures every path and uplink, and refuses the run when the links are
@@ -277,7 +277,7 @@ fn check_links(
     scenario: &Scenario,
     opts: &RunOptions,
     mechanism_note: Option<String>,
-) -> Result<stackbench_report::schema::LinkCheck> {
+) -> Result<stackbench_core::schema::LinkCheck> {
     let links = scenario.links.get_ref();
     if opts.progress {
         eprintln!(

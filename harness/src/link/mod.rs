@@ -4,19 +4,17 @@
 
 pub mod coverage;
 pub mod emulator;
-pub mod model;
 pub mod netem;
-pub mod plan;
 pub mod probe;
 
-pub use plan::{LinkNode, LinkPlan, PathImpairment};
+pub use stackbench_core::link::{model, plan, LinkNode, LinkPlan, PathImpairment};
 
 use crate::{
     aggregate::percentiles, check::HostCaps, metrics::decode_histogram, scenario::EmulatorChoice,
 };
 use anyhow::{bail, Context, Result};
 use emulator::EmulatorStats;
-use stackbench_report::schema::LinkEmulatorCost;
+use stackbench_core::schema::LinkEmulatorCost;
 use std::{
     io::{BufRead, BufReader, Write},
     path::Path,

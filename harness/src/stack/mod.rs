@@ -189,17 +189,6 @@ pub struct NodeContext<'a> {
     pub stream_credit: u32,
 }
 
-/// One other node as this node sees it: where to reach it and which key it must present.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct PeerInfo {
-    pub index: u32,
-    pub addr: SocketAddr,
-    pub spki: Vec<u8>,
-    pub wg_public: [u8; 32],
-    /// Where the peer's WireGuard listens (outer UDP address), for in-process tunnels.
-    pub wg_endpoint: Option<SocketAddr>,
-}
-
 /// How to dial one peer.
 #[derive(Clone)]
 pub struct Dial {
@@ -211,8 +200,7 @@ pub struct Dial {
     pub server_name: String,
 }
 
-/// A WireGuard daemon's UAPI socket.
-pub type WgUapi = std::path::PathBuf;
+pub use stackbench_core::control::{PeerInfo, WgUapi};
 
 /// Explains, for error messages, why a peer may be unreachable through the underlay.
 pub type Diagnose = Arc<dyn Fn(u32) -> String + Send + Sync>;
@@ -326,7 +314,7 @@ pub trait Stack: Send + Sync {
     }
 }
 
-pub use stackbench_report::churn_schema::LifecycleTimes;
+pub use stackbench_core::schema::churn::LifecycleTimes;
 
 /// Every stack of the design, in report order.
 pub fn registry() -> Vec<Arc<dyn Stack>> {

@@ -3,10 +3,7 @@
 
 use std::{net::SocketAddr, os::fd::AsRawFd, sync::Arc, time::Duration};
 
-/// Streams a peer may open at once: one per object in flight, so open-loop bursts never
-/// wait for stream credit. Each connection pays for the table at setup (about 0.66 ms
-/// here), so cold-connect scenarios may ask for less.
-pub const MAX_UNI_STREAMS: u32 = 20_000;
+pub use stackbench_core::transport::MAX_UNI_STREAMS;
 
 /// Transport settings; `max_udp_payload` caps datagrams to fit a tunnel's MTU.
 pub fn transport_config(max_udp_payload: Option<u16>) -> Arc<quinn::TransportConfig> {

@@ -100,7 +100,7 @@ pub fn run(scenario: &Scenario, stack: &str, out: &std::path::Path, faults: Faul
         .unwrap_or_else(|e| panic!("run failed to start: {e:#}"))
 }
 
-pub fn summary(outcome: &RunOutcome, stack: &str) -> stackbench_report::schema::RepetitionSummary {
+pub fn summary(outcome: &RunOutcome, stack: &str) -> stackbench_core::schema::RepetitionSummary {
     let p = outcome.dir.join(stack).join("0").join("summary.json");
     let text = std::fs::read_to_string(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
     serde_json::from_str(&text).expect("summary.json parses")

@@ -22,7 +22,7 @@ use super::{
 };
 use crate::scenario::{JitterDistribution, Tolerance};
 use paths::{probe_paths, Arrival, PATH_PORT};
-use stackbench_report::schema::{
+use stackbench_core::schema::{
     Checked, LinkCheck, PathCheck, ProbeCoverage, ProbeNoise, RateVerdict, UplinkCheck,
 };
 use std::{io, time::Duration};
@@ -370,7 +370,7 @@ pub fn check(
     }
     let paths_total = plan.directed_paths().count();
     Ok(LinkCheck {
-        schema: stackbench_report::schema::SCHEMA_VERSION,
+        schema: stackbench_core::schema::SCHEMA_VERSION,
         mechanism: mechanism.to_owned(),
         emulator_scheduling: None,
         tolerance: format!(

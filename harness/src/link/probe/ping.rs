@@ -2,7 +2,7 @@
 
 use super::net::NodeAddr;
 use crate::link::plan::LinkPlan;
-use stackbench_report::schema::{PathCheck, PingCheck};
+use stackbench_core::schema::{PathCheck, PingCheck};
 
 /// `ping` from node 0 to node 1, beside the probe's RTT for the same pair.
 pub fn ping_check(nodes: &[NodeAddr], plan: &LinkPlan, paths: &[PathCheck]) -> PingCheck {

@@ -6,7 +6,7 @@
 
 use super::net::{bind_in, enable_gso, recv_stamped, NodeAddr};
 use crate::scenario::Tolerance;
-use stackbench_report::schema::{Checked, RateVerdict};
+use stackbench_core::schema::{Checked, RateVerdict};
 use std::{
     io,
     net::SocketAddrV4,

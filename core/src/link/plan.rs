@@ -2,13 +2,13 @@
 //! each directed path's impairments. The emulator, netem and the self-check all read this
 //! one plan, so they cannot disagree about what was asked.
 
+pub use crate::schema::LinkNode;
 use crate::{
     scenario::{JitterDistribution, Scenario},
     units::{BitRate, Dur},
 };
 use rand::{seq::SliceRandom, SeedableRng};
 use serde::{Deserialize, Serialize};
-pub use stackbench_report::schema::LinkNode;
 use std::time::Duration;
 
 /// Gilbert-Elliott parameters as probabilities per packet.

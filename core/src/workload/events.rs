@@ -75,7 +75,7 @@ impl Default for ChurnPlan {
             window: Duration::from_millis(500),
             timeline: Duration::from_secs(1),
             handshakes: vec![HandshakeMode::Full],
-            stream_credit: crate::stack::MAX_UNI_STREAMS,
+            stream_credit: crate::transport::MAX_UNI_STREAMS,
         }
     }
 }

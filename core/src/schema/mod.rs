@@ -1,11 +1,15 @@
 //! The on-disk results schema. The harness writes it; reports, comparisons and outside tools
 //! read it. Every file describes itself: units are in the field names.
 
+pub mod churn;
+
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
 /// Version of this schema, written into every file.
 pub const SCHEMA_VERSION: u32 = 1;
+/// The oldest version readers still accept (fields added since have defaults).
+pub const OLDEST_READABLE_SCHEMA: u32 = 1;
 
 /// `run.json`: what was asked, what ran, what could not and why.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -13,8 +17,7 @@ pub struct RunManifest {
     pub schema: u32,
     pub run_id: String,
     pub scenario: String,
-    /// "running", "complete", "failed" or "interrupted".
-    pub status: String,
+    pub status: RunStatus,
     pub started_unix: u64,
     pub finished_unix: Option<u64>,
     pub stacks: Vec<StackOutcome>,
@@ -31,14 +34,43 @@ pub struct RunManifest {
     pub links_not_verified: Option<String>,
 }
 
+/// Where a run stands; "running" on disk after the run ended means it was cut short.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RunStatus {
+    #[default]
+    Running,
+    Complete,
+    Failed,
+    Interrupted,
+}
+
+impl std::fmt::Display for RunStatus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            RunStatus::Running => "running",
+            RunStatus::Complete => "complete",
+            RunStatus::Failed => "failed",
+            RunStatus::Interrupted => "interrupted",
+        })
+    }
+}
+
+/// Whether a stack could run on the machine (the reason sits beside it when not).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum StackStatus {
+    Available,
+    Unavailable,
+}
+
 /// One stack's fate in a run.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct StackOutcome {
     pub name: String,
     /// Plain QUIC over UDP without crypto: a control, never a candidate.
     pub insecure: bool,
-    /// "available" or "unavailable".
-    pub status: String,
+    pub status: StackStatus,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
     pub repetitions_done: u32,
@@ -85,10 +117,10 @@ pub struct RepetitionSummary {
     pub link_emulator: Option<LinkEmulatorCost>,
     /// What churn cost, when the scenario has events.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub churn: Option<crate::churn_schema::ChurnSummary>,
+    pub churn: Option<crate::schema::churn::ChurnSummary>,
     /// The stack's interface lifecycle, when the scenario asks for samples.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub lifecycle: Option<crate::churn_schema::Lifecycle>,
+    pub lifecycle: Option<crate::schema::churn::Lifecycle>,
 }
 
 /// What the userspace link emulator did and cost during one repetition.

@@ -34,7 +34,7 @@ pub struct Churn {
 }
 
 fn default_stream_credit() -> Spanned<u32> {
-    Spanned::new(0..0, crate::stack::MAX_UNI_STREAMS)
+    Spanned::new(0..0, crate::transport::MAX_UNI_STREAMS)
 }
 
 impl Default for Churn {

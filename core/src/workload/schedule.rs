@@ -209,7 +209,7 @@ impl Schedule {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::workload::test_plan;
+    use crate::workload::example_plan;
 
     fn drain(mut s: Schedule) -> Vec<Emit> {
         let mut out = vec![];
@@ -221,9 +221,9 @@ mod tests {
 
     #[test]
     fn a_node_far_behind_skips_in_bulk_and_goes_on_from_now() {
-        // test_plan: node 0 sends "block" at 10/s (constant) and "tx" at 200/s (Poisson)
+        // example_plan: node 0 sends "block" at 10/s (constant) and "tx" at 200/s (Poisson)
         // for 5 s.
-        let plan = test_plan();
+        let plan = example_plan();
         let mut s = Schedule::new(&plan, 0);
         let skipped = s.skip_until(Duration::from_secs(3));
         let count = |class| skipped.iter().find(|(c, _)| *c == class).map_or(0, |x| x.1);
@@ -249,7 +249,7 @@ mod tests {
 
     #[test]
     fn same_seed_same_schedule_different_seed_different() {
-        let plan = test_plan();
+        let plan = example_plan();
         let a = drain(Schedule::new(&plan, 0));
         let b = drain(Schedule::new(&plan, 0));
         assert_eq!(a, b);
@@ -267,7 +267,7 @@ mod tests {
 
     #[test]
     fn respects_rates_origins_order_and_end() {
-        let plan = test_plan();
+        let plan = example_plan();
         let sent = drain(Schedule::new(&plan, 0));
         assert!(
             sent.windows(2).all(|w| w[0].intended <= w[1].intended),
@@ -301,7 +301,7 @@ mod tests {
 
     #[test]
     fn pop_due_waits_for_time() {
-        let plan = test_plan();
+        let plan = example_plan();
         let mut s = Schedule::new(&plan, 0);
         let first = s.next_due().expect("schedule not empty");
         assert_eq!(
@@ -313,7 +313,7 @@ mod tests {
 
     #[test]
     fn backlog_is_drawn_on_demand_until_the_end() {
-        let plan = test_plan();
+        let plan = example_plan();
         assert_eq!(Schedule::backlog_classes(&plan, 1), vec![(2, 2)]);
         assert!(Schedule::backlog_classes(&plan, 0).is_empty());
         let mut s = Schedule::new(&plan, 1);

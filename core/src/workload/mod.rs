@@ -85,8 +85,9 @@ impl WorkloadPlan {
     }
 }
 
-#[cfg(test)]
-pub(crate) fn test_plan() -> WorkloadPlan {
+/// A small plan with one class of each kind (constant, Poisson, backlog), for tests here
+/// and in the harness.
+pub fn example_plan() -> WorkloadPlan {
     use crate::units::EventRate;
     WorkloadPlan {
         seed: 7,

@@ -1,0 +1,168 @@
+//! The control protocol's messages between the controller and its nodes (one JSON message
+//! per line; the harness carries them over a Unix socket), and what a node reports.
+
+pub use crate::schema::{InterfaceCounters as NetCounters, TransportCounters};
+use crate::workload::WorkloadPlan;
+use serde::{Deserialize, Serialize};
+use std::{collections::BTreeMap, net::SocketAddr};
+
+/// One other node as this node sees it: where to reach it and which key it must present.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PeerInfo {
+    pub index: u32,
+    pub addr: SocketAddr,
+    pub spki: Vec<u8>,
+    pub wg_public: [u8; 32],
+    /// Where the peer's WireGuard listens (outer UDP address), for in-process tunnels.
+    pub wg_endpoint: Option<SocketAddr>,
+}
+
+/// A WireGuard daemon's UAPI socket.
+pub type WgUapi = std::path::PathBuf;
+
+/// Node → controller.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(tag = "msg", rename_all = "snake_case")]
+pub enum ToController {
+    /// The node is up; `spki` and `wg_public` are its fresh TLS and WireGuard public keys.
+    Hello {
+        index: u32,
+        pid: u32,
+        spki: Vec<u8>,
+        wg_public: [u8; 32],
+    },
+    /// The endpoint is bound and accepting; waiting for the go to dial.
+    Bound,
+    /// Connected to every peer; waiting for the start.
+    Ready { handshake_us: Vec<u64> },
+    /// Measurements of the finished repetition.
+    Report(Box<NodeReport>),
+    /// The node could not do its part; the message says why.
+    Failed { error: String },
+}
+
+/// Controller → node.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(tag = "msg", rename_all = "snake_case")]
+pub enum ToNode {
+    Setup(Box<NodeSetup>),
+    /// Every node is bound: dial the peers now (so no Initial is sent to a closed port).
+    Connect,
+    /// Start sending at this CLOCK_MONOTONIC instant (ns), shared by all nodes of the host.
+    Start {
+        start_ns: u64,
+    },
+    Shutdown,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct NodeSetup {
+    pub stack: String,
+    pub plan: WorkloadPlan,
+    pub bind: SocketAddr,
+    pub wg_listen: Option<SocketAddr>,
+    pub wg_uapi: Option<WgUapi>,
+    pub peers: Vec<PeerInfo>,
+}
+
+/// What one node measured during a repetition.
+#[derive(Debug, Default, Serialize, Deserialize)]
+pub struct NodeReport {
+    pub index: u32,
+    /// The shared start instant (CLOCK_MONOTONIC ns), for placing churn on the timeline.
+    #[serde(default)]
+    pub start_ns: u64,
+    /// Indexed by class.
+    pub classes: Vec<ClassCounters>,
+    /// Measured deliveries of open-loop classes, for reach times: (origin, class, seq, µs).
+    pub deliveries: Vec<(u16, u8, u64, u64)>,
+    /// How late the node's sender was against the schedule, µs (base64 HdrHistogram V2).
+    pub send_lag_hist: String,
+    /// User CPU net of the generator's busy-wait, which is reported apart.
+    pub cpu_user_us: u64,
+    pub generator_spin_us: u64,
+    pub cpu_sys_us: u64,
+    /// Interface counters over the repetition, by interface name.
+    pub net: BTreeMap<String, NetCounters>,
+    /// QUIC and socket counters summed over this node's connections.
+    pub transport: TransportCounters,
+    /// Bytes of every object received, warm-up and drain included (the same span as `net`).
+    pub all_received_bytes: u64,
+    pub error_count: u64,
+    /// The first few stream errors, verbatim.
+    pub errors: Vec<String>,
+    /// What churn did at this node and what it cost.
+    #[serde(default)]
+    pub churn: NodeChurn,
+}
+
+/// One node's share of churn: the steps it took, the cold connects it received, and the
+/// WireGuard handshakes it saw complete.
+#[derive(Debug, Default, Serialize, Deserialize)]
+pub struct NodeChurn {
+    pub steps: Vec<StepRecord>,
+    pub cold_connects: Vec<ColdConnect>,
+    /// (peer, CLOCK_MONOTONIC ns) of each WireGuard handshake seen completing.
+    pub wg_handshakes: Vec<(u32, u64)>,
+}
+
+/// A step as it happened.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct StepRecord {
+    pub firing: u32,
+    pub node: u32,
+    pub action: crate::workload::events::Action,
+    /// When the step began, µs from the start of sending.
+    pub began_us: u64,
+    /// How long the underlay took to apply it (a UAPI request, `wg`, `ip`, a new `Tunn`).
+    pub apply_us: u64,
+    /// "ok", "not applicable: …" or the error.
+    pub outcome: String,
+    /// For dials: until the handshake completed, at the dialler, µs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub handshake_us: Option<u64>,
+    /// The peer dialled, for a dial's own record (the step that led to it has its own).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dialled: Option<u32>,
+}
+
+/// A cold connect, measured where its first object arrived.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ColdConnect {
+    pub firing: u32,
+    pub dialler: u32,
+    pub acceptor: u32,
+    /// "full", "resumed" or "0rtt": what the handshake turned out to be.
+    pub how: String,
+    /// The event that led to it ("peer_add", "node_join", "node_restart").
+    pub cause: String,
+    /// From the dialler's step (the peer known on both sides) to the first object's full
+    /// receipt, µs.
+    pub us: u64,
+}
+
+#[derive(Debug, Default, Clone, Serialize, Deserialize)]
+pub struct ClassCounters {
+    /// Measured objects this node scheduled, counted once per receiving peer.
+    pub sent: u64,
+    /// Objects (× receiving peers) this node's generator dropped because it had fallen more
+    /// than the node's lag limit behind its schedule: load it could not generate.
+    #[serde(default)]
+    pub not_sent_in_time: u64,
+    pub sent_bytes: u64,
+    pub received: u64,
+    pub received_bytes: u64,
+    pub inversions: u64,
+    /// Delivery latency of measured objects received here, µs (base64 HdrHistogram V2).
+    pub latency_hist: String,
+    /// The same latencies split by the second of the measured window in which each object
+    /// was due to be sent: the latency timeline.
+    #[serde(default)]
+    pub timeline_hists: Vec<String>,
+    /// With churn: latency of objects a reconfigured node sent to other peers within an
+    /// event's window, by the event's kind, and of objects outside every window.
+    #[serde(default)]
+    pub disrupted_hists: BTreeMap<String, String>,
+    #[serde(default)]
+    pub steady_hist: String,
+}

@@ -1,0 +1,16 @@
+//! stackbench's core, free of I/O: what an experiment is ([`scenario`], [`units`]), what each
+//! node sends and when ([`workload`]), what the network does to a packet ([`link`]), every
+//! decision a node makes ([`node`]: schedule, fanout, gossip relay, dedup), a seeded
+//! simulator of many nodes ([`sim`]), and the shapes of what nodes report and results
+//! folders hold ([`control`], [`schema`]).
+//!
+//! Time is always passed in, and every random choice comes from the scenario's seed, so
+//! everything here is reproducible and testable without sockets or clocks.
+
+pub mod control;
+pub mod link;
+pub mod scenario;
+pub mod schema;
+pub mod transport;
+pub mod units;
+pub mod workload;
