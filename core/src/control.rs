@@ -155,6 +155,16 @@ pub struct ClassCounters {
     pub inversions: u64,
     /// Delivery latency of measured objects received here, µs (base64 HdrHistogram V2).
     pub latency_hist: String,
+    /// Copies of objects this node already had (gossip), dropped.
+    #[serde(default)]
+    pub duplicates: u64,
+    /// First deliveries by the hops they took: `hops[h - 1]` took h hops. (A list, not a
+    /// map: messages are internally tagged, and serde cannot read integer map keys there.)
+    #[serde(default)]
+    pub hops: Vec<u64>,
+    /// The last hop's latency of first deliveries, µs (base64 HdrHistogram V2).
+    #[serde(default)]
+    pub hop_latency_hist: String,
     /// The same latencies split by the second of the measured window in which each object
     /// was due to be sent: the latency timeline.
     #[serde(default)]

@@ -8,9 +8,12 @@
 //! everything here is reproducible and testable without sockets or clocks.
 
 pub mod control;
+pub mod graph;
 pub mod link;
+pub mod node;
 pub mod scenario;
 pub mod schema;
+pub mod sim;
 pub mod transport;
 pub mod units;
 pub mod workload;

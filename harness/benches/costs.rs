@@ -195,7 +195,7 @@ fn recording(c: &mut Criterion) {
     let known: Vec<&str> = known.iter().map(String::as_str).collect();
     let scenario = Scenario::parse(std::path::Path::new("quick.toml"), QUICK, &known)
         .expect("quick.toml parses");
-    let plan = WorkloadPlan::from_scenario(&scenario);
+    let plan = WorkloadPlan::from_scenario(&scenario).expect("quick.toml has a plan");
     let start = 1_000_000_000u64;
     let measured_at = start + plan.warmup.as_nanos() as u64 + 1_000_000;
     c.bench_function("recorder/delivered", |b| {
@@ -214,6 +214,8 @@ fn recording(c: &mut Criterion) {
                         len: 200,
                         seq,
                         intended_ns: measured_at + seq,
+                        hops: 1,
+                        sent_ns: measured_at + seq,
                     };
                     r.delivered(1, black_box(&h), measured_at + seq + 150_000);
                 }

@@ -116,6 +116,7 @@ pub fn summarize(
         let mut timeline: Vec<Histogram<u64>> = vec![];
         let (mut sent, mut delivered, mut bytes, mut inversions) = (0, 0, 0, 0);
         let mut not_sent_in_time = 0;
+        let (mut duplicates, mut hops, mut hop_lat) = (0, BTreeMap::new(), new_histogram());
         for r in reports {
             let cc = r
                 .classes
@@ -130,6 +131,15 @@ pub fn summarize(
                 timeline[i]
                     .add(decode_histogram(enc)?)
                     .context("merging timeline histograms")?;
+            }
+            duplicates += cc.duplicates;
+            for (i, n) in cc.hops.iter().enumerate().filter(|(_, n)| **n > 0) {
+                *hops.entry(i as u32 + 1).or_default() += n;
+            }
+            if !cc.hop_latency_hist.is_empty() {
+                hop_lat
+                    .add(decode_histogram(&cc.hop_latency_hist)?)
+                    .context("merging hop histograms")?;
             }
             sent += cc.sent;
             not_sent_in_time += cc.not_sent_in_time;
@@ -204,6 +214,9 @@ pub fn summarize(
             latency_us: percentiles(&lat),
             reach_us,
             unreached,
+            duplicates,
+            hops,
+            hop_latency_us: percentiles(&hop_lat),
         });
     }
     let mut lag = new_histogram();

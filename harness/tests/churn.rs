@@ -31,6 +31,8 @@ window = "200ms"
 timeline = "100ms"
 tls_handshakes = ["full", "resumed", "0rtt"]
 lifecycle_samples = 3
+
+[transport]
 stream_credit = 1000
 
 [[event]]

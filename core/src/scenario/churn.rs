@@ -26,15 +26,6 @@ pub struct Churn {
     /// before the repetitions; 0 takes none.
     #[serde(default)]
     pub lifecycle_samples: u32,
-    /// Concurrent uni streams each peer may open. The default lets open-loop bursts never
-    /// wait for credit, but every connection pays about 0.66 ms to set the table up, which
-    /// a cold-connect measurement would charge to every stack.
-    #[serde(default = "default_stream_credit")]
-    pub stream_credit: Spanned<u32>,
-}
-
-fn default_stream_credit() -> Spanned<u32> {
-    Spanned::new(0..0, crate::transport::MAX_UNI_STREAMS)
 }
 
 impl Default for Churn {
@@ -44,7 +35,6 @@ impl Default for Churn {
             timeline: default_timeline(),
             tls_handshakes: default_handshakes(),
             lifecycle_samples: 0,
-            stream_credit: default_stream_credit(),
         }
     }
 }
@@ -203,16 +193,6 @@ pub fn validate(
             format!(
                 "churn.timeline must be at least 10ms, got {}",
                 timeline.get_ref()
-            ),
-        ));
-    }
-    let credit = &churn.stream_credit;
-    if *credit.get_ref() < 16 {
-        return Err((
-            credit.span(),
-            format!(
-                "churn.stream_credit must be at least 16, got {}",
-                credit.get_ref()
             ),
         ));
     }

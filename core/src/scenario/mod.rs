@@ -13,7 +13,7 @@ pub use links::{
     EmulatorChoice, GilbertElliott, JitterDistribution, Links, NodeClass, Regions, Tolerance,
 };
 
-use crate::units::{BitRate, Dur, EventRate, SizeDist};
+use crate::units::{BitRate, Dur, EventRate, Percent, SizeDist};
 use serde::{Deserialize, Serialize};
 use std::{collections::HashSet, path::Path, time::Duration};
 use toml::Spanned;
@@ -67,6 +67,9 @@ pub struct Scenario {
     pub node_classes: Vec<NodeClass>,
     #[serde(rename = "class")]
     pub classes: Vec<Class>,
+    /// QUIC settings every stack shares.
+    #[serde(default)]
+    pub transport: crate::transport::Transport,
     /// How churn's cost is measured.
     #[serde(default)]
     pub churn: churn::Churn,
@@ -86,6 +89,13 @@ pub struct Topology {
     pub nodes: Spanned<u32>,
     #[serde(default)]
     pub fanout: Fanout,
+    /// Under gossip: the peers each node keeps (D), on a seeded random regular graph.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub degree: Option<Spanned<u32>>,
+    /// Under gossip with regions: the share of each node's peers outside its own region
+    /// (a region-aware graph); absent means peers are drawn regardless of region.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub outside_region: Option<Spanned<Percent>>,
     /// Egress rate limit of every node's link to the switch; none means line rate.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub uplink: Option<BitRate>,
@@ -106,6 +116,9 @@ pub enum Fanout {
     /// The origin sends each object to every other node (full mesh).
     #[default]
     Direct,
+    /// Each node relays an object the first time it sees it to its peers on a graph of
+    /// degree `topology.degree`; connections exist only along the graph's edges.
+    Gossip,
 }
 
 /// One traffic class of the broadcast.
@@ -117,6 +130,10 @@ pub struct Class {
     pub priority: i32,
     pub size: Spanned<SizeDist>,
     pub arrival: Arrival,
+    /// Under gossip: how long a node checks an object of this class before it relays it
+    /// (a block is verified before relay). The node's own receipt is not delayed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub validate: Option<Dur>,
     /// Node indices that originate this class; absent means every node.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub origins: Option<Vec<Spanned<u32>>>,
@@ -174,6 +191,12 @@ impl Scenario {
         scenario
             .validate(known_stacks)
             .map_err(|(span, msg)| at(Some(span), msg))?;
+        // The gossip graph is drawn from the seed; a shape that has none is the degree's
+        // fault (or the outside share's).
+        if let Err(e) = crate::workload::WorkloadPlan::from_scenario(&scenario) {
+            let span = scenario.topology.degree.as_ref().map(|d| d.span());
+            return Err(at(span, e.to_string()));
+        }
         Ok(scenario)
     }
 
@@ -232,6 +255,8 @@ impl Scenario {
             *nodes.get_ref(),
             self.links.span(),
         )?;
+        self.transport.validate()?;
+        self.validate_fanout()?;
         churn::validate(
             &self.events,
             &self.churn,
@@ -295,6 +320,46 @@ impl Scenario {
             }
         }
         Ok(())
+    }
+
+    fn validate_fanout(&self) -> Result<(), (std::ops::Range<usize>, String)> {
+        let t = &self.topology;
+        let nodes = *t.nodes.get_ref();
+        match (t.fanout, &t.degree) {
+            (Fanout::Direct, Some(d)) => Err((
+                d.span(),
+                "topology.degree applies to fanout = \"gossip\" only".into(),
+            )),
+            (Fanout::Direct, None) => match (&t.outside_region, self.classes.iter().find(|c| c.validate.is_some())) {
+                (Some(o), _) => Err((o.span(), "topology.outside_region applies to fanout = \"gossip\" only".into())),
+                (None, Some(c)) => Err((c.name.span(), format!("class {:?}: validate applies to fanout = \"gossip\" only", c.name.get_ref()))),
+                (None, None) => Ok(()),
+            },
+            (Fanout::Gossip, None) => Err((
+                t.nodes.span(),
+                "fanout = \"gossip\" needs topology.degree (the peers each node keeps)".into(),
+            )),
+            (Fanout::Gossip, Some(d)) => {
+                let degree = *d.get_ref();
+                if degree < 2 || degree >= nodes {
+                    return Err((
+                        d.span(),
+                        format!("topology.degree must be between 2 and nodes - 1 ({}), got {degree}", nodes - 1),
+                    ));
+                }
+                if (nodes * degree) % 2 == 1 {
+                    return Err((
+                        d.span(),
+                        format!("nodes × degree must be even for a regular graph ({nodes} × {degree} is odd)"),
+                    ));
+                }
+                match (&t.outside_region, &self.regions) {
+                    (Some(o), None) => Err((o.span(), "topology.outside_region needs [regions]".into())),
+                    _ => Ok(()),
+                }?;
+                Ok(())
+            }
+        }
     }
 
     pub fn node_count(&self) -> u32 {

@@ -130,7 +130,7 @@ fn semantic_errors_are_located() {
         &GOOD.replace("\"64KiB\"", "\"16B\""),
         22,
         8,
-        "object size must be between 28B",
+        "object size must be between 36B",
     );
     let dup = GOOD.replace("name = \"bulk\"", "name = \"block\"");
     assert_error(&dup, 20, 8, "duplicate class name \"block\"");
@@ -236,7 +236,10 @@ window = "200ms"
 timeline = "100ms"
 tls_handshakes = ["full", "0rtt"]
 lifecycle_samples = 5
+
+[transport]
 stream_credit = 500
+initial_rtt = "50ms"
 
 [[event]]
 kind = "peer_remove"
@@ -264,13 +267,14 @@ arrival = { process = "constant", rate = "10/s" }
 #[test]
 fn churn_events_expand_into_both_sides_steps() {
     let s = parse(CHURN).expect("valid churn scenario");
-    let plan = crate::workload::WorkloadPlan::from_scenario(&s);
+    let plan = crate::workload::WorkloadPlan::from_scenario(&s).expect("a plan");
     let churn = &plan.churn;
     assert_eq!(churn.firings.len(), 6);
     assert_eq!(churn.steps.len(), 12, "every change acts on both nodes");
     assert_eq!(churn.window, Duration::from_millis(200));
     assert_eq!(churn.timeline, Duration::from_millis(100));
-    assert_eq!(churn.stream_credit, 500);
+    assert_eq!(plan.transport.stream_credit, 500);
+    assert_eq!(plan.transport.initial_rtt, Duration::from_millis(50));
     assert!(churn.resumes(), "0rtt asks TLS servers for tickets");
     assert_eq!(s.churn.lifecycle_samples, 5);
     let resolved = parse(&s.to_resolved_toml()).expect("resolved churn round-trips");
@@ -280,19 +284,54 @@ fn churn_events_expand_into_both_sides_steps() {
 #[test]
 fn churn_mistakes_point_at_the_event() {
     let peerless = CHURN.replacen("peer = 2\nat = \"1s\"", "at = \"1s\"", 1);
-    assert_error(&peerless, 19, 8, "peer_remove needs a peer");
+    assert_error(&peerless, 22, 8, "peer_remove needs a peer");
     let twice = CHURN.replacen("kind = \"peer_add\"", "kind = \"peer_remove\"", 1);
-    assert_error(&twice, 27, 8, "already apart");
+    assert_error(&twice, 30, 8, "already apart");
     let late = CHURN.replacen("count = 3\n\n[[class]]", "count = 9\n\n[[class]]", 1);
-    assert_error(&late, 30, 6, "not before sending ends");
+    assert_error(&late, 33, 6, "not before sending ends");
     let stranger = CHURN.replacen("peer = 2", "peer = 7", 1);
-    assert_error(&stranger, 21, 8, "event peer 7 does not exist");
+    assert_error(&stranger, 24, 8, "event peer 7 does not exist");
     let unknown = CHURN.replacen("kind = \"peer_add\"", "kind = \"peer_swap\"", 1);
-    assert_error(&unknown, 27, 8, "unknown variant `peer_swap`");
+    assert_error(&unknown, 30, 8, "unknown variant `peer_swap`");
     let coarse = CHURN.replacen("timeline = \"100ms\"", "timeline = \"1ms\"", 1);
     assert_error(&coarse, 13, 12, "at least 10ms");
     let none = CHURN.replacen("[\"full\", \"0rtt\"]", "[]", 1);
     assert_error(&none, 14, 18, "at least one of");
     let typo = CHURN.replacen("lifecycle_samples", "lifecycle_sample", 1);
     assert_error(&typo, 15, 1, "unknown field `lifecycle_sample`");
+}
+
+#[test]
+fn gossip_needs_a_degree_that_fits() {
+    let gossip = |topology: &str| GOOD.replacen("nodes = 3\n", topology, 1);
+    let ok = parse(&gossip("nodes = 16\nfanout = \"gossip\"\ndegree = 4\n")).expect("gossip");
+    let plan = crate::workload::WorkloadPlan::from_scenario(&ok).expect("a plan");
+    assert!(plan.fanout.relay);
+    assert_eq!(plan.fanout.graph.neighbours(0).len(), 4);
+    assert_error(
+        &gossip("nodes = 16\nfanout = \"gossip\"\n"),
+        9,
+        9,
+        "needs topology.degree",
+    );
+    assert_error(
+        &gossip("nodes = 5\nfanout = \"gossip\"\ndegree = 3\n"),
+        11,
+        10,
+        "must be even",
+    );
+    assert_error(
+        &gossip("nodes = 4\nfanout = \"gossip\"\ndegree = 4\n"),
+        11,
+        10,
+        "between 2 and nodes - 1",
+    );
+    assert_error(
+        &gossip("nodes = 4\ndegree = 2\n"),
+        10,
+        10,
+        "gossip\" only",
+    );
+    let validate = GOOD.replacen("origins = [0]\n", "origins = [0]\nvalidate = \"5ms\"\n", 1);
+    assert_error(&validate, 13, 8, "validate applies");
 }

@@ -162,6 +162,17 @@ pub struct ClassSummary {
     pub reach_us: BTreeMap<String, Percentiles>,
     /// Objects that never reached N% of receivers.
     pub unreached: BTreeMap<String, u64>,
+    /// Copies received of objects a node already had (gossip), dropped: with `delivered`,
+    /// the bandwidth amplification.
+    #[serde(default)]
+    pub duplicates: u64,
+    /// First deliveries by the hops they took (1 is straight from the origin).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub hops: BTreeMap<u32, u64>,
+    /// The last hop's share of each first delivery, µs: from the relaying node's send to
+    /// full receipt.
+    #[serde(default)]
+    pub hop_latency_us: Percentiles,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
@@ -174,6 +185,55 @@ pub struct Percentiles {
     pub p999: u64,
     pub max: u64,
     pub mean: f64,
+}
+
+impl Percentiles {
+    /// Exact order statistics of `samples` (sorted in place); all zero when empty.
+    pub fn from_samples(samples: &mut [u64]) -> Percentiles {
+        if samples.is_empty() {
+            return Percentiles::default();
+        }
+        samples.sort_unstable();
+        let at = |q: f64| samples[((samples.len() as f64 * q).ceil() as usize).clamp(1, samples.len()) - 1];
+        Percentiles {
+            count: samples.len() as u64,
+            min: samples[0],
+            p50: at(0.5),
+            p90: at(0.9),
+            p99: at(0.99),
+            p999: at(0.999),
+            max: samples[samples.len() - 1],
+            mean: samples.iter().sum::<u64>() as f64 / samples.len() as f64,
+        }
+    }
+}
+
+/// `simulation.json`: what the in-memory simulator of the run's node logic predicts,
+/// before any stack's costs (see `stackbench_core::sim`).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct Simulation {
+    pub schema: u32,
+    /// The fixed processing cost the simulator charged per object sent and received, µs.
+    pub per_object_us: f64,
+    /// Wall time the simulation took, s.
+    pub wall_seconds: f64,
+    pub classes: Vec<SimulatedClass>,
+}
+
+/// One open-loop class as the simulator saw it.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct SimulatedClass {
+    pub class: String,
+    /// Measured objects originated.
+    pub objects: u64,
+    /// Time to reach N% of receivers, µs, one sample per object that did.
+    pub reach_us: BTreeMap<String, Percentiles>,
+    /// First deliveries by the hops they took.
+    pub hops: BTreeMap<u32, u64>,
+    pub deliveries: u64,
+    pub duplicates: u64,
+    /// (object, receiver) pairs never reached.
+    pub unreached: u64,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]

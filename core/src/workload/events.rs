@@ -63,7 +63,6 @@ pub struct ChurnPlan {
     pub window: Duration,
     pub timeline: Duration,
     pub handshakes: Vec<HandshakeMode>,
-    pub stream_credit: u32,
 }
 
 impl Default for ChurnPlan {
@@ -75,7 +74,6 @@ impl Default for ChurnPlan {
             window: Duration::from_millis(500),
             timeline: Duration::from_secs(1),
             handshakes: vec![HandshakeMode::Full],
-            stream_credit: crate::transport::MAX_UNI_STREAMS,
         }
     }
 }
@@ -199,7 +197,6 @@ impl ChurnPlan {
             window: s.churn.window.0,
             timeline: s.churn.timeline.get_ref().0,
             handshakes: s.churn.tls_handshakes.get_ref().clone(),
-            stream_credit: *s.churn.stream_credit.get_ref(),
         }
     }
 

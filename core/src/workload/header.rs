@@ -1,17 +1,17 @@
 //! The header at the start of every object's stream.
 
 /// Encoded header length in bytes; every object is at least this large.
-pub const HEADER_LEN: usize = 28;
+pub const HEADER_LEN: usize = 36;
 /// The class of a cold connect's first object: not a workload class (scenarios have at
 /// most 255 classes, numbered from 0). Its `seq` carries the handshake mode and firing.
 pub const PROBE_CLASS: u8 = 255;
 const MAGIC: u16 = 0x5342; // "SB"
-const VERSION: u8 = 1;
+const VERSION: u8 = 2;
 
 /// Who sent an object, which one, and when it was *meant* to be sent (CLOCK_MONOTONIC ns,
 /// shared by all nodes on one host). Latency is measured from `intended_ns`, so queueing
 /// anywhere before the send cannot hide (no coordinated omission).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct ObjectHeader {
     pub origin: u16,
     pub class: u8,
@@ -19,6 +19,11 @@ pub struct ObjectHeader {
     pub len: u32,
     pub seq: u64,
     pub intended_ns: u64,
+    /// Links crossed to reach the receiver: 1 from the origin, one more per relay.
+    pub hops: u8,
+    /// When the last hop's sender handed the object to its stack (CLOCK_MONOTONIC ns): the
+    /// receiver's per-hop latency starts here.
+    pub sent_ns: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -38,10 +43,12 @@ impl ObjectHeader {
         b[2] = VERSION;
         b[3] = self.class;
         b[4..6].copy_from_slice(&self.origin.to_be_bytes());
-        // b[6..8] reserved
+        b[6] = self.hops;
+        // b[7] reserved
         b[8..12].copy_from_slice(&self.len.to_be_bytes());
         b[12..20].copy_from_slice(&self.seq.to_be_bytes());
         b[20..28].copy_from_slice(&self.intended_ns.to_be_bytes());
+        b[28..36].copy_from_slice(&self.sent_ns.to_be_bytes());
         b
     }
 
@@ -69,6 +76,8 @@ impl ObjectHeader {
             len,
             seq: be64(12),
             intended_ns: be64(20),
+            hops: b[6],
+            sent_ns: be64(28),
         })
     }
 }
@@ -85,6 +94,8 @@ mod tests {
             len: 65536,
             seq: 1 << 40,
             intended_ns: 123_456_789_012,
+            hops: 3,
+            sent_ns: 123_456_790_000,
         };
         assert_eq!(ObjectHeader::decode(&h.encode()), Ok(h));
     }
@@ -97,6 +108,8 @@ mod tests {
             len: 100,
             seq: 1,
             intended_ns: 1,
+            hops: 1,
+            sent_ns: 1,
         };
         let mut b = h.encode();
         b[0] = 0;

@@ -14,7 +14,10 @@ pub use inversions::InversionTracker;
 pub use reach::{reach_times, REACH_PERCENTS};
 pub use schedule::{Emit, Schedule};
 
-use crate::scenario::{Arrival, Scenario};
+use crate::{
+    graph::{GraphError, PeerGraph},
+    scenario::{Arrival, Fanout, Scenario},
+};
 use serde::{Deserialize, Serialize};
 use std::time::Duration;
 
@@ -29,6 +32,29 @@ pub struct WorkloadPlan {
     pub classes: Vec<ClassPlan>,
     /// Events during the run and how their cost is measured.
     pub churn: events::ChurnPlan,
+    /// QUIC settings every stack shares.
+    #[serde(default)]
+    pub transport: crate::transport::TransportPlan,
+    /// Who connects to whom, and whether nodes relay what they receive.
+    pub fanout: FanoutPlan,
+}
+
+/// How objects spread: the graph of connections, and whether nodes relay.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FanoutPlan {
+    pub graph: PeerGraph,
+    /// Gossip: each node relays an object the first time it sees it. Direct: only origins
+    /// send, to every peer of a full mesh.
+    pub relay: bool,
+}
+
+impl FanoutPlan {
+    pub fn direct(nodes: u32) -> FanoutPlan {
+        FanoutPlan {
+            graph: PeerGraph::full_mesh(nodes),
+            relay: false,
+        }
+    }
 }
 
 /// One traffic class, resolved.
@@ -41,12 +67,50 @@ pub struct ClassPlan {
     pub arrival: Arrival,
     /// Origin node indices.
     pub origins: Vec<u32>,
+    /// Under gossip, how long a node checks an object before relaying it.
+    #[serde(default)]
+    pub validate: Duration,
 }
 
 impl WorkloadPlan {
-    pub fn from_scenario(s: &Scenario) -> Self {
+    /// The plan of a validated scenario; fails only where no gossip graph of the asked
+    /// shape exists.
+    pub fn from_scenario(s: &Scenario) -> Result<Self, GraphError> {
         let nodes = s.node_count();
-        WorkloadPlan {
+        let fanout = match (s.topology.fanout, &s.topology.degree) {
+            (Fanout::Gossip, Some(d)) => {
+                let regions = s.topology.outside_region.as_ref().map(|o| {
+                    let link = crate::link::LinkPlan::from_scenario(s);
+                    let names: Vec<&str> = s
+                        .regions
+                        .as_ref()
+                        .map(|r| r.names.get_ref().iter().map(|n| n.get_ref().as_str()).collect())
+                        .unwrap_or_default();
+                    let of: Vec<u32> = link
+                        .nodes
+                        .iter()
+                        .map(|n| {
+                            n.region
+                                .as_deref()
+                                .and_then(|r| names.iter().position(|x| *x == r))
+                                .unwrap_or(0) as u32
+                        })
+                        .collect();
+                    (of, o.get_ref().0)
+                });
+                FanoutPlan {
+                    graph: PeerGraph::random_regular(
+                        nodes,
+                        *d.get_ref(),
+                        regions.as_ref().map(|(of, share)| (of.as_slice(), *share)),
+                        s.seed,
+                    )?,
+                    relay: true,
+                }
+            }
+            _ => FanoutPlan::direct(nodes),
+        };
+        Ok(WorkloadPlan {
             seed: s.seed,
             nodes,
             warmup: s.warmup.get_ref().0,
@@ -63,10 +127,13 @@ impl WorkloadPlan {
                     size_max: c.size.get_ref().max.0 as u32,
                     arrival: c.arrival,
                     origins: (0..nodes).filter(|n| c.originates_at(*n)).collect(),
+                    validate: c.validate.map(|d| d.0).unwrap_or_default(),
                 })
                 .collect(),
             churn: events::ChurnPlan::from_scenario(s),
-        }
+            transport: s.transport.plan(),
+            fanout,
+        })
     }
 
     /// End of the sending period (warm-up plus measured duration), from the start.
@@ -79,7 +146,7 @@ impl WorkloadPlan {
         intended >= self.warmup && intended < self.send_end()
     }
 
-    /// Receivers of each object under direct fanout.
+    /// Nodes each object should reach: every node but its origin, directly or by relay.
     pub fn receivers_per_object(&self) -> u32 {
         self.nodes - 1
     }
@@ -105,6 +172,7 @@ pub fn example_plan() -> WorkloadPlan {
                     rate: EventRate(10.0),
                 },
                 origins: vec![0],
+                validate: Duration::ZERO,
             },
             ClassPlan {
                 name: "tx".into(),
@@ -115,6 +183,7 @@ pub fn example_plan() -> WorkloadPlan {
                     rate: EventRate(200.0),
                 },
                 origins: vec![0, 1, 2],
+                validate: Duration::ZERO,
             },
             ClassPlan {
                 name: "bulk".into(),
@@ -123,8 +192,11 @@ pub fn example_plan() -> WorkloadPlan {
                 size_max: 65536,
                 arrival: Arrival::Backlog { outstanding: 2 },
                 origins: vec![1],
+                validate: Duration::ZERO,
             },
         ],
         churn: events::ChurnPlan::default(),
+        transport: Default::default(),
+        fanout: FanoutPlan::direct(3),
     }
 }

@@ -110,7 +110,8 @@ pub async fn run(scenario: &Scenario, opts: &RunOptions) -> Result<RunOutcome> {
             anyhow::bail!("the scenario's links need the userspace emulator, but {why}");
         }
     }
-    let plan = WorkloadPlan::from_scenario(scenario);
+    // Scenario::parse drew the graph once already; this cannot fail where that did not.
+    let plan = WorkloadPlan::from_scenario(scenario).context("planning the workload")?;
     let topology = Topology::up(&run.0, &link_plan, mechanism, scenario.seed, &opts.node_exe)
         .context("building the namespaces")?;
     let addrs = node_addrs(&topology);
@@ -373,9 +374,13 @@ async fn repetition(
         .await?;
     nodes
         .send_all(|i| {
-            let peers = (0..topology.nodes())
-                .filter(|&j| j != i)
-                .map(|j| {
+            // Connections exist only along the fanout graph's edges (all pairs when direct).
+            let peers = plan
+                .fanout
+                .graph
+                .neighbours(i)
+                .iter()
+                .map(|&j| {
                     let owner = opts.faults.tls_key_owner(i, j, topology.nodes());
                     let spki = keys[owner as usize].0.clone();
                     let wg_public = opts.faults.wg_key(i, j, keys[j as usize].1);

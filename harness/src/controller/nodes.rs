@@ -236,7 +236,16 @@ async fn accept_loop(listener: UnixListener, tx: mpsc::UnboundedSender<NodeEvent
                 }
                 _ => return,
             };
-            while let Ok(Some(m)) = control::recv::<_, ToController>(&mut r).await {
+            loop {
+                let m = match control::recv::<_, ToController>(&mut r).await {
+                    Ok(Some(m)) => m,
+                    Ok(None) => return,
+                    // A message this controller cannot read fails the node, saying why,
+                    // instead of leaving the run to time out on it.
+                    Err(e) => ToController::Failed {
+                        error: format!("its control message could not be read: {e}"),
+                    },
+                };
                 if tx.send(NodeEvent::Message(index, m)).is_err() {
                     return;
                 }

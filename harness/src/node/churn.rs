@@ -90,9 +90,11 @@ pub async fn run(node: Rc<Node>) {
         let mut record = record_of(&node, &step, began, None);
         let result = match step.action {
             Action::RemovePeer { peer } => {
-                if let Some(c) = node.conns.borrow_mut().remove(&peer) {
+                let removed = node.conns.borrow_mut().remove(&peer);
+                if let Some(c) = removed {
                     c.close(CHURN_CLOSE.into(), b"peer removed");
                 }
+                node.peer_down(peer);
                 let (r, us) = blocking(&control(), move |c| c.remove_peer(peer)).await;
                 record.apply_us = us;
                 r
@@ -155,6 +157,9 @@ async fn restart(
             p
         })
         .collect();
+    for &p in &peers {
+        node.peer_down(p);
+    }
     // Every handle must go for the old endpoint (and an in-process tunnel) to release its
     // sockets.
     let old = node.ep.borrow_mut().take();
@@ -248,6 +253,8 @@ async fn dial(
         len: HEADER_LEN as u32,
         seq: (step.firing as u64) << 8 | how.code() as u64,
         intended_ns: began,
+        hops: 1,
+        sent_ns: began,
     };
     let timed_out = |_| anyhow!("no handshake within {DIAL_TIMEOUT:?}");
     let within = |f| tokio::time::timeout(DIAL_TIMEOUT, f);

@@ -23,9 +23,7 @@ use tokio::{io::BufReader, net::UnixStream, task::LocalSet};
 
 /// The runtime flavour nodes use, recorded in results.
 pub const RUNTIME_FLAVOUR: &str = "tokio current_thread, one per node process";
-/// How far behind its schedule a node's generator may fall before it drops what is due
-/// (counted as not sent in time) rather than send it ever later.
-pub const LAG_LIMIT: Duration = Duration::from_secs(1);
+pub use stackbench_core::node::LAG_LIMIT;
 /// How long connecting to all peers may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// Accepting waits longer than dialling, so a failed dial reports first, with its reason.
@@ -128,7 +126,7 @@ fn build_endpoint(
         wg_uapi: setup.wg_uapi.clone(),
         peers: &setup.peers,
         resumption: setup.plan.churn.resumes(),
-        stream_credit: setup.plan.churn.stream_credit,
+        transport: setup.plan.transport,
     };
     stack
         .endpoint(&ctx)

@@ -28,6 +28,8 @@ pub struct Recorder {
     deliveries: Vec<(u16, u8, u64, u64)>,
     inversions: HashMap<u32, InversionTracker>,
     pub send_lag: Histogram<u64>,
+    /// Per class: the last hop's latency of first deliveries.
+    hop_latency: Vec<Histogram<u64>>,
     pub error_count: u64,
     pub errors: Vec<String>,
     /// Bytes of every object received, measured or not.
@@ -50,6 +52,7 @@ impl Recorder {
             deliveries: Vec::new(),
             inversions: HashMap::new(),
             send_lag: metrics::new_histogram(),
+            hop_latency: (0..n).map(|_| metrics::new_histogram()).collect(),
             error_count: 0,
             errors: Vec::new(),
             all_received_bytes: 0,
@@ -104,6 +107,15 @@ impl Recorder {
         c.received += 1;
         c.received_bytes += h.len as u64;
         c.inversions += inverted as u64;
+        let hop = (h.hops as usize).max(1);
+        if c.hops.len() < hop {
+            c.hops.resize(hop, 0);
+        }
+        c.hops[hop - 1] += 1;
+        metrics::record(
+            &mut self.hop_latency[h.class as usize],
+            now_ns.saturating_sub(h.sent_ns) / 1000,
+        );
         metrics::record(&mut self.hists[h.class as usize], latency_us);
         let offset = Duration::from_nanos(h.intended_ns - self.start_ns);
         let churn = &self.plan.churn;
@@ -130,6 +142,15 @@ impl Recorder {
         }
     }
 
+    /// Another copy of an object this node already had: counted, then dropped.
+    pub fn duplicate(&mut self, h: &ObjectHeader) {
+        if self.measured(h.intended_ns) {
+            if let Some(c) = self.classes.get_mut(h.class as usize) {
+                c.duplicates += 1;
+            }
+        }
+    }
+
     pub fn error(&mut self, e: String) {
         self.error_count += 1;
         if self.errors.len() < KEPT_ERRORS {
@@ -150,6 +171,7 @@ impl Recorder {
             .enumerate()
         {
             c.latency_hist = metrics::encode_histogram(h)?;
+            c.hop_latency_hist = metrics::encode_histogram(&self.hop_latency[i])?;
             if self.plan.churn.is_active() {
                 for (kind, h) in &self.disrupted[i] {
                     c.disrupted_hists

@@ -7,8 +7,9 @@ use crate::{
     control::{NodeReport, NodeSetup, TransportCounters},
     metrics::{self, monotonic_ns},
     stack::{self, tls::NodeIdentity},
-    workload::{ObjectHeader, Schedule, WorkloadPlan, HEADER_LEN, PROBE_CLASS},
+    workload::{ObjectHeader, WorkloadPlan, HEADER_LEN, PROBE_CLASS},
 };
+use stackbench_core::node::{InEvent, NodeCore, OutEvent};
 use anyhow::{bail, Context, Result};
 use bytes::Bytes;
 use std::{
@@ -16,7 +17,6 @@ use std::{
     collections::BTreeMap,
     net::IpAddr,
     rc::Rc,
-    time::Duration,
 };
 
 /// The application close code of a connection churn ends on purpose: errors it causes on
@@ -44,7 +44,10 @@ pub struct Node {
     /// The connection to each peer this node is connected to now.
     pub conns: RefCell<BTreeMap<u32, quinn::Connection>>,
     pub rec: RefCell<Recorder>,
-    schedule: RefCell<Schedule>,
+    /// Every workload decision: what to send when and to whom, what to relay.
+    core: RefCell<NodeCore>,
+    /// Wakes the send loop when a receipt queued a relay for later (validation).
+    wake: tokio::sync::Notify,
     payload: Bytes,
     pub start_ns: u64,
     pub timer: PreciseTimer,
@@ -78,7 +81,8 @@ impl Node {
             ep: RefCell::new(Some(ep)),
             conns: RefCell::new(conns),
             rec: RefCell::new(Recorder::new(plan.clone(), index, start_ns)),
-            schedule: RefCell::new(Schedule::new(plan, index)),
+            core: RefCell::new(NodeCore::new(plan, index, start_ns)),
+            wake: tokio::sync::Notify::new(),
             payload: Bytes::from(vec![0u8; max_size as usize]),
             start_ns,
             timer: PreciseTimer::new().context("creating the send timer")?,
@@ -102,13 +106,74 @@ impl Node {
 
     /// Starts receiving from `peer` on `conn` and keeping its bulk in flight.
     pub fn start_peer(self: &Rc<Self>, peer: u32, conn: &quinn::Connection) {
+        self.core.borrow_mut().handle(InEvent::PeerUp(peer));
         tokio::task::spawn_local(receive_loop(self.clone(), peer, conn.clone()));
         if self.done.get() {
             return;
         }
-        for (class, outstanding) in Schedule::backlog_classes(self.plan(), self.index) {
+        let backlog = self.core.borrow().backlog_classes();
+        for (class, outstanding) in backlog {
             for _ in 0..outstanding {
                 tokio::task::spawn_local(backlog_loop(self.clone(), peer, conn.clone(), class));
+            }
+        }
+    }
+
+    /// Churn took `peer` away: nothing more is sent to it.
+    pub fn peer_down(&self, peer: u32) {
+        self.core.borrow_mut().handle(InEvent::PeerDown(peer));
+    }
+
+    /// Carries out what the core decided: sends, and what the recorder must know.
+    fn dispatch(self: &Rc<Self>) {
+        loop {
+            let event = self.core.borrow_mut().poll();
+            let Some(event) = event else { break };
+            match event {
+                OutEvent::Send {
+                    peer,
+                    header,
+                    priority,
+                } => {
+                    let conn = self.conns.borrow().get(&peer).cloned();
+                    // A peer churn just removed: the core hears of it as the loop ends.
+                    let Some(conn) = conn else { continue };
+                    let node = self.clone();
+                    tokio::task::spawn_local(async move {
+                        if let Err(e) = send_object(&node, &conn, priority, &header).await {
+                            node.error_on(peer, &conn, format!("sending to node {peer}: {e}"));
+                        }
+                    });
+                }
+                OutEvent::Scheduled {
+                    class,
+                    size,
+                    intended_ns,
+                    receivers,
+                } => {
+                    let mut r = self.rec.borrow_mut();
+                    if !self.plan().classes[class as usize].arrival.is_backlog() {
+                        let lag = monotonic_ns().saturating_sub(intended_ns) / 1000;
+                        metrics::record(&mut r.send_lag, lag);
+                    }
+                    r.scheduled(class, size, intended_ns, receivers);
+                }
+                OutEvent::NotSentInTime {
+                    class,
+                    count,
+                    receivers,
+                } => self
+                    .rec
+                    .borrow_mut()
+                    .not_sent_in_time(class, count, receivers),
+                OutEvent::Delivered {
+                    from,
+                    header,
+                    now_ns,
+                } => self.rec.borrow_mut().delivered(from, &header, now_ns),
+                OutEvent::Duplicate { header, .. } => {
+                    self.rec.borrow_mut().duplicate(&header)
+                }
             }
         }
     }
@@ -131,6 +196,8 @@ impl Node {
                 .is_some_and(|c| c.stable_id() == conn.stable_id())
         {
             conns.remove(&peer);
+            drop(conns);
+            self.peer_down(peer);
         }
     }
 
@@ -151,9 +218,6 @@ impl Node {
         }
     }
 }
-
-/// Objects the generator takes per wake-up at most; then it checks how far behind it is.
-const MAX_PER_PASS: u32 = 4096;
 
 /// Runs the workload from the shared start to the end of the drain.
 pub async fn workload(node: &Rc<Node>) -> Result<NodeReport> {
@@ -181,68 +245,38 @@ pub async fn workload(node: &Rc<Node>) -> Result<NodeReport> {
         metrics::snmp_counters(),
     );
     let end_ns = start_ns + plan.send_end().as_nanos() as u64;
+    let drain_end = end_ns + plan.drain.as_nanos() as u64;
+    // Relays wait out validation only where a class asks for it; without, the loop needs
+    // no wake-ups besides its own schedule.
+    let validates = plan.classes.iter().any(|c| !c.validate.is_zero());
     loop {
-        let next = node.schedule.borrow().next_due();
-        let Some(next) = next else { break };
-        node.timer
-            .sleep_until(start_ns + next.as_nanos() as u64)
-            .await?;
+        let next = node.core.borrow().next_wakeup();
+        let Some(next) = next.filter(|t| *t < drain_end || !validates) else {
+            if !validates {
+                break;
+            }
+            node.done.set(monotonic_ns() >= end_ns);
+            tokio::select! {
+                r = node.timer.sleep_until(drain_end) => { r?; break; }
+                _ = node.wake.notified() => continue,
+            }
+        };
+        if validates {
+            tokio::select! {
+                r = node.timer.sleep_until(next) => r?,
+                _ = node.wake.notified() => continue,
+            }
+        } else {
+            node.timer.sleep_until(next).await?;
+        }
         let now = monotonic_ns();
-        let offset = Duration::from_nanos(now.saturating_sub(start_ns));
-        // A generator more than LAG_LIMIT behind is offered load this node cannot generate:
-        // what is due is dropped in bulk, counted, so that the node goes on from now and
-        // stays able to answer its controller.
-        if offset.saturating_sub(next) > super::LAG_LIMIT {
-            let skipped = node.schedule.borrow_mut().skip_until(offset);
-            let receivers = node.conns.borrow().len() as u64;
-            for (class, count) in skipped {
-                node.rec
-                    .borrow_mut()
-                    .not_sent_in_time(class, count, receivers);
-            }
-        }
-        for popped in 1..=MAX_PER_PASS {
-            if popped % 256 == 0 {
-                // Let the sends spawned so far run.
-                tokio::task::yield_now().await;
-            }
-            let e = node.schedule.borrow_mut().pop_due(offset);
-            let Some(e) = e else { break };
-            let intended_ns = start_ns + e.intended.as_nanos() as u64;
-            // Objects go to the peers connected now; one removed by churn is not a loss.
-            let targets: Vec<(u32, quinn::Connection)> = node
-                .conns
-                .borrow()
-                .iter()
-                .map(|(p, c)| (*p, c.clone()))
-                .collect();
-            {
-                let mut r = node.rec.borrow_mut();
-                metrics::record(&mut r.send_lag, now.saturating_sub(intended_ns) / 1000);
-                r.scheduled(e.class, e.size, intended_ns, targets.len() as u64);
-            }
-            let h = ObjectHeader {
-                origin: node.index as u16,
-                class: e.class,
-                len: e.size,
-                seq: e.seq,
-                intended_ns,
-            };
-            let priority = plan.classes[e.class as usize].priority;
-            for (peer, conn) in targets {
-                let node = node.clone();
-                tokio::task::spawn_local(async move {
-                    if let Err(e) = send_object(&node, &conn, priority, &h).await {
-                        node.error_on(peer, &conn, format!("sending to node {peer}: {e}"));
-                    }
-                });
-            }
-        }
+        node.core.borrow_mut().handle(InEvent::Tick { now_ns: now });
+        node.dispatch();
+        // Let the sends just spawned, and the receivers, run.
+        tokio::task::yield_now().await;
     }
     node.done.set(true);
-    node.timer
-        .sleep_until(end_ns + plan.drain.as_nanos() as u64)
-        .await?;
+    node.timer.sleep_until(drain_end).await?;
     for t in [churn_task, watch_task].into_iter().flatten() {
         t.abort();
     }
@@ -307,22 +341,10 @@ pub async fn send_object(
 /// Keeps one bulk object in flight to one peer: the next starts once the last is acknowledged,
 /// so bulk never fills quinn's send window and blocks the higher classes' writes.
 async fn backlog_loop(node: Rc<Node>, peer: u32, conn: quinn::Connection, class: u8) {
-    let priority = node.plan().classes[class as usize].priority;
     loop {
-        let now = monotonic_ns();
-        let next = node.schedule.borrow_mut().backlog_next(
-            class,
-            Duration::from_nanos(now.saturating_sub(node.start_ns)),
-        );
-        let Some(e) = next else { return };
-        node.rec.borrow_mut().scheduled(class, e.size, now, 1);
-        let h = ObjectHeader {
-            origin: node.index as u16,
-            class,
-            len: e.size,
-            seq: e.seq,
-            intended_ns: now,
-        };
+        let next = node.core.borrow_mut().backlog_next(class, monotonic_ns());
+        let Some((h, priority)) = next else { return };
+        node.dispatch();
         let result = match send_object(&node, &conn, priority, &h).await {
             Ok(s) => s.stopped().await.map(|_| ()).map_err(anyhow::Error::from),
             Err(e) => Err(e),
@@ -346,7 +368,7 @@ async fn receive_loop(node: Rc<Node>, peer: u32, conn: quinn::Connection) {
     node.forget_if_churned(peer, &conn);
 }
 
-async fn receive_object(node: &Node, peer: u32, mut rs: quinn::RecvStream) -> Result<()> {
+async fn receive_object(node: &Rc<Node>, peer: u32, mut rs: quinn::RecvStream) -> Result<()> {
     let mut hdr = [0u8; HEADER_LEN];
     rs.read_exact(&mut hdr).await?;
     let h = ObjectHeader::decode(&hdr)?;
@@ -369,7 +391,17 @@ async fn receive_object(node: &Node, peer: u32, mut rs: quinn::RecvStream) -> Re
     if h.class == PROBE_CLASS {
         churn::cold_connect_arrived(node, &h, now);
     } else {
-        node.rec.borrow_mut().delivered(peer, &h, now);
+        let before = node.core.borrow().next_wakeup();
+        node.core.borrow_mut().handle(InEvent::Received {
+            from: peer,
+            header: h,
+            now_ns: now,
+        });
+        node.dispatch();
+        // A relay queued behind validation may be due before the send loop's next wake-up.
+        if node.core.borrow().next_wakeup() < before || before.is_none() {
+            node.wake.notify_one();
+        }
     }
     // Consume the FIN so the stream closes cleanly instead of being stopped.
     while rs.read_chunk(usize::MAX, true).await?.is_some() {}

@@ -21,7 +21,7 @@ pub fn quic_configs(
     ctx: &NodeContext<'_>,
     max_udp_payload: Option<u16>,
 ) -> Result<(quinn::ServerConfig, Vec<Dial>), StackError> {
-    let transport = transport_config_with(max_udp_payload, ctx.stream_credit);
+    let transport = transport_config_with(max_udp_payload, &ctx.transport);
     let resumption = || match ctx.resumption {
         true => tls::Resumption::on(),
         false => tls::Resumption::Off,

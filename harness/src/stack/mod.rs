@@ -20,7 +20,7 @@ pub mod wg_tun;
 
 pub use quic_udp::QuicUdp;
 pub use transport::{
-    bind_udp, transport_config, transport_config_with, MAX_UNI_STREAMS, SOCKET_BUFFER,
+    bind_udp, transport_config, transport_config_with, TransportPlan, MAX_UNI_STREAMS, SOCKET_BUFFER,
 };
 pub use wg_inproc::QuicWgInproc;
 pub use wg_kernel::QuicWgKernel;
@@ -185,8 +185,8 @@ pub struct NodeContext<'a> {
     pub peers: &'a [PeerInfo],
     /// TLS servers issue tickets and accept 0-RTT; dials get a resuming configuration.
     pub resumption: bool,
-    /// Concurrent uni streams each peer may open.
-    pub stream_credit: u32,
+    /// The scenario's QUIC settings.
+    pub transport: TransportPlan,
 }
 
 /// How to dial one peer.

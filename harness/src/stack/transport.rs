@@ -3,20 +3,22 @@
 
 use std::{net::SocketAddr, os::fd::AsRawFd, sync::Arc, time::Duration};
 
-pub use stackbench_core::transport::MAX_UNI_STREAMS;
+pub use stackbench_core::transport::{TransportPlan, MAX_UNI_STREAMS};
 
-/// Transport settings; `max_udp_payload` caps datagrams to fit a tunnel's MTU.
+/// Transport settings with the scenario defaults; `max_udp_payload` caps datagrams to fit a
+/// tunnel's MTU.
 pub fn transport_config(max_udp_payload: Option<u16>) -> Arc<quinn::TransportConfig> {
-    transport_config_with(max_udp_payload, MAX_UNI_STREAMS)
+    transport_config_with(max_udp_payload, &TransportPlan::default())
 }
 
-/// [`transport_config`] with `max_streams` concurrent uni streams per peer.
+/// [`transport_config`] with a scenario's `[transport]` settings.
 pub fn transport_config_with(
     max_udp_payload: Option<u16>,
-    max_streams: u32,
+    plan: &TransportPlan,
 ) -> Arc<quinn::TransportConfig> {
     let mut t = quinn::TransportConfig::default();
-    t.max_concurrent_uni_streams(max_streams.into())
+    t.max_concurrent_uni_streams(plan.stream_credit.into())
+        .initial_rtt(plan.initial_rtt)
         .max_concurrent_bidi_streams(0u32.into())
         .max_idle_timeout(Some(quinn::VarInt::from_u32(30_000).into()))
         .keep_alive_interval(Some(Duration::from_secs(5)))
