@@ -100,6 +100,9 @@ if [ "$switch" = bridge ]; then
   ip -n "$sw" link set br0 up
 fi
 
+# Node i's MAC: locally administered, the same in every run (each run has its own switch).
+node_mac() { printf '02:53:42:00:%02x:%02x' $(($1 >> 8)) $(($1 & 255)); }
+
 for ((i = 0; i < nodes; i++)); do
   ns="$prefix-n$i"
   ns_ensure "$ns"
@@ -115,6 +118,7 @@ for ((i = 0; i < nodes; i++)); do
     # software, as a real NIC would in hardware.
     ip netns exec "$ns" ethtool -K eth0 tso off tx-udp-segmentation off >/dev/null
   fi
+  ip -n "$ns" link set eth0 address "$(node_mac "$i")"
   ip -n "$ns" addr replace "198.18.0.$((i + 1))/24" dev eth0
   ip -n "$ns" link set eth0 up
   if [ -n "${shape[$i]:-}" ]; then
@@ -123,4 +127,15 @@ for ((i = 0; i < nodes; i++)); do
   elif [ -n "$uplink" ]; then
     ip netns exec "$ns" tc qdisc replace dev eth0 root tbf rate "$uplink" burst "$burst" latency "$queue"
   fi
+done
+
+# Every node knows every other node's MAC from the start: permanent neighbour entries. The
+# kernel keeps one neighbour table for all namespaces, and its gc_thresh3 (1024 by default)
+# caps the entries it learns by ARP host-wide: a 64-node full mesh needs 4 032, and past the
+# cap sends fail with ENOBUFS (UdpSndbufErrors) until handshakes time out. Permanent entries
+# are not counted against it, and no ARP storm lands in the measurement.
+for ((i = 0; i < nodes; i++)); do
+  for ((j = 0; j < nodes; j++)); do
+    [ "$i" -eq "$j" ] || echo "neigh replace 198.18.0.$((j + 1)) lladdr $(node_mac "$j") dev eth0 nud permanent"
+  done | ip -n "$prefix-n$i" -batch -
 done

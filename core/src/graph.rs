@@ -139,7 +139,9 @@ fn attempt(
             for stubs in by_region.into_values() {
                 cross.extend(pair(stubs, &mut adj, rng, |_, _| true));
             }
-            let left = pair(cross, &mut adj, rng, |a, b| of[a as usize] != of[b as usize]);
+            let left = pair(cross, &mut adj, rng, |a, b| {
+                of[a as usize] != of[b as usize]
+            });
             // Where regions alone cannot close the pairing, allow any pair.
             let left = pair(left, &mut adj, rng, |_, _| true);
             (left.len() <= 1).then_some(())?;

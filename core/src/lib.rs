@@ -13,6 +13,7 @@ pub mod link;
 pub mod node;
 pub mod scenario;
 pub mod schema;
+pub mod setup;
 pub mod sim;
 pub mod transport;
 pub mod units;

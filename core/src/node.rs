@@ -351,9 +351,9 @@ mod tests {
         let targets = sends(&out);
         assert!(!targets.is_empty());
         assert!(targets.iter().all(|p| [1, 2].contains(p)));
-        assert!(out.iter().any(
-            |e| matches!(e, OutEvent::Scheduled { receivers, .. } if *receivers == 2)
-        ));
+        assert!(out
+            .iter()
+            .any(|e| matches!(e, OutEvent::Scheduled { receivers, .. } if *receivers == 2)));
     }
 
     #[test]
@@ -413,9 +413,18 @@ mod tests {
             now_ns: 50,
         });
         let out = drain(&mut core);
-        assert_eq!(sends(&out), vec![2, 3], "not back to the sender (the origin)");
+        assert_eq!(
+            sends(&out),
+            vec![2, 3],
+            "not back to the sender (the origin)"
+        );
         for e in &out {
-            if let OutEvent::Send { header: h, priority, .. } = e {
+            if let OutEvent::Send {
+                header: h,
+                priority,
+                ..
+            } = e
+            {
                 assert_eq!(h.hops, 2);
                 assert_eq!(h.sent_ns, 50);
                 assert_eq!(h.intended_ns, 10, "latency stays measured from the origin");
@@ -458,7 +467,11 @@ mod tests {
         core.handle(InEvent::Tick { now_ns: 5_999_999 });
         assert!(sends(&drain(&mut core)).is_empty());
         core.handle(InEvent::Tick { now_ns: 6_000_000 });
-        assert_eq!(sends(&drain(&mut core)), vec![3], "not to node 1 (sender) or 0 (origin)");
+        assert_eq!(
+            sends(&drain(&mut core)),
+            vec![3],
+            "not to node 1 (sender) or 0 (origin)"
+        );
     }
 
     #[test]

@@ -137,11 +137,15 @@ pub fn simulate(plan: &WorkloadPlan, net: &Network<'_>, cost: HopCost) -> Vec<Si
                     let done = start.max(uplink_free[node as usize]) + tx;
                     uplink_free[node as usize] = done;
                     let delay = (net.delay_ns)(node, peer);
-                    push(&mut queue, done + delay, Event::Arrive {
-                        to: peer,
-                        from: node,
-                        header,
-                    });
+                    push(
+                        &mut queue,
+                        done + delay,
+                        Event::Arrive {
+                            to: peer,
+                            from: node,
+                            header,
+                        },
+                    );
                 }
                 OutEvent::Delivered { header, now_ns, .. } => {
                     let measured = plan.is_measured(Duration::from_nanos(header.intended_ns));

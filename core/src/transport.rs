@@ -60,8 +60,7 @@ impl Transport {
             ));
         }
         let rtt = &self.initial_rtt;
-        if rtt.get_ref().0 < Duration::from_millis(1) || rtt.get_ref().0 > Duration::from_secs(10)
-        {
+        if rtt.get_ref().0 < Duration::from_millis(1) || rtt.get_ref().0 > Duration::from_secs(10) {
             return Err((
                 rtt.span(),
                 format!(

@@ -330,9 +330,21 @@ impl Scenario {
                 d.span(),
                 "topology.degree applies to fanout = \"gossip\" only".into(),
             )),
-            (Fanout::Direct, None) => match (&t.outside_region, self.classes.iter().find(|c| c.validate.is_some())) {
-                (Some(o), _) => Err((o.span(), "topology.outside_region applies to fanout = \"gossip\" only".into())),
-                (None, Some(c)) => Err((c.name.span(), format!("class {:?}: validate applies to fanout = \"gossip\" only", c.name.get_ref()))),
+            (Fanout::Direct, None) => match (
+                &t.outside_region,
+                self.classes.iter().find(|c| c.validate.is_some()),
+            ) {
+                (Some(o), _) => Err((
+                    o.span(),
+                    "topology.outside_region applies to fanout = \"gossip\" only".into(),
+                )),
+                (None, Some(c)) => Err((
+                    c.name.span(),
+                    format!(
+                        "class {:?}: validate applies to fanout = \"gossip\" only",
+                        c.name.get_ref()
+                    ),
+                )),
                 (None, None) => Ok(()),
             },
             (Fanout::Gossip, None) => Err((
@@ -344,7 +356,10 @@ impl Scenario {
                 if degree < 2 || degree >= nodes {
                     return Err((
                         d.span(),
-                        format!("topology.degree must be between 2 and nodes - 1 ({}), got {degree}", nodes - 1),
+                        format!(
+                            "topology.degree must be between 2 and nodes - 1 ({}), got {degree}",
+                            nodes - 1
+                        ),
                     ));
                 }
                 if (nodes * degree) % 2 == 1 {
@@ -354,7 +369,9 @@ impl Scenario {
                     ));
                 }
                 match (&t.outside_region, &self.regions) {
-                    (Some(o), None) => Err((o.span(), "topology.outside_region needs [regions]".into())),
+                    (Some(o), None) => {
+                        Err((o.span(), "topology.outside_region needs [regions]".into()))
+                    }
                     _ => Ok(()),
                 }?;
                 Ok(())

@@ -326,12 +326,7 @@ fn gossip_needs_a_degree_that_fits() {
         10,
         "between 2 and nodes - 1",
     );
-    assert_error(
-        &gossip("nodes = 4\ndegree = 2\n"),
-        10,
-        10,
-        "gossip\" only",
-    );
+    assert_error(&gossip("nodes = 4\ndegree = 2\n"), 10, 10, "gossip\" only");
     let validate = GOOD.replacen("origins = [0]\n", "origins = [0]\nvalidate = \"5ms\"\n", 1);
     assert_error(&validate, 13, 8, "validate applies");
 }

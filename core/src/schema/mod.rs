@@ -194,7 +194,9 @@ impl Percentiles {
             return Percentiles::default();
         }
         samples.sort_unstable();
-        let at = |q: f64| samples[((samples.len() as f64 * q).ceil() as usize).clamp(1, samples.len()) - 1];
+        let at = |q: f64| {
+            samples[((samples.len() as f64 * q).ceil() as usize).clamp(1, samples.len()) - 1]
+        };
         Percentiles {
             count: samples.len() as u64,
             min: samples[0],

@@ -84,7 +84,13 @@ impl WorkloadPlan {
                     let names: Vec<&str> = s
                         .regions
                         .as_ref()
-                        .map(|r| r.names.get_ref().iter().map(|n| n.get_ref().as_str()).collect())
+                        .map(|r| {
+                            r.names
+                                .get_ref()
+                                .iter()
+                                .map(|n| n.get_ref().as_str())
+                                .collect()
+                        })
                         .unwrap_or_default();
                     let of: Vec<u32> = link
                         .nodes

@@ -415,7 +415,11 @@ async fn repetition(
     let handshakes: Vec<u64> = nodes
         .gather(
             "connection setup",
-            SETUP_TIMEOUT,
+            // Scaled to the network, as the nodes' own deadlines are.
+            stackbench_core::setup::SetupDeadlines::for_connections(
+                plan.fanout.graph.edges().count(),
+            )
+            .controller,
             |m| match m {
                 ToController::Ready { handshake_us } => Some(handshake_us),
                 _ => None,

@@ -18,16 +18,13 @@ use crate::{
     stack::{self, tls::NodeIdentity, NodeContext},
 };
 use anyhow::{anyhow, bail, Context, Result};
-use std::{collections::BTreeMap, net::IpAddr, path::Path, rc::Rc, time::Duration};
+use stackbench_core::setup::{dial_order, SetupDeadlines, DIALS_IN_FLIGHT};
+use std::{cell::RefCell, collections::BTreeMap, net::IpAddr, path::Path, rc::Rc};
 use tokio::{io::BufReader, net::UnixStream, task::LocalSet};
 
 /// The runtime flavour nodes use, recorded in results.
 pub const RUNTIME_FLAVOUR: &str = "tokio current_thread, one per node process";
 pub use stackbench_core::node::LAG_LIMIT;
-/// How long connecting to all peers may take.
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
-/// Accepting waits longer than dialling, so a failed dial reports first, with its reason.
-const ACCEPT_TIMEOUT: Duration = Duration::from_secs(12);
 
 /// Runs node `index`, controlled over the Unix socket at `control`.
 pub fn main(control: &Path, index: u32) -> Result<()> {
@@ -133,55 +130,51 @@ fn build_endpoint(
         .with_context(|| format!("node {index}: building the {} endpoint", setup.stack))
 }
 
-/// Dials higher-numbered peers, accepts lower-numbered ones.
+/// Dials higher-numbered peers, a few at a time in a seeded order, and accepts
+/// lower-numbered ones as they come, all within deadlines scaled to the network's size.
 async fn connect_all(
     index: u32,
     ep: &stack::NodeEndpoint,
     setup: &NodeSetup,
 ) -> Result<(BTreeMap<u32, quinn::Connection>, Vec<u64>)> {
     let by_ip: BTreeMap<IpAddr, u32> = setup.peers.iter().map(|p| (p.addr.ip(), p.index)).collect();
-    let mut dials = tokio::task::JoinSet::new();
-    for d in &ep.dial {
-        let peer = d.peer;
-        if peer <= index {
-            continue;
+    let deadlines = SetupDeadlines::for_connections(setup.plan.fanout.graph.edges().count());
+    let to_dial: Vec<u32> = ep
+        .dial
+        .iter()
+        .map(|d| d.peer)
+        .filter(|p| *p > index)
+        .collect();
+    let order = dial_order(&to_dial, index, setup.plan.seed);
+    let dial_deadline = tokio::time::Instant::now() + deadlines.dial;
+    let dial_all = async {
+        let mut dials = tokio::task::JoinSet::new();
+        let mut out = Vec::new();
+        let mut next = order.iter();
+        loop {
+            while dials.len() < DIALS_IN_FLIGHT {
+                let Some(&peer) = next.next() else { break };
+                dials.spawn_local(dial(index, ep, setup, peer, dial_deadline)?);
+            }
+            let Some(joined) = dials.join_next().await else {
+                break;
+            };
+            out.push(joined.map_err(|e| anyhow!("dial task failed: {e}"))??);
         }
-        let addr = setup
-            .peers
-            .iter()
-            .find(|p| p.index == peer)
-            .map(|p| p.addr)
-            .ok_or_else(|| anyhow!("no address for node {peer}"))?;
-        let t0 = monotonic_ns();
-        let connecting = ep
-            .endpoint
-            .connect_with(d.config.clone(), addr, &d.server_name)?;
-        let diagnose = ep.diagnose.clone();
-        dials.spawn_local(async move {
-            let what = || format!("node {index}: connecting to node {peer} at {addr}");
-            let c = tokio::time::timeout(CONNECT_TIMEOUT, connecting)
-                .await
-                .map_err(|_| {
-                    let why = diagnose
-                        .as_ref()
-                        .map_or_else(|| format!("is node {peer} alive?"), |d| d(peer));
-                    anyhow!("{}: no answer within {CONNECT_TIMEOUT:?} ({why})", what())
-                })?
-                .with_context(what)?;
-            anyhow::Ok((peer, c, (monotonic_ns() - t0) / 1000))
-        });
-    }
+        anyhow::Ok(out)
+    };
     let expected_in = setup.peers.iter().filter(|p| p.index < index).count();
     let accept = async {
-        let mut got = Vec::new();
+        let got = RefCell::new(Vec::new());
         match tokio::time::timeout(
-            ACCEPT_TIMEOUT,
-            accept_peers(index, &ep.endpoint, &by_ip, expected_in, &mut got),
+            deadlines.accept,
+            accept_peers(index, &ep.endpoint, &by_ip, expected_in, &got),
         )
         .await
         {
-            Ok(r) => r.map(|()| got),
+            Ok(r) => r.map(|()| got.into_inner()),
             Err(_) => {
+                let got = got.borrow();
                 let missing: Vec<String> = setup
                     .peers
                     .iter()
@@ -192,18 +185,12 @@ async fn connect_all(
                     })
                     .collect();
                 bail!(
-                    "node {index}: {} never connected within {ACCEPT_TIMEOUT:?}",
-                    missing.join(", ")
+                    "node {index}: {} never connected within {:?}",
+                    missing.join(", "),
+                    deadlines.accept
                 )
             }
         }
-    };
-    let dial_all = async {
-        let mut out = Vec::new();
-        while let Some(joined) = dials.join_next().await {
-            out.push(joined.map_err(|e| anyhow!("dial task failed: {e}"))??);
-        }
-        anyhow::Ok(out)
     };
     let (dialled, mut accepted) = tokio::try_join!(dial_all, accept)?;
     let mut handshakes = Vec::new();
@@ -214,29 +201,76 @@ async fn connect_all(
     Ok((accepted.into_iter().collect(), handshakes))
 }
 
-/// Accepts connections from lower-numbered peers into `got` until `expected` have come.
+/// Starts dialling `peer`; the future resolves to the connection and how long its
+/// handshake took, µs, or to an error naming the peer and, where the stack can tell, why.
+fn dial(
+    index: u32,
+    ep: &stack::NodeEndpoint,
+    setup: &NodeSetup,
+    peer: u32,
+    deadline: tokio::time::Instant,
+) -> Result<impl std::future::Future<Output = Result<(u32, quinn::Connection, u64)>>> {
+    let d = ep
+        .dial
+        .iter()
+        .find(|d| d.peer == peer)
+        .ok_or_else(|| anyhow!("no dial configuration for node {peer}"))?;
+    let addr = setup
+        .peers
+        .iter()
+        .find(|p| p.index == peer)
+        .map(|p| p.addr)
+        .ok_or_else(|| anyhow!("no address for node {peer}"))?;
+    let t0 = monotonic_ns();
+    let connecting = ep
+        .endpoint
+        .connect_with(d.config.clone(), addr, &d.server_name)?;
+    let diagnose = ep.diagnose.clone();
+    Ok(async move {
+        let what = || format!("node {index}: connecting to node {peer} at {addr}");
+        let c = tokio::time::timeout_at(deadline, connecting)
+            .await
+            .map_err(|_| {
+                let why = diagnose
+                    .as_ref()
+                    .map_or_else(|| format!("is node {peer} alive?"), |d| d(peer));
+                anyhow!("{}: no answer by the setup deadline ({why})", what())
+            })?
+            .with_context(what)?;
+        Ok((peer, c, (monotonic_ns() - t0) / 1000))
+    })
+}
+
+/// Accepts connections from lower-numbered peers into `got` until `expected` have come,
+/// completing their handshakes concurrently.
 async fn accept_peers(
     index: u32,
     endpoint: &quinn::Endpoint,
     by_ip: &BTreeMap<IpAddr, u32>,
     expected: usize,
-    got: &mut Vec<(u32, quinn::Connection)>,
+    got: &RefCell<Vec<(u32, quinn::Connection)>>,
 ) -> Result<()> {
-    while got.len() < expected {
-        let incoming = endpoint
-            .accept()
-            .await
-            .ok_or_else(|| anyhow!("endpoint closed"))?;
-        let remote = incoming.remote_address();
-        match incoming.await {
-            Ok(c) => {
-                let peer = *by_ip
-                    .get(&remote.ip())
-                    .ok_or_else(|| anyhow!("connection from unknown address {remote}"))?;
-                got.push((peer, c));
+    let mut handshakes = tokio::task::JoinSet::new();
+    while got.borrow().len() < expected {
+        tokio::select! {
+            incoming = endpoint.accept() => {
+                let incoming = incoming.ok_or_else(|| anyhow!("endpoint closed"))?;
+                let remote = incoming.remote_address();
+                handshakes.spawn_local(async move { (remote, incoming.await) });
             }
-            // The dialling side reports its own failure; keep waiting for the others.
-            Err(e) => tracing::warn!("node {index}: refused connection from {remote}: {e}"),
+            Some(done) = handshakes.join_next() => {
+                let (remote, result) = done.map_err(|e| anyhow!("accept task failed: {e}"))?;
+                match result {
+                    Ok(c) => {
+                        let peer = *by_ip
+                            .get(&remote.ip())
+                            .ok_or_else(|| anyhow!("connection from unknown address {remote}"))?;
+                        got.borrow_mut().push((peer, c));
+                    }
+                    // The dialling side reports its own failure; keep waiting for the others.
+                    Err(e) => tracing::warn!("node {index}: refused connection from {remote}: {e}"),
+                }
+            }
         }
     }
     Ok(())

@@ -9,9 +9,9 @@ use crate::{
     stack::{self, tls::NodeIdentity},
     workload::{ObjectHeader, WorkloadPlan, HEADER_LEN, PROBE_CLASS},
 };
-use stackbench_core::node::{InEvent, NodeCore, OutEvent};
 use anyhow::{bail, Context, Result};
 use bytes::Bytes;
+use stackbench_core::node::{InEvent, NodeCore, OutEvent};
 use std::{
     cell::{Cell, RefCell},
     collections::BTreeMap,
@@ -171,9 +171,7 @@ impl Node {
                     header,
                     now_ns,
                 } => self.rec.borrow_mut().delivered(from, &header, now_ns),
-                OutEvent::Duplicate { header, .. } => {
-                    self.rec.borrow_mut().duplicate(&header)
-                }
+                OutEvent::Duplicate { header, .. } => self.rec.borrow_mut().duplicate(&header),
             }
         }
     }

@@ -20,7 +20,8 @@ pub mod wg_tun;
 
 pub use quic_udp::QuicUdp;
 pub use transport::{
-    bind_udp, transport_config, transport_config_with, TransportPlan, MAX_UNI_STREAMS, SOCKET_BUFFER,
+    bind_udp, transport_config, transport_config_with, TransportPlan, MAX_UNI_STREAMS,
+    SOCKET_BUFFER,
 };
 pub use wg_inproc::QuicWgInproc;
 pub use wg_kernel::QuicWgKernel;
