@@ -82,6 +82,9 @@ pub struct NodeReport {
     pub cpu_user_us: u64,
     pub generator_spin_us: u64,
     pub cpu_sys_us: u64,
+    /// The node process's peak resident memory (VmHWM), bytes.
+    #[serde(default)]
+    pub max_rss_bytes: u64,
     /// Interface counters over the repetition, by interface name.
     pub net: BTreeMap<String, NetCounters>,
     /// QUIC and socket counters summed over this node's connections.

@@ -76,6 +76,8 @@ pub struct RepetitionContext<'a> {
     pub host_softirq_seconds: f64,
     pub underlay_cpu_seconds: f64,
     pub host_busy_seconds: f64,
+    /// The controller process's CPU seconds during the repetition.
+    pub controller_cpu_seconds: f64,
     pub stack_config: serde_json::Value,
     pub link_emulator: Option<stackbench_core::schema::LinkEmulatorCost>,
     pub lifecycle: Option<stackbench_core::schema::churn::Lifecycle>,
@@ -244,6 +246,7 @@ pub fn summarize(
             cpu_user_seconds: r.cpu_user_us as f64 / 1e6,
             generator_spin_seconds: r.generator_spin_us as f64 / 1e6,
             cpu_sys_seconds: r.cpu_sys_us as f64 / 1e6,
+            max_rss_bytes: r.max_rss_bytes,
             interfaces: r.net.clone(),
             transport: r.transport,
         })
@@ -278,6 +281,13 @@ pub fn summarize(
             + ctx.underlay_cpu_seconds
             + ctx.host_softirq_seconds
             + emulator_cpu)
+            / (cores * window),
+        harness_cpu_fraction: (ctx.controller_cpu_seconds
+            + emulator_cpu
+            + reports
+                .iter()
+                .map(|r| r.generator_spin_us as f64 / 1e6)
+                .sum::<f64>())
             / (cores * window),
         wire_bytes_per_delivered_byte: wire_overhead(reports),
         other_load_fraction: ((ctx.host_busy_seconds

@@ -71,6 +71,16 @@ pub fn process_cpu_us() -> (u64, u64) {
 }
 
 /// User plus system CPU seconds of process `pid` (all its threads) so far, from /proc.
+/// This process's peak resident memory (VmHWM), bytes; 0 where /proc does not say.
+pub fn max_rss_bytes() -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        .map_or(0, |kb| kb * 1024)
+}
+
 pub fn pid_cpu_seconds(pid: u32) -> f64 {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
     parse_stat(&stat).1

@@ -233,6 +233,14 @@ impl RunWriter {
         )
     }
 
+    /// Writes `simulation.json`: the simulator's prediction for the run's network.
+    pub fn write_simulation(&self, sim: &stackbench_core::schema::Simulation) -> Result<()> {
+        write_atomic(
+            &self.dir.join("simulation.json"),
+            &serde_json::to_vec_pretty(sim)?,
+        )
+    }
+
     /// Writes `floor.json`: the machine's own latency, measured before the stacks.
     pub fn write_floor(&self, floor: &stackbench_core::schema::MachineFloor) -> Result<()> {
         write_atomic(

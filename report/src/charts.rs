@@ -32,6 +32,23 @@ fn cdf_points(h: &hdrhistogram::Histogram<u64>) -> Vec<(f64, f64)> {
         .collect()
 }
 
+/// The simulator's median reach times for `class`, as a line beside the measured ones.
+fn predicted_reach(report: &Report, class: &str) -> Option<Series> {
+    let sim = report.run.simulation.as_ref()?;
+    let c = sim.classes.iter().find(|k| k.class == class)?;
+    let points: Vec<(f64, f64)> = ["50", "90", "99", "100"]
+        .iter()
+        .filter_map(|n| {
+            let p = c.reach_us.get(&format!("{n}%")).filter(|p| p.count > 0)?;
+            Some((n.parse().unwrap_or(0.0), (p.p50 as f64).max(1.0)))
+        })
+        .collect();
+    (!points.is_empty()).then(|| Series {
+        name: "predicted (simulator)".into(),
+        points,
+    })
+}
+
 /// Every chart of the report, each with a short id for file names.
 pub fn build(report: &Report) -> Vec<(String, Chart)> {
     let mut out = vec![];
@@ -149,6 +166,7 @@ pub fn build(report: &Report) -> Vec<(String, Chart)> {
                         .collect(),
                 })
                 .filter(|s| !s.points.is_empty())
+                .chain(predicted_reach(report, c))
                 .collect();
             out.push((
                 format!("{c}-reach"),

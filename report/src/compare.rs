@@ -414,6 +414,7 @@ mod tests {
             repetitions,
             links: None,
             floor: None,
+            simulation: None,
         }
     }
 

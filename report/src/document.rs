@@ -106,9 +106,13 @@ impl Report {
                 .or(r.manifest.links_not_verified.clone());
         }
         // The network section describes one run; combined runs each have their own.
-        let (links, floor) = match runs.as_slice() {
-            [(_, only)] => (only.links.clone(), only.floor.clone()),
-            _ => (None, None),
+        let (links, floor, simulation) = match runs.as_slice() {
+            [(_, only)] => (
+                only.links.clone(),
+                only.floor.clone(),
+                only.simulation.clone(),
+            ),
+            _ => (None, None, None),
         };
         Ok(Report {
             run: LoadedRun {
@@ -116,6 +120,7 @@ impl Report {
                 repetitions: reps,
                 links,
                 floor,
+                simulation,
             },
             runs,
             entries,

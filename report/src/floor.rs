@@ -104,13 +104,14 @@ pub fn terminal_lines(run: &LoadedRun) -> String {
     let classes: Vec<String> = f
         .classes
         .iter()
-        .map(|c| {
-            format!(
+        .map(|c| match c.one_way_us.count {
+            0 => format!("{} no samples (too few objects at its rate)", c.class),
+            _ => format!(
                 "{} p50 {} p99 {}",
                 c.class,
                 fmt_us(c.one_way_us.p50),
                 fmt_us(c.one_way_us.p99)
-            )
+            ),
         })
         .collect();
     let mut s = String::new();
@@ -159,6 +160,7 @@ mod tests {
                 ..Default::default()
             }],
             links: None,
+            simulation: None,
             floor: Some(MachineFloor {
                 classes: vec![FloorClass {
                     class: "vote".into(),

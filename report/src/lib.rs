@@ -9,6 +9,7 @@ mod floor;
 pub mod hist;
 mod html;
 mod links;
+mod network;
 pub mod plots;
 pub mod stats;
 mod summary;

@@ -3,7 +3,7 @@
 
 use crate::{
     links,
-    schema::{LinkCheck, MachineFloor, RepetitionSummary, RunManifest},
+    schema::{LinkCheck, MachineFloor, RepetitionSummary, RunManifest, Simulation},
 };
 use std::path::{Path, PathBuf};
 
@@ -28,6 +28,8 @@ pub struct LoadedRun {
     pub links: Option<LinkCheck>,
     /// `floor.json`: the machine's own latency (runs from before it existed have none).
     pub floor: Option<MachineFloor>,
+    /// `simulation.json`: the simulator's prediction for the run's network.
+    pub simulation: Option<Simulation>,
 }
 
 fn read_json<T: serde::de::DeserializeOwned>(p: &Path) -> Result<T, ReportError> {
@@ -96,11 +98,15 @@ pub fn load_run(dir: &Path) -> Result<LoadedRun, ReportError> {
     };
     let links = optional("links.json")?.map(|p| read_json(&p)).transpose()?;
     let floor = optional("floor.json")?.map(|p| read_json(&p)).transpose()?;
+    let simulation = optional("simulation.json")?
+        .map(|p| read_json(&p))
+        .transpose()?;
     Ok(LoadedRun {
         manifest,
         repetitions,
         links,
         floor,
+        simulation,
     })
 }
 
@@ -281,11 +287,13 @@ fn unavailable(run: &LoadedRun) -> Vec<String> {
         .collect()
 }
 
-const COST_HEADERS: [&str; 8] = [
+const COST_HEADERS: [&str; 10] = [
     "stack",
     "rep",
     "CPU busy",
+    "harness CPU",
     "node CPU",
+    "RSS/node max",
     "underlay CPU",
     "softirq",
     "wire B/B",
@@ -293,7 +301,7 @@ const COST_HEADERS: [&str; 8] = [
 ];
 
 /// One row per stack and repetition: what the stack cost beyond latency.
-fn cost_rows(run: &LoadedRun) -> Vec<[String; 8]> {
+fn cost_rows(run: &LoadedRun) -> Vec<[String; 10]> {
     run.repetitions
         .iter()
         .map(|r| {
@@ -306,7 +314,12 @@ fn cost_rows(run: &LoadedRun) -> Vec<[String; 8]> {
                 r.stack.clone(),
                 r.repetition.to_string(),
                 format!("{:.0}%", r.cpu_busy_fraction * 100.0),
+                format!("{:.0}%", r.harness_cpu_fraction * 100.0),
                 format!("{node_cpu:.2}s"),
+                format!(
+                    "{:.1}MB",
+                    r.nodes.iter().map(|n| n.max_rss_bytes).max().unwrap_or(0) as f64 / 1e6
+                ),
                 format!("{:.2}s", r.underlay_cpu_seconds),
                 format!("{:.2}s", r.host_softirq_seconds),
                 format!("{:.3}", r.wire_bytes_per_delivered_byte),
@@ -389,6 +402,10 @@ pub fn summary_markdown(run: &LoadedRun) -> String {
         s.push_str("\n### Machine floor\n\n");
         s.push_str(&f);
     }
+    if let Some(n) = crate::network::section(run, &|h, r| markdown_table(h, r)) {
+        s.push_str("\n### Reach across the network\n\n");
+        s.push_str(&n);
+    }
     if let Some(c) = crate::churn::section(run, &|h, r| markdown_table(h, r)) {
         s.push_str("\n### Churn\n\n");
         s.push_str(&c);
@@ -429,6 +446,7 @@ pub fn summary_table(run: &LoadedRun) -> String {
         s.push_str(&links::terminal_line(c));
     }
     s.push_str(&crate::floor::terminal_lines(run));
+    s.push_str(&crate::network::terminal_lines(run));
     s.push_str(&crate::churn::terminal_lines(run));
     for x in warnings(run) {
         s.push_str(&format!("warning: {x}\n"));
@@ -519,6 +537,7 @@ mod tests {
             repetitions: vec![r],
             links: None,
             floor: None,
+            simulation: None,
         }
     }
 

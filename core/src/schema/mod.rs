@@ -96,6 +96,11 @@ pub struct RepetitionSummary {
     /// Share of all host CPUs busy with the nodes, the underlay's processes and softirq. Near 1,
     /// latencies include waiting for a CPU, not only the stack's own cost.
     pub cpu_busy_fraction: f64,
+    /// Share of all host CPUs the harness itself used: the controller, the nodes' generator
+    /// busy-wait and the userspace link emulator. Shown beside `cpu_busy_fraction`, it says
+    /// how much of the machine measuring took from what was measured.
+    #[serde(default)]
+    pub harness_cpu_fraction: f64,
     /// Bytes the nodes put on their veths (every header, handshake and ACK) per byte of
     /// object delivered over the same span (warm-up to drain): the stack's wire overhead.
     pub wire_bytes_per_delivered_byte: f64,
@@ -247,6 +252,9 @@ pub struct NodeSummary {
     /// from `cpu_user_seconds`) so that its wake-up delay is not charged to the stack.
     pub generator_spin_seconds: f64,
     pub cpu_sys_seconds: f64,
+    /// Peak resident memory of the node process, bytes.
+    #[serde(default)]
+    pub max_rss_bytes: u64,
     pub interfaces: BTreeMap<String, InterfaceCounters>,
     pub transport: TransportCounters,
 }

@@ -136,6 +136,7 @@ pub async fn run(scenario: &Scenario, opts: &RunOptions) -> Result<RunOutcome> {
     let mut writer = RunWriter::create(dir, &run.0.id, scenario, &env)?;
     writer.write_links(&link_check)?;
     writer.write_floor(&floor)?;
+    writer.write_simulation(&simulate(&plan, &link_plan))?;
     let reps = *scenario.repetitions.get_ref();
     let mut failures = vec![];
     for (si, stack) in stacks.iter().enumerate() {
@@ -186,6 +187,7 @@ pub async fn run(scenario: &Scenario, opts: &RunOptions) -> Result<RunOutcome> {
                     host_softirq_seconds: data.softirq,
                     underlay_cpu_seconds: data.underlay_cpu,
                     host_busy_seconds: data.host_busy,
+                    controller_cpu_seconds: data.controller_cpu,
                     stack_config: underlay.describe(),
                     link_emulator: data.link_emulator,
                     lifecycle,
@@ -266,6 +268,7 @@ struct RepetitionData {
     underlay_cpu: f64,
     /// Host-wide busy CPU seconds during the repetition, whoever used them.
     host_busy: f64,
+    controller_cpu: f64,
     link_emulator: Option<stackbench_core::schema::LinkEmulatorCost>,
 }
 
@@ -346,6 +349,20 @@ fn progress_bar(opts: &RunOptions, total: Duration, label: &str) -> ProgressBar 
     pb.set_prefix(label.to_owned());
     pb.set_message(format!("{:.0}s", total.as_secs_f64()));
     pb
+}
+
+/// What the simulator predicts for this run's graph and links, before any stack's cost.
+fn simulate(plan: &WorkloadPlan, links: &LinkPlan) -> stackbench_core::schema::Simulation {
+    use stackbench_core::sim;
+    let cost = sim::HopCost::default();
+    let t0 = std::time::Instant::now();
+    let classes = sim::simulate(plan, &sim::Network::of(links), cost);
+    stackbench_core::schema::Simulation {
+        schema: stackbench_core::schema::SCHEMA_VERSION,
+        per_object_us: cost.per_object.as_secs_f64() * 1e6,
+        wall_seconds: t0.elapsed().as_secs_f64(),
+        classes,
+    }
 }
 
 /// One repetition of one stack: nodes up, connected, run, reported, gone.
@@ -433,6 +450,7 @@ async fn repetition(
     let (softirq0, busy0) = metrics::host_cpu_seconds();
     let underlay_cpu0 = underlay.process_cpu_seconds();
     let emulator0 = topology.emulator_sample().transpose()?;
+    let controller0 = metrics::process_cpu_us();
     let start_ns = metrics::monotonic_ns() + START_LEAD.as_nanos() as u64;
     nodes.send_all(|_| ToNode::Start { start_ns }).await?;
     let total = START_LEAD + plan.send_end() + plan.drain;
@@ -454,6 +472,9 @@ async fn repetition(
         )
         .await;
     pb.finish_and_clear();
+    let controller1 = metrics::process_cpu_us();
+    let controller_cpu =
+        ((controller1.0 + controller1.1) - (controller0.0 + controller0.1)) as f64 / 1e6;
     let (softirq1, busy1) = metrics::host_cpu_seconds();
     let (softirq, host_busy) = (softirq1 - softirq0, busy1 - busy0);
     let underlay_cpu = underlay.process_cpu_seconds() - underlay_cpu0;
@@ -470,6 +491,7 @@ async fn repetition(
         softirq,
         underlay_cpu,
         host_busy,
+        controller_cpu,
         link_emulator,
     })
 }

@@ -311,6 +311,7 @@ pub async fn workload(node: &Rc<Node>) -> Result<NodeReport> {
         cpu_user_us: (cpu1.0 - cpu0.0).saturating_sub(spin_us),
         generator_spin_us: spin_us,
         cpu_sys_us: cpu1.1 - cpu0.1,
+        max_rss_bytes: metrics::max_rss_bytes(),
         net: metrics::net_delta(&net0, &net1),
         transport,
         all_received_bytes: r.all_received_bytes,
