@@ -192,7 +192,7 @@ pub fn explanations(run: &LoadedRun) -> Vec<String> {
                 .max()
                 .unwrap_or(0);
             out.push(format!(
-                "{stack} {}: reach 100% p50 {} is {ratio:.1}× the prediction {}. The simulator charges the links' delay, serialization on the uplinks and {:.0} µs per object sent or received; each measured hop took {} (p50), and the run kept {:.0}% of the CPUs busy. The difference is the stack's own processing per hop and waiting for a CPU.",
+                "{stack} {}: reach 100% p50 {} is {ratio:.1}× the prediction {}. The simulator charges the links' delay, serialization on the uplinks and {:.0} µs per object sent or received; each measured hop took {} (p50), and the run kept {:.0}% of the CPUs busy. The simulator leaves out congestion control (an object larger than an idle connection's window waits for round trips), loss recovery, waiting for a CPU and the stack's own processing per hop; the difference is theirs.",
                 p.class,
                 fmt_us(m as u64),
                 fmt_us(predicted.p50),
