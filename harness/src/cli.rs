@@ -72,6 +72,16 @@ enum Command {
         #[arg(long)]
         thresholds: Option<PathBuf>,
     },
+    /// Run a scenario at several network sizes and state, per stack, the largest network
+    /// this machine ran without saturating its CPU (scale.json and scale.md).
+    Scale {
+        #[command(flatten)]
+        args: ScenarioArgs,
+        /// Node counts to try, comma-separated, smallest first; a stack stops at the first
+        /// size that saturates.
+        #[arg(long, value_delimiter = ',', default_value = "16,32,64,128")]
+        nodes: Vec<u32>,
+    },
     /// Check scenario files without running them.
     Validate {
         #[arg(required = true)]
@@ -319,6 +329,19 @@ fn dispatch(cli: Cli) -> Result<ExitCode> {
             );
             Ok(ExitCode::SUCCESS)
         }
+        Command::Scale { args, nodes } => {
+            let sizes = match crate::scale::sizes(&args.scenario, &nodes, args.repetitions) {
+                Ok(s) => s,
+                Err(e) => return usage_error(e),
+            };
+            if let Err(e) = args.load() {
+                return usage_error(e);
+            }
+            rootless::reexec_if_needed()?;
+            rootless::prepare_private_run()?;
+            let opts = run_options(&args, true, cli.verbose)?;
+            crate::scale::sweep(&args.scenario, &sizes, &opts)
+        }
         Command::Run {
             args,
             no_progress,
@@ -373,16 +396,15 @@ fn load_run_args(
     Ok(parsed)
 }
 
-/// Runs a scenario, prints its table and writes its report; the exit code and run folder.
-fn run_command(
+/// Runs a scenario; `None` when a signal stopped it (everything it made is gone then).
+pub(crate) fn run_until_signal(
     scenario: &Scenario,
     opts: &RunOptions,
-    require_complete: bool,
-) -> Result<(ExitCode, Option<PathBuf>)> {
+) -> Result<Option<controller::RunOutcome>> {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
-    let outcome = rt.block_on(async {
+    rt.block_on(async {
         // Handlers are installed here, before the run starts: `ctrl_c()` would only install
         // its own when first polled, after the run's synchronous setup had spawned nodes.
         let mut int = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())?;
@@ -396,8 +418,16 @@ fn run_command(
             _ = term.recv() => Ok(None),
             _ = hup.recv() => Ok(None),
         }
-    });
-    match outcome? {
+    })
+}
+
+/// Runs a scenario, prints its table and writes its report; the exit code and run folder.
+fn run_command(
+    scenario: &Scenario,
+    opts: &RunOptions,
+    require_complete: bool,
+) -> Result<(ExitCode, Option<PathBuf>)> {
+    match run_until_signal(scenario, opts)? {
         None => {
             eprintln!("stackbench: interrupted; the run's nodes, namespaces and sockets were removed and its run.json marked interrupted");
             Ok((ExitCode::from(130), None))

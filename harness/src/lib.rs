@@ -22,6 +22,7 @@ pub mod reporting;
 pub mod results;
 pub mod rootless;
 pub mod runid;
+pub mod scale;
 pub mod stack;
 pub mod topology;
 pub mod vm;

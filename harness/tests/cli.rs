@@ -114,6 +114,24 @@ fn usage_errors_exit_2_with_a_reason() {
             "invalid value 'warp' for '--accel",
         ),
         (vec!["validate".into()], "required"),
+        (
+            vec![
+                "scale".into(),
+                repo("scenarios/gossip-64.toml").display().to_string(),
+                "--nodes".into(),
+                "64,16".into(),
+            ],
+            "smallest first",
+        ),
+        (
+            vec![
+                "scale".into(),
+                repo("scenarios/gossip-64.toml").display().to_string(),
+                "--nodes".into(),
+                "8".into(),
+            ],
+            "at 8 nodes: ",
+        ),
     ];
     for (args, needle) in cases {
         let out = stackbench()

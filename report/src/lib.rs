@@ -11,6 +11,7 @@ mod html;
 mod links;
 mod network;
 pub mod plots;
+pub mod scale;
 pub mod stats;
 mod summary;
 

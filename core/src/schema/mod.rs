@@ -215,6 +215,36 @@ impl Percentiles {
     }
 }
 
+/// `scale.json`: one scenario run at several network sizes, per stack, to find the largest
+/// network the machine carries without saturating its CPU.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct ScaleSweep {
+    pub schema: u32,
+    pub scenario: String,
+    /// The share of CPU at or above which a run counts as saturated.
+    pub saturated_at: f64,
+    pub points: Vec<ScalePoint>,
+}
+
+/// One stack at one network size.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct ScalePoint {
+    pub stack: String,
+    pub nodes: u32,
+    /// The run folder, relative to the sweep's folder.
+    pub run: String,
+    /// `None` when the stack did not run (unavailable or failed); `error` says why.
+    pub cpu_busy_fraction: Option<f64>,
+    /// Every object of every class reached every node it was meant for, and every node
+    /// generated its whole schedule.
+    pub complete: bool,
+    /// The first open-loop class's reach-100% p50, µs.
+    pub reach_all_p50_us: Option<u64>,
+    pub max_rss_bytes: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
 /// `simulation.json`: what the in-memory simulator of the run's node logic predicts,
 /// before any stack's costs (see `stackbench_core::sim`).
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
