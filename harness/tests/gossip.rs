@@ -83,7 +83,7 @@ fn gossip_reaches_every_node_over_several_hops_and_counts_duplicates() {
             c.name
         );
         assert!(
-            deepest as u32 <= max_distance + 2,
+            deepest <= max_distance + 2,
             "{}: {:?}",
             c.name,
             c.hops
