@@ -119,8 +119,7 @@ pub struct StepRecord {
     pub began_us: u64,
     /// How long the underlay took to apply it (a UAPI request, `wg`, `ip`, a new `Tunn`).
     pub apply_us: u64,
-    /// "ok", "not applicable: …" or the error.
-    pub outcome: String,
+    pub outcome: StepOutcome,
     /// For dials: until the handshake completed, at the dialler, µs.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub handshake_us: Option<u64>,
@@ -129,16 +128,36 @@ pub struct StepRecord {
     pub dialled: Option<u32>,
 }
 
+/// How a churn step went.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", tag = "status", content = "detail")]
+pub enum StepOutcome {
+    Ok,
+    /// The step means nothing for this stack (no tunnel interface to bring down, say).
+    NotApplicable(String),
+    Failed(String),
+}
+
+impl std::fmt::Display for StepOutcome {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            StepOutcome::Ok => f.write_str("ok"),
+            StepOutcome::NotApplicable(why) => write!(f, "not applicable: {why}"),
+            StepOutcome::Failed(e) => f.write_str(e),
+        }
+    }
+}
+
 /// A cold connect, measured where its first object arrived.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ColdConnect {
     pub firing: u32,
     pub dialler: u32,
     pub acceptor: u32,
-    /// "full", "resumed" or "0rtt": what the handshake turned out to be.
-    pub how: String,
-    /// The event that led to it ("peer_add", "node_join", "node_restart").
-    pub cause: String,
+    /// What the handshake turned out to be.
+    pub how: crate::scenario::churn::HandshakeMode,
+    /// The event that led to it.
+    pub cause: crate::scenario::churn::EventKind,
     /// From the dialler's step (the peer known on both sides) to the first object's full
     /// receipt, µs.
     pub us: u64,

@@ -9,7 +9,11 @@ use crate::{
 };
 use anyhow::{Context, Result};
 use hdrhistogram::Histogram;
-use stackbench_core::schema::churn::{ChurnSummary, ClassDisruption, EventMark};
+use stackbench_core::{
+    control::StepOutcome,
+    scenario::churn::EventKind,
+    schema::churn::{ChurnSummary, ClassDisruption, EventMark},
+};
 use std::{collections::BTreeMap, time::Duration};
 
 /// A WireGuard handshake this soon after a churn step involving its pair is the step's,
@@ -62,9 +66,9 @@ pub fn summarize(
     let mut dials = 0u64;
     for r in reports {
         for c in &r.churn.cold_connects {
-            let key = match c.cause.as_str() {
-                "node_restart" => format!("restart, {}", c.how),
-                _ => c.how.clone(),
+            let key = match c.cause {
+                EventKind::NodeRestart => format!("restart, {}", c.how.name()),
+                _ => c.how.name().to_owned(),
             };
             metrics::record(cold.entry(key).or_insert_with(new_histogram), c.us);
         }
@@ -80,7 +84,7 @@ pub fn summarize(
                 }
                 continue;
             }
-            if s.outcome == "ok" {
+            if s.outcome == StepOutcome::Ok {
                 metrics::record(
                     apply.entry(name.into()).or_insert_with(new_histogram),
                     s.apply_us,

@@ -82,12 +82,7 @@ fn gossip_reaches_every_node_over_several_hops_and_counts_duplicates() {
             "{}: relayed objects arrive after 2+ hops",
             c.name
         );
-        assert!(
-            deepest <= max_distance + 2,
-            "{}: {:?}",
-            c.name,
-            c.hops
-        );
+        assert!(deepest <= max_distance + 2, "{}: {:?}", c.name, c.hops);
         assert_eq!(c.hops.values().sum::<u64>(), c.delivered, "{}", c.name);
         assert!(
             c.duplicates > 0,

@@ -7,7 +7,7 @@ use super::{
     timer::PreciseTimer,
 };
 use crate::{
-    control::{ColdConnect, StepRecord},
+    control::{ColdConnect, StepOutcome, StepRecord},
     metrics::monotonic_ns,
     scenario::churn::HandshakeMode,
     stack::PeerControl,
@@ -57,7 +57,7 @@ fn record_of(node: &Node, step: &Step, began: u64, dialled: Option<u32>) -> Step
         action: step.action,
         began_us: (began - node.start_ns) / 1000,
         apply_us: 0,
-        outcome: "ok".into(),
+        outcome: StepOutcome::Ok,
         handshake_us: None,
         dialled,
     }
@@ -116,7 +116,8 @@ pub async fn run(node: Rc<Node>) {
                 record.apply_us = us;
                 match r {
                     Ok(false) => {
-                        record.outcome = "not applicable: the stack has no tunnel interface".into();
+                        record.outcome =
+                            StepOutcome::NotApplicable("the stack has no tunnel interface".into());
                         Ok(())
                     }
                     other => other.map(|_| ()),
@@ -132,7 +133,7 @@ pub async fn run(node: Rc<Node>) {
             }
         };
         if let Err(e) = result {
-            record.outcome = format!("{e:#}");
+            record.outcome = StepOutcome::Failed(format!("{e:#}"));
             node.rec.borrow_mut().error(format!(
                 "node {}: churn step {:?} failed: {e:#}",
                 node.index, step.action
@@ -205,7 +206,7 @@ async fn cold_connect(node: Rc<Node>, step: Step, peer: u32, mode: HandshakeMode
     match dial(&node, &step, peer, mode, began).await {
         Ok(handshake_us) => record.handshake_us = Some(handshake_us),
         Err(e) => {
-            record.outcome = format!("{e:#}");
+            record.outcome = StepOutcome::Failed(format!("{e:#}"));
             node.rec.borrow_mut().error(format!(
                 "node {}: cold connect to node {peer}: {e:#}",
                 node.index
@@ -330,20 +331,27 @@ async fn accept_loop(node: Rc<Node>, endpoint: quinn::Endpoint) {
 
 /// Records a cold connect whose first object arrived at `now`.
 pub fn cold_connect_arrived(node: &Node, h: &ObjectHeader, now: u64) {
-    let how = HandshakeMode::from_code((h.seq & 0xff) as u8).map_or("unknown", HandshakeMode::name);
     let firing = (h.seq >> 8) as u32;
+    let how = HandshakeMode::from_code((h.seq & 0xff) as u8);
     let cause = node
         .plan()
         .churn
         .firings
         .get(firing as usize)
-        .map_or("unknown", |f| f.kind.name());
+        .map(|f| f.kind);
+    let (Some(how), Some(cause)) = (how, cause) else {
+        node.rec.borrow_mut().error(format!(
+            "node {}: a cold connect's first object from node {} names no known handshake or event ({:#x})",
+            node.index, h.origin, h.seq
+        ));
+        return;
+    };
     node.rec.borrow_mut().churn.cold_connects.push(ColdConnect {
         firing,
-        cause: cause.into(),
+        cause,
         dialler: h.origin as u32,
         acceptor: node.index,
-        how: how.into(),
+        how,
         us: now.saturating_sub(h.intended_ns) / 1000,
     });
 }
