@@ -65,6 +65,28 @@ pub struct NodeSetup {
     pub peers: Vec<PeerInfo>,
 }
 
+/// A node's secret keys, for a node that starts from a file instead of generating them:
+/// its TLS certificate and PKCS#8 key (DER) and its WireGuard private key.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct NodeKeys {
+    pub cert_der: Vec<u8>,
+    pub key_pkcs8: Vec<u8>,
+    pub wg_secret: [u8; 32],
+}
+
+/// Everything a node needs to run without a controller: the setup a controller would send
+/// (resolved plan, peers with their keys and addresses), its own keys, and when to start.
+/// Written by `stackbench node-inputs`; read by `stackbench node --inputs`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct NodeInputs {
+    pub index: u32,
+    pub keys: NodeKeys,
+    pub setup: NodeSetup,
+    /// The shared start instant, CLOCK_REALTIME ns: hosts (or a simulator's hosts) share
+    /// wall time, not a monotonic clock.
+    pub start_unix_ns: u64,
+}
+
 /// What one node measured during a repetition.
 #[derive(Debug, Default, Serialize, Deserialize)]
 pub struct NodeReport {

@@ -114,13 +114,40 @@ enum Command {
         #[arg(long)]
         config: PathBuf,
     },
-    /// Internal: one node, started by `run` inside a namespace.
-    #[command(hide = true)]
+    /// One node. `run` starts these inside namespaces with --control; with --inputs (see
+    /// `node-inputs`) a node runs without a controller and writes its report to --results.
     Node {
+        /// The controller: a Unix socket's path, or tcp:HOST:PORT.
+        #[arg(long, requires = "index", conflicts_with_all = ["inputs", "results"])]
+        control: Option<String>,
         #[arg(long)]
-        control: PathBuf,
+        index: Option<u32>,
+        /// A file written by `node-inputs`: setup, keys and start instant.
+        #[arg(long, requires = "results")]
+        inputs: Option<PathBuf>,
+        /// Folder for the report (node-<index>.report.json).
+        #[arg(long, requires = "inputs")]
+        results: Option<PathBuf>,
+    },
+    /// Write one inputs file per node, so that nodes can run without a controller
+    /// (`stackbench node --inputs`): elsewhere than in namespaces, e.g. on the given
+    /// addresses on one host, under a network simulator or on other hosts.
+    NodeInputs {
+        /// Scenario file (TOML).
+        scenario: PathBuf,
+        /// The stack every node runs (quic-tls or quic-null: the stacks whose underlay needs
+        /// no controller).
         #[arg(long)]
-        index: u32,
+        stack: String,
+        /// Each node's QUIC address, comma-separated, node 0 first.
+        #[arg(long, value_delimiter = ',', required = true)]
+        addresses: Vec<std::net::SocketAddr>,
+        /// How long after writing the files the nodes start sending.
+        #[arg(long, default_value = "5s")]
+        start_in: crate::units::Dur,
+        /// Folder for node-<index>.inputs.json.
+        #[arg(long)]
+        out: PathBuf,
     },
 }
 
@@ -217,8 +244,46 @@ fn dispatch(cli: Cli) -> Result<ExitCode> {
         Command::LinkEmulator { config } => {
             crate::link::emulator::run(&config).map(|()| ExitCode::SUCCESS)
         }
-        Command::Node { control, index } => {
-            crate::node::main(&control, index).map(|()| ExitCode::SUCCESS)
+        Command::Node {
+            control,
+            index,
+            inputs,
+            results,
+        } => {
+            let source = match (control, inputs, results) {
+                (Some(c), None, None) => crate::node::ControlSource::parse_control(&c),
+                (None, Some(inputs), Some(results)) => {
+                    crate::node::ControlSource::Files { inputs, results }
+                }
+                _ => {
+                    return usage_error(
+                        "node needs --control and --index, or --inputs and --results",
+                    )
+                }
+            };
+            crate::node::main(source, index.unwrap_or(0)).map(|()| ExitCode::SUCCESS)
+        }
+        Command::NodeInputs {
+            scenario,
+            stack,
+            addresses,
+            start_in,
+            out,
+        } => {
+            let parsed = match load_run_args(&scenario, Some(std::slice::from_ref(&stack)), None) {
+                Ok(s) => s,
+                Err(e) => return usage_error(e),
+            };
+            match crate::standalone::write_inputs(&parsed, &stack, &addresses, start_in.0, &out) {
+                Ok(files) => {
+                    for f in files {
+                        println!("{}", f.display());
+                    }
+                    Ok(ExitCode::SUCCESS)
+                }
+                Err(crate::standalone::InputsError::Usage(e)) => usage_error(e),
+                Err(crate::standalone::InputsError::Failed(e)) => Err(e),
+            }
         }
         Command::List => {
             println!("{:<24} privileges needed", "stack");

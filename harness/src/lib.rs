@@ -24,6 +24,7 @@ pub mod rootless;
 pub mod runid;
 pub mod scale;
 pub mod stack;
+pub mod standalone;
 pub mod topology;
 pub mod vm;
 

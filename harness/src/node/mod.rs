@@ -9,6 +9,7 @@
 mod churn;
 mod recorder;
 mod session;
+mod standalone;
 pub use recorder::Recorder;
 mod timer;
 
@@ -19,15 +20,40 @@ use crate::{
 };
 use anyhow::{anyhow, bail, Context, Result};
 use stackbench_core::setup::{dial_order, SetupDeadlines, DIALS_IN_FLIGHT};
-use std::{cell::RefCell, collections::BTreeMap, net::IpAddr, path::Path, rc::Rc};
-use tokio::{io::BufReader, net::UnixStream, task::LocalSet};
+use std::{cell::RefCell, collections::BTreeMap, net::IpAddr, path::PathBuf, rc::Rc};
+use tokio::{
+    io::{AsyncBufRead, AsyncWrite, BufReader},
+    net::{TcpStream, UnixStream},
+    task::LocalSet,
+};
 
 /// The runtime flavour nodes use, recorded in results.
 pub const RUNTIME_FLAVOUR: &str = "tokio current_thread, one per node process";
 pub use stackbench_core::node::LAG_LIMIT;
 
-/// Runs node `index`, controlled over the Unix socket at `control`.
-pub fn main(control: &Path, index: u32) -> Result<()> {
+/// Where a node gets its setup and where its report goes.
+#[derive(Debug, Clone)]
+pub enum ControlSource {
+    /// A controller on this host, over a Unix socket (which works across namespaces).
+    Unix(PathBuf),
+    /// A controller elsewhere, over TCP (`host:port`).
+    Tcp(String),
+    /// No controller: inputs from a file (`stackbench node-inputs`), the report to a folder.
+    Files { inputs: PathBuf, results: PathBuf },
+}
+
+impl ControlSource {
+    /// `tcp:HOST:PORT`, or a Unix socket's path (optionally `unix:PATH`).
+    pub fn parse_control(s: &str) -> ControlSource {
+        match s.strip_prefix("tcp:") {
+            Some(addr) => ControlSource::Tcp(addr.to_owned()),
+            None => ControlSource::Unix(PathBuf::from(s.strip_prefix("unix:").unwrap_or(s))),
+        }
+    }
+}
+
+/// Runs node `index` (from the inputs file when there is no controller).
+pub fn main(source: ControlSource, index: u32) -> Result<()> {
     // Linux delays timer wake-ups by up to 50 µs of "slack" by default; the send schedule
     // needs µs precision, and that delay would be charged to every stack.
     // SAFETY: prctl with PR_SET_TIMERSLACK takes plain integers.
@@ -36,15 +62,34 @@ pub fn main(control: &Path, index: u32) -> Result<()> {
         .enable_all()
         .build()
         .context("building the node's runtime")?;
-    LocalSet::new().block_on(&rt, run(control, index))
+    LocalSet::new().block_on(&rt, async move {
+        match source {
+            ControlSource::Unix(path) => {
+                let stream = UnixStream::connect(&path).await.with_context(|| {
+                    format!("connecting to the controller at {}", path.display())
+                })?;
+                let (r, w) = stream.into_split();
+                serve(BufReader::new(r), w, index).await
+            }
+            ControlSource::Tcp(addr) => {
+                let stream = TcpStream::connect(&addr)
+                    .await
+                    .with_context(|| format!("connecting to the controller at tcp:{addr}"))?;
+                stream.set_nodelay(true)?;
+                let (r, w) = stream.into_split();
+                serve(BufReader::new(r), w, index).await
+            }
+            ControlSource::Files { inputs, results } => standalone::run(&inputs, &results).await,
+        }
+    })
 }
 
-async fn run(control: &Path, index: u32) -> Result<()> {
-    let stream = UnixStream::connect(control)
-        .await
-        .with_context(|| format!("connecting to the controller at {}", control.display()))?;
-    let (r, mut w) = stream.into_split();
-    let mut r = BufReader::new(r);
+/// Runs one repetition as the controller at the other end of `r` and `w` directs.
+async fn serve<R, W>(mut r: R, mut w: W, index: u32) -> Result<()>
+where
+    R: AsyncBufRead + Unpin,
+    W: AsyncWrite + Unpin,
+{
     let identity = Rc::new(NodeIdentity::generate(index)?);
     let pid = std::process::id();
     control::send(
@@ -83,13 +128,17 @@ async fn run(control: &Path, index: u32) -> Result<()> {
 /// off.
 type KeepAlive = Rc<session::Node>;
 
-async fn repetition(
+async fn repetition<R, W>(
     index: u32,
     identity: &Rc<NodeIdentity>,
     setup: &NodeSetup,
-    r: &mut BufReader<tokio::net::unix::OwnedReadHalf>,
-    w: &mut tokio::net::unix::OwnedWriteHalf,
-) -> Result<Option<(NodeReport, KeepAlive)>> {
+    r: &mut R,
+    w: &mut W,
+) -> Result<Option<(NodeReport, KeepAlive)>>
+where
+    R: AsyncBufRead + Unpin,
+    W: AsyncWrite + Unpin,
+{
     let ep = build_endpoint(index, identity, setup)?;
     control::send(w, &ToController::Bound).await?;
     match control::recv(r).await? {
@@ -137,7 +186,7 @@ async fn connect_all(
     ep: &stack::NodeEndpoint,
     setup: &NodeSetup,
 ) -> Result<(BTreeMap<u32, quinn::Connection>, Vec<u64>)> {
-    let by_ip: BTreeMap<IpAddr, u32> = setup.peers.iter().map(|p| (p.addr.ip(), p.index)).collect();
+    let peer_of = PeerAddresses::new(setup);
     let deadlines = SetupDeadlines::for_connections(setup.plan.fanout.graph.edges().count());
     let to_dial: Vec<u32> = ep
         .dial
@@ -168,7 +217,7 @@ async fn connect_all(
         let got = RefCell::new(Vec::new());
         match tokio::time::timeout(
             deadlines.accept,
-            accept_peers(index, &ep.endpoint, &by_ip, expected_in, &got),
+            accept_peers(index, &ep.endpoint, &peer_of, expected_in, &got),
         )
         .await
         {
@@ -241,12 +290,43 @@ fn dial(
     })
 }
 
+/// Which peer a connection comes from. Each node dials from the socket it listens on, so
+/// its full address names it; in namespaces each node also has an address of its own,
+/// which names it where a tunnel rewrites the port.
+struct PeerAddresses {
+    by_addr: BTreeMap<std::net::SocketAddr, u32>,
+    by_ip: BTreeMap<IpAddr, Option<u32>>,
+}
+
+impl PeerAddresses {
+    fn new(setup: &NodeSetup) -> PeerAddresses {
+        let mut by_ip = BTreeMap::new();
+        for p in &setup.peers {
+            by_ip
+                .entry(p.addr.ip())
+                .and_modify(|e| *e = None) // shared by several peers: not a name
+                .or_insert(Some(p.index));
+        }
+        PeerAddresses {
+            by_addr: setup.peers.iter().map(|p| (p.addr, p.index)).collect(),
+            by_ip,
+        }
+    }
+
+    fn get(&self, remote: std::net::SocketAddr) -> Option<u32> {
+        self.by_addr
+            .get(&remote)
+            .copied()
+            .or_else(|| self.by_ip.get(&remote.ip()).copied().flatten())
+    }
+}
+
 /// Accepts connections from lower-numbered peers into `got` until `expected` have come,
 /// completing their handshakes concurrently.
 async fn accept_peers(
     index: u32,
     endpoint: &quinn::Endpoint,
-    by_ip: &BTreeMap<IpAddr, u32>,
+    peer_of: &PeerAddresses,
     expected: usize,
     got: &RefCell<Vec<(u32, quinn::Connection)>>,
 ) -> Result<()> {
@@ -262,8 +342,8 @@ async fn accept_peers(
                 let (remote, result) = done.map_err(|e| anyhow!("accept task failed: {e}"))?;
                 match result {
                     Ok(c) => {
-                        let peer = *by_ip
-                            .get(&remote.ip())
+                        let peer = peer_of
+                            .get(remote)
                             .ok_or_else(|| anyhow!("connection from unknown address {remote}"))?;
                         got.borrow_mut().push((peer, c));
                     }

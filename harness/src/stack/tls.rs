@@ -58,6 +58,26 @@ impl NodeIdentity {
         })
     }
 
+    /// The secret keys, for a node that will start from a file.
+    pub fn export(&self) -> stackbench_core::control::NodeKeys {
+        stackbench_core::control::NodeKeys {
+            cert_der: self.cert.to_vec(),
+            key_pkcs8: self.key.secret_pkcs8_der().to_vec(),
+            wg_secret: self.wg_secret.to_bytes(),
+        }
+    }
+
+    /// The identity whose keys were exported to `keys`.
+    pub fn import(keys: &stackbench_core::control::NodeKeys) -> Result<Self, TlsError> {
+        let key = rcgen::KeyPair::try_from(keys.key_pkcs8.as_slice())?;
+        Ok(NodeIdentity {
+            cert: CertificateDer::from(keys.cert_der.clone()),
+            spki: key.public_key_der(),
+            key: PrivatePkcs8KeyDer::from(keys.key_pkcs8.clone()),
+            wg_secret: boringtun::x25519::StaticSecret::from(keys.wg_secret),
+        })
+    }
+
     pub fn wg_public(&self) -> [u8; 32] {
         boringtun::x25519::PublicKey::from(&self.wg_secret).to_bytes()
     }

@@ -1,0 +1,103 @@
+//! Inputs for nodes that run without a controller: everything the controller would send
+//! each node (the resolved plan, its peers' addresses and pinned keys), the node's own keys,
+//! and a shared wall-clock start. Only stacks whose underlay needs nothing prepared outside
+//! the node can run this way.
+
+use crate::{
+    control::{NodeInputs, NodeSetup, PeerInfo},
+    scenario::Scenario,
+    stack::tls::NodeIdentity,
+    workload::WorkloadPlan,
+};
+use std::{
+    net::SocketAddr,
+    path::{Path, PathBuf},
+    time::{Duration, SystemTime},
+};
+
+/// Stacks a node can run without a controller preparing its underlay.
+pub const STANDALONE_STACKS: [&str; 2] = ["quic-tls", "quic-null"];
+
+#[derive(Debug, thiserror::Error)]
+pub enum InputsError {
+    /// The request cannot be met (exit 2).
+    #[error("{0}")]
+    Usage(String),
+    #[error(transparent)]
+    Failed(#[from] anyhow::Error),
+}
+
+/// The inputs file of node `index` in `out`.
+pub fn inputs_file(out: &Path, index: u32) -> PathBuf {
+    out.join(format!("node-{index}.inputs.json"))
+}
+
+/// Writes one inputs file per node of `scenario` into `out`; returns their paths.
+pub fn write_inputs(
+    scenario: &Scenario,
+    stack: &str,
+    addresses: &[SocketAddr],
+    start_in: Duration,
+    out: &Path,
+) -> Result<Vec<PathBuf>, InputsError> {
+    if !STANDALONE_STACKS.contains(&stack) {
+        return Err(InputsError::Usage(format!(
+            "--stack {stack}: only {} run without a controller (the others' underlays are prepared by `stackbench run`)",
+            STANDALONE_STACKS.join(" and ")
+        )));
+    }
+    let nodes = scenario.node_count();
+    if addresses.len() != nodes as usize {
+        return Err(InputsError::Usage(format!(
+            "--addresses: the scenario has {nodes} nodes, got {} addresses",
+            addresses.len()
+        )));
+    }
+    let plan = WorkloadPlan::from_scenario(scenario).map_err(anyhow::Error::from)?;
+    let identities = (0..nodes)
+        .map(NodeIdentity::generate)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(anyhow::Error::from)?;
+    let start_unix_ns = (SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_err(anyhow::Error::from)?
+        + start_in)
+        .as_nanos() as u64;
+    std::fs::create_dir_all(out).map_err(|e| anyhow::anyhow!("creating {}: {e}", out.display()))?;
+    let mut files = vec![];
+    for i in 0..nodes {
+        let peers = plan
+            .fanout
+            .graph
+            .neighbours(i)
+            .iter()
+            .map(|&j| PeerInfo {
+                index: j,
+                addr: addresses[j as usize],
+                spki: identities[j as usize].spki.clone(),
+                wg_public: identities[j as usize].wg_public(),
+                wg_endpoint: None,
+            })
+            .collect();
+        let inputs = NodeInputs {
+            index: i,
+            keys: identities[i as usize].export(),
+            setup: NodeSetup {
+                stack: stack.to_owned(),
+                plan: plan.clone(),
+                bind: addresses[i as usize],
+                wg_listen: None,
+                wg_uapi: None,
+                peers,
+            },
+            start_unix_ns,
+        };
+        let path = inputs_file(out, i);
+        crate::results::write_atomic(
+            &path,
+            &serde_json::to_vec_pretty(&inputs).map_err(anyhow::Error::from)?,
+        )?;
+        files.push(path);
+    }
+    Ok(files)
+}
