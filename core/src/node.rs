@@ -5,7 +5,10 @@
 //!
 //! Times are CLOCK_MONOTONIC nanoseconds (any clock shared by all nodes will do), passed in.
 
-use crate::workload::{ObjectHeader, Schedule, WorkloadPlan};
+use crate::workload::{
+    events::{Action, Step},
+    ObjectHeader, Schedule, WorkloadPlan,
+};
 use std::{
     cmp::Reverse,
     collections::{BTreeSet, BinaryHeap, HashSet, VecDeque},
@@ -34,6 +37,9 @@ pub enum InEvent {
     PeerUp(u32),
     /// The connection to `peer` is gone.
     PeerDown(u32),
+    /// This node takes a churn step now: removing a peer or restarting takes peers away
+    /// before their connections are seen closing.
+    Step(Step),
 }
 
 /// What the node must do, or record.
@@ -138,6 +144,14 @@ impl NodeCore {
             InEvent::PeerDown(p) => {
                 self.up.remove(&p);
             }
+            InEvent::Step(step) => match step.action {
+                Action::RemovePeer { peer } => {
+                    self.up.remove(&peer);
+                }
+                Action::Restart => self.up.clear(),
+                // Peers come back with their connections (PeerUp).
+                Action::AddPeer { .. } | Action::Iface { .. } | Action::KeyUpdate => {}
+            },
         }
     }
 
@@ -493,6 +507,31 @@ mod tests {
             now_ns: 1,
         });
         assert!(matches!(drain(&mut core)[..], [OutEvent::Duplicate { .. }]));
+    }
+
+    #[test]
+    fn churn_steps_take_peers_away() {
+        let mut core = NodeCore::new(&example_plan(), 0, 0);
+        core.handle(InEvent::PeerUp(1));
+        core.handle(InEvent::PeerUp(2));
+        let step = |action| Step {
+            at: Duration::ZERO,
+            node: 0,
+            firing: 0,
+            action,
+        };
+        core.handle(InEvent::Step(step(Action::RemovePeer { peer: 1 })));
+        let due = core.next_wakeup().expect("node 0 originates");
+        core.handle(InEvent::Tick { now_ns: due });
+        let sent = sends(&drain(&mut core));
+        assert!(!sent.is_empty() && sent.iter().all(|p| *p == 2), "{sent:?}");
+        core.handle(InEvent::Step(step(Action::Restart)));
+        let due = core.next_wakeup().expect("more to send");
+        core.handle(InEvent::Tick { now_ns: due });
+        assert!(
+            sends(&drain(&mut core)).is_empty(),
+            "no peer is up after a restart"
+        );
     }
 
     #[test]

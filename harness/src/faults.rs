@@ -1,5 +1,8 @@
-//! Test-only interference, to prove that failures are caught: a lower layer of its own, so
-//! that the stacks which apply it need not know the controller.
+//! Test-only interference, to prove that failures are caught. Stacks never see it: the
+//! controller hands out peers' keys, and under a fault it hands out a wrong one (as
+//! [`KeyDistribution`] for stacks that configure tunnels from outside the nodes).
+
+use crate::stack::KeyDistribution;
 
 /// Test-only interference, to prove failures are caught.
 #[derive(Debug, Clone, Default)]
@@ -32,5 +35,11 @@ impl Faults {
         }
         let stranger = boringtun::x25519::StaticSecret::random_from_rng(rand::rngs::OsRng);
         boringtun::x25519::PublicKey::from(&stranger).to_bytes()
+    }
+}
+
+impl KeyDistribution for Faults {
+    fn wg_key(&self, holder: u32, of: u32, real: [u8; 32]) -> [u8; 32] {
+        Faults::wg_key(self, holder, of, real)
     }
 }

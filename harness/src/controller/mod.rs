@@ -53,7 +53,7 @@ impl RunOptions {
     pub fn stack_context(&self) -> stack::StackContext<'_> {
         stack::StackContext {
             node_exe: &self.node_exe,
-            faults: &self.faults,
+            keys: &self.faults,
         }
     }
 }

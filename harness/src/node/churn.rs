@@ -85,6 +85,7 @@ pub async fn run(node: Rc<Node>) {
         }
         node.churn_spin_ns.set(timer.spin_ns());
         let began = monotonic_ns();
+        node.step(step);
         // Fetched per use: a restart must be able to drop the old underlay.
         let control = || node.control.borrow().clone();
         let mut record = record_of(&node, &step, began, None);
@@ -94,7 +95,6 @@ pub async fn run(node: Rc<Node>) {
                 if let Some(c) = removed {
                     c.close(CHURN_CLOSE.into(), b"peer removed");
                 }
-                node.peer_down(peer);
                 let (r, us) = blocking(&control(), move |c| c.remove_peer(peer)).await;
                 record.apply_us = us;
                 r
@@ -158,9 +158,6 @@ async fn restart(
             p
         })
         .collect();
-    for &p in &peers {
-        node.peer_down(p);
-    }
     // Every handle must go for the old endpoint (and an in-process tunnel) to release its
     // sockets.
     let old = node.ep.borrow_mut().take();

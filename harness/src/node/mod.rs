@@ -271,6 +271,7 @@ fn dial(
         .map(|p| p.addr)
         .ok_or_else(|| anyhow!("no address for node {peer}"))?;
     let t0 = monotonic_ns();
+    let within = deadline.saturating_duration_since(tokio::time::Instant::now());
     let connecting = ep
         .endpoint
         .connect_with(d.config.clone(), addr, &d.server_name)?;
@@ -283,7 +284,7 @@ fn dial(
                 let why = diagnose
                     .as_ref()
                     .map_or_else(|| format!("is node {peer} alive?"), |d| d(peer));
-                anyhow!("{}: no answer by the setup deadline ({why})", what())
+                anyhow!("{}: no answer within {within:?} ({why})", what())
             })?
             .with_context(what)?;
         Ok((peer, c, (monotonic_ns() - t0) / 1000))

@@ -119,9 +119,14 @@ impl Node {
         }
     }
 
-    /// Churn took `peer` away: nothing more is sent to it.
+    /// The connection to `peer` ended: nothing more is sent to it.
     pub fn peer_down(&self, peer: u32) {
         self.core.borrow_mut().handle(InEvent::PeerDown(peer));
+    }
+
+    /// This node takes `step` now: the core learns what it takes away.
+    pub fn step(&self, step: crate::workload::events::Step) {
+        self.core.borrow_mut().handle(InEvent::Step(step));
     }
 
     /// Carries out what the core decided: sends, and what the recorder must know.

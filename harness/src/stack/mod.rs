@@ -281,13 +281,29 @@ pub trait PreparedUnderlay: Send {
     }
 }
 
+/// Out-of-band key distribution as the run carries it out: which WireGuard public key a
+/// node holds for another. The seed's network authenticates node keys by other means;
+/// stackbench's controller is that means, and a stack that configures tunnels from outside
+/// the nodes asks it.
+pub trait KeyDistribution: Send + Sync {
+    /// The key node `holder` is given for node `of`, whose real key is `real`.
+    fn wg_key(&self, holder: u32, of: u32, real: [u8; 32]) -> [u8; 32];
+}
+
 /// What a stack's controller side needs of the run, in a type of the stack layer's own.
-#[derive(Debug, Clone, Copy)]
+#[derive(Clone, Copy)]
 pub struct StackContext<'a> {
     /// The stackbench binary (for the daemons it serves, such as `wg-device`).
     pub node_exe: &'a std::path::Path,
-    /// Test-only interference.
-    pub faults: &'a crate::faults::Faults,
+    pub keys: &'a dyn KeyDistribution,
+}
+
+impl std::fmt::Debug for StackContext<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StackContext")
+            .field("node_exe", &self.node_exe)
+            .finish_non_exhaustive()
+    }
 }
 
 /// A transport-security stack under test.

@@ -173,7 +173,7 @@ impl PreparedUnderlay for TunUnderlay {
 
 /// What one node's WireGuard is told about another node.
 pub(super) struct WgPeerConfig {
-    /// The key this node expects (a fault may replace the real one).
+    /// The key this node holds for the other (key distribution decides).
     pub public: [u8; 32],
     /// Where the other node's WireGuard listens.
     pub endpoint: SocketAddr,
@@ -191,7 +191,7 @@ pub(super) fn wg_peers(
     (0..topology.nodes())
         .filter(|&j| j != index)
         .map(|j| WgPeerConfig {
-            public: opts.faults.wg_key(index, j, publics[j as usize]),
+            public: opts.keys.wg_key(index, j, publics[j as usize]),
             endpoint: SocketAddr::new(topology.node_ip(j).into(), WG_PORT),
             tunnel_ip: wg_socket::virtual_ip(j),
         })
