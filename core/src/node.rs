@@ -340,6 +340,19 @@ mod tests {
     use super::*;
     use crate::workload::{example_plan, FanoutPlan};
 
+    /// A 1000 B object of class 0 from node 0, sent (by its last hop) when it was meant to be.
+    fn block_from_0(seq: u64, at: u64, hops: u8) -> ObjectHeader {
+        ObjectHeader {
+            origin: 0,
+            class: 0,
+            len: 1000,
+            seq,
+            intended_ns: at,
+            hops,
+            sent_ns: at,
+        }
+    }
+
     fn drain(core: &mut NodeCore) -> Vec<OutEvent> {
         std::iter::from_fn(|| core.poll()).collect()
     }
@@ -376,15 +389,7 @@ mod tests {
         let mut core = NodeCore::new(&plan, 1, 0);
         core.handle(InEvent::PeerUp(0));
         core.handle(InEvent::PeerUp(2));
-        let header = ObjectHeader {
-            origin: 0,
-            class: 0,
-            len: 1000,
-            seq: 4,
-            intended_ns: 5,
-            hops: 1,
-            sent_ns: 5,
-        };
+        let header = block_from_0(/* seq */ 4, /* at */ 5, /* hops */ 1);
         core.handle(InEvent::Received {
             from: 0,
             header,
@@ -412,15 +417,7 @@ mod tests {
         for p in [0, 2, 3] {
             core.handle(InEvent::PeerUp(p));
         }
-        let header = ObjectHeader {
-            origin: 0,
-            class: 0,
-            len: 1000,
-            seq: 1,
-            intended_ns: 10,
-            hops: 1,
-            sent_ns: 10,
-        };
+        let header = block_from_0(/* seq */ 1, /* at */ 10, /* hops */ 1);
         core.handle(InEvent::Received {
             from: 0,
             header,
@@ -461,15 +458,7 @@ mod tests {
         for p in [0, 1, 3] {
             core.handle(InEvent::PeerUp(p));
         }
-        let header = ObjectHeader {
-            origin: 0,
-            class: 0,
-            len: 1000,
-            seq: 1,
-            intended_ns: 0,
-            hops: 1,
-            sent_ns: 0,
-        };
+        let header = block_from_0(/* seq */ 1, /* at */ 0, /* hops */ 1);
         core.handle(InEvent::Received {
             from: 1,
             header,
@@ -492,15 +481,7 @@ mod tests {
     fn a_node_never_delivers_its_own_objects() {
         let mut core = NodeCore::new(&gossip_plan(Duration::ZERO), 0, 0);
         core.handle(InEvent::PeerUp(1));
-        let header = ObjectHeader {
-            origin: 0,
-            class: 0,
-            len: 1000,
-            seq: 1,
-            intended_ns: 0,
-            hops: 2,
-            sent_ns: 0,
-        };
+        let header = block_from_0(/* seq */ 1, /* at */ 0, /* hops */ 2);
         core.handle(InEvent::Received {
             from: 1,
             header,
