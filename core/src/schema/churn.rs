@@ -33,12 +33,14 @@ pub struct ChurnSummary {
     /// WireGuard handshakes that followed a churn step.
     pub wg_handshakes_after_churn: u64,
     /// The disruption window, ms.
+    #[serde(deserialize_with = "crate::schema::nullable_f64")]
     pub window_ms: f64,
 }
 
 /// One firing on the timeline.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct EventMark {
+    #[serde(deserialize_with = "crate::schema::nullable_f64")]
     pub at_s: f64,
     pub kind: String,
     pub node: u32,

@@ -85,28 +85,35 @@ pub struct RepetitionSummary {
     pub stack: String,
     pub repetition: u32,
     pub insecure: bool,
+    #[serde(deserialize_with = "nullable_f64")]
     pub measured_seconds: f64,
     pub classes: Vec<ClassSummary>,
     pub nodes: Vec<NodeSummary>,
     /// Host-wide softirq CPU seconds during the repetition (all namespaces share the kernel).
+    #[serde(deserialize_with = "nullable_f64")]
     pub host_softirq_seconds: f64,
     /// CPU seconds of processes the underlay runs (userspace WireGuard daemons) during the
     /// repetition: part of the stack's cost, not of any node's.
+    #[serde(deserialize_with = "nullable_f64")]
     pub underlay_cpu_seconds: f64,
     /// Share of all host CPUs busy with the nodes, the underlay's processes and softirq. Near 1,
     /// latencies include waiting for a CPU, not only the stack's own cost.
+    #[serde(deserialize_with = "nullable_f64")]
     pub cpu_busy_fraction: f64,
     /// Share of all host CPUs the harness itself used: the controller, the nodes' generator
     /// busy-wait and the userspace link emulator. Shown beside `cpu_busy_fraction`, it says
     /// how much of the machine measuring took from what was measured.
     #[serde(default)]
+    #[serde(deserialize_with = "nullable_f64")]
     pub harness_cpu_fraction: f64,
     /// Bytes the nodes put on their veths (every header, handshake and ACK) per byte of
     /// object delivered over the same span (warm-up to drain): the stack's wire overhead.
+    #[serde(deserialize_with = "nullable_f64")]
     pub wire_bytes_per_delivered_byte: f64,
     /// Share of all host CPUs busy with work that was not this run's (other processes on a
     /// shared machine, the controller). Well above zero, the latencies are disturbed.
     #[serde(default)]
+    #[serde(deserialize_with = "nullable_f64")]
     pub other_load_fraction: f64,
     /// Full QUIC+TLS handshakes at setup, µs: the first handshake of each freshly started
     /// node process (cold code paths), not a warm reconnect.
@@ -131,6 +138,7 @@ pub struct RepetitionSummary {
 /// What the userspace link emulator did and cost during one repetition.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct LinkEmulatorCost {
+    #[serde(deserialize_with = "nullable_f64")]
     pub cpu_seconds: f64,
     pub forwarded_packets: u64,
     pub forwarded_bytes: u64,
@@ -159,6 +167,7 @@ pub struct ClassSummary {
     pub delivered_bytes: u64,
     /// `delivered_bytes` (objects scheduled in the measured window, delivered before the
     /// drain ended) over the window's length.
+    #[serde(deserialize_with = "nullable_f64")]
     pub goodput_bytes_per_sec: f64,
     pub inversions: u64,
     /// Delivery latency from intended send to full receipt, per (object, receiver), µs.
@@ -189,6 +198,7 @@ pub struct Percentiles {
     pub p99: u64,
     pub p999: u64,
     pub max: u64,
+    #[serde(deserialize_with = "nullable_f64")]
     pub mean: f64,
 }
 
@@ -222,6 +232,7 @@ pub struct ScaleSweep {
     pub schema: u32,
     pub scenario: String,
     /// The share of CPU at or above which a run counts as saturated.
+    #[serde(deserialize_with = "nullable_f64")]
     pub saturated_at: f64,
     pub points: Vec<ScalePoint>,
 }
@@ -251,8 +262,10 @@ pub struct ScalePoint {
 pub struct Simulation {
     pub schema: u32,
     /// The fixed processing cost the simulator charged per object sent and received, µs.
+    #[serde(deserialize_with = "nullable_f64")]
     pub per_object_us: f64,
     /// Wall time the simulation took, s.
+    #[serde(deserialize_with = "nullable_f64")]
     pub wall_seconds: f64,
     pub classes: Vec<SimulatedClass>,
 }
@@ -277,10 +290,13 @@ pub struct SimulatedClass {
 pub struct NodeSummary {
     pub index: u32,
     /// User CPU of the node process, net of `generator_spin_seconds`.
+    #[serde(deserialize_with = "nullable_f64")]
     pub cpu_user_seconds: f64,
     /// Time the load generator busy-waited before scheduled sends (harness cost, excluded
     /// from `cpu_user_seconds`) so that its wake-up delay is not charged to the stack.
+    #[serde(deserialize_with = "nullable_f64")]
     pub generator_spin_seconds: f64,
+    #[serde(deserialize_with = "nullable_f64")]
     pub cpu_sys_seconds: f64,
     /// Peak resident memory of the node process, bytes.
     #[serde(default)]
@@ -387,6 +403,7 @@ pub struct MachineFloor {
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct FloorClass {
     pub class: String,
+    #[serde(deserialize_with = "nullable_f64")]
     pub rate_per_sec: f64,
     /// Smallest and largest object.
     pub size_bytes: [u32; 2],
@@ -402,6 +419,7 @@ pub struct WakeupCost {
     pub sparse_one_way_us: Percentiles,
     pub back_to_back_one_way_us: Percentiles,
     /// Sparse p50 less back-to-back p50, µs: what going idle costs each delivery.
+    #[serde(deserialize_with = "nullable_f64")]
     pub cost_us: f64,
 }
 
@@ -549,4 +567,68 @@ pub struct PingCheck {
     /// The configured RTT, µs.
     #[serde(deserialize_with = "nullable_f64")]
     pub configured_rtt_us: f64,
+}
+
+#[cfg(test)]
+mod readable {
+    //! Whatever the harness writes, a reader reads: serde_json writes a NaN as `null`, so
+    //! every float of every file must read `null` back.
+    use super::*;
+
+    /// `value` with every float in it replaced by `null`.
+    fn floats_to_null(value: &mut serde_json::Value) {
+        match value {
+            serde_json::Value::Number(n) if n.is_f64() => *value = serde_json::Value::Null,
+            serde_json::Value::Array(a) => a.iter_mut().for_each(floats_to_null),
+            serde_json::Value::Object(o) => o.values_mut().for_each(floats_to_null),
+            _ => {}
+        }
+    }
+
+    fn reads_back_with_nan<T: Serialize + serde::de::DeserializeOwned>(v: &T) {
+        let mut json = serde_json::to_value(v).expect("plain data serializes");
+        floats_to_null(&mut json);
+        if let Err(e) = serde_json::from_value::<T>(json.clone()) {
+            panic!(
+                "{} with NaN floats does not read back: {e}\n{json}",
+                std::any::type_name::<T>()
+            );
+        }
+    }
+
+    #[test]
+    fn every_results_file_reads_back_with_nan_floats() {
+        let p = Percentiles::default();
+        reads_back_with_nan(&RunManifest::default());
+        reads_back_with_nan(&RepetitionSummary {
+            classes: vec![ClassSummary {
+                reach_us: [("90%".to_string(), p.clone())].into_iter().collect(),
+                ..Default::default()
+            }],
+            nodes: vec![NodeSummary::default()],
+            link_emulator: Some(LinkEmulatorCost::default()),
+            churn: Some(churn::ChurnSummary {
+                disruption: vec![churn::ClassDisruption::default()],
+                ..Default::default()
+            }),
+            lifecycle: Some(churn::Lifecycle::default()),
+            ..Default::default()
+        });
+        reads_back_with_nan(&MachineFloor {
+            classes: vec![FloorClass::default()],
+            ..Default::default()
+        });
+        reads_back_with_nan(&Simulation {
+            classes: vec![SimulatedClass::default()],
+            ..Default::default()
+        });
+        reads_back_with_nan(&ScaleSweep {
+            points: vec![ScalePoint {
+                cpu_busy_fraction: Some(0.5),
+                ..Default::default()
+            }],
+            ..Default::default()
+        });
+        reads_back_with_nan(&LinkCheck::default());
+    }
 }
