@@ -76,6 +76,8 @@ pub struct RepetitionContext<'a> {
     pub host_softirq_seconds: f64,
     pub underlay_cpu_seconds: f64,
     pub host_busy_seconds: f64,
+    /// The host's busiest second of the repetition, as a share of its CPUs.
+    pub host_busy_peak_fraction: f64,
     /// The controller process's CPU seconds during the repetition.
     pub controller_cpu_seconds: f64,
     pub stack_config: serde_json::Value,
@@ -282,6 +284,7 @@ pub fn summarize(
             + ctx.host_softirq_seconds
             + emulator_cpu)
             / (cores * window),
+        cpu_busy_peak_fraction: ctx.host_busy_peak_fraction,
         harness_cpu_fraction: (ctx.controller_cpu_seconds
             + emulator_cpu
             + reports

@@ -214,9 +214,47 @@ pub fn host_cpu_seconds() -> (f64, f64) {
     (field(6) / hz, busy / hz)
 }
 
+/// The busiest `window_s` seconds among `samples` of (time s, host busy CPU seconds), as a
+/// share of `cores` CPUs: saturation that a whole repetition's average dilutes.
+pub fn peak_busy_fraction(samples: &[(f64, f64)], window_s: f64, cores: f64) -> f64 {
+    let mut peak: f64 = 0.0;
+    let mut start = 0;
+    for end in 0..samples.len() {
+        while start < end && samples[end].0 - samples[start + 1].0 >= window_s {
+            start += 1;
+        }
+        let (t0, b0) = samples[start];
+        let (t1, b1) = samples[end];
+        if t1 - t0 >= window_s {
+            peak = peak.max((b1 - b0) / ((t1 - t0) * cores));
+        }
+    }
+    peak.min(1.0)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_busiest_second_is_found_in_a_quiet_run() {
+        // 2 cores; 10 s sampled every 100 ms: idle but for one second fully busy.
+        let samples: Vec<(f64, f64)> = (0..=100)
+            .map(|i| i as f64 / 10.0)
+            .map(|t: f64| (t, 2.0 * (t - 4.0).clamp(0.0, 1.0)))
+            .collect();
+        let peak = peak_busy_fraction(&samples, 1.0, 2.0);
+        assert!((peak - 1.0).abs() < 1e-9, "{peak}");
+        let flat: Vec<(f64, f64)> = (0..=100)
+            .map(|i| (i as f64 / 10.0, i as f64 / 10.0))
+            .collect();
+        assert!((peak_busy_fraction(&flat, 1.0, 2.0) - 0.5).abs() < 1e-9);
+        assert_eq!(
+            peak_busy_fraction(&flat[..5], 1.0, 2.0),
+            0.0,
+            "shorter than a window"
+        );
+    }
 
     #[test]
     fn stat_lines_give_parent_and_cpu() {

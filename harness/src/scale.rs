@@ -116,6 +116,10 @@ fn point_of(stack: &str, nodes: u32, run_dir: &Path, sweep_dir: &Path) -> Result
             .to_string(),
         cpu_busy_fraction: (!reps.is_empty())
             .then(|| reps.iter().map(|r| r.cpu_busy_fraction).sum::<f64>() / reps.len() as f64),
+        cpu_busy_peak_fraction: reps
+            .iter()
+            .map(|r| r.cpu_busy_peak_fraction)
+            .reduce(f64::max),
         complete: !reps.is_empty()
             && error.is_none()
             && stackbench_report::incompleteness(&run).is_empty(),

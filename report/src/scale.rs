@@ -6,9 +6,12 @@ use crate::{
     summary::{fmt_us, markdown_table},
 };
 
-/// Whether `p` ran, completed and stayed below the saturation share.
+/// Whether `p` ran, completed and stayed below the saturation share, on average and in
+/// its busiest second.
 pub fn unsaturated(p: &ScalePoint, saturated_at: f64) -> bool {
-    p.complete && p.cpu_busy_fraction.is_some_and(|c| c < saturated_at)
+    p.complete
+        && p.cpu_busy_fraction.is_some_and(|c| c < saturated_at)
+        && p.cpu_busy_peak_fraction.is_none_or(|c| c < saturated_at)
 }
 
 /// Per stack in sweep order, the largest size below saturation, or `None` when even the
@@ -40,6 +43,8 @@ pub fn markdown(sweep: &ScaleSweep) -> String {
                 p.nodes.to_string(),
                 p.cpu_busy_fraction
                     .map_or("–".into(), |c| format!("{:.0}%", c * 100.0)),
+                p.cpu_busy_peak_fraction
+                    .map_or("–".into(), |c| format!("{:.0}%", c * 100.0)),
                 if p.complete { "yes" } else { "no" }.into(),
                 p.reach_all_p50_us.map_or("–".into(), fmt_us),
                 format!("{:.1}MB", p.max_rss_bytes as f64 / 1e6),
@@ -48,7 +53,7 @@ pub fn markdown(sweep: &ScaleSweep) -> String {
         })
         .collect();
     let mut s = format!(
-        "## Scale: {}\n\nCPU busy at or above {:.0}% counts as saturated.\n\n",
+        "## Scale: {}\n\nCPU busy at or above {:.0}%, on average or in the busiest second, counts as saturated.\n\n",
         sweep.scenario,
         sweep.saturated_at * 100.0
     );
@@ -57,6 +62,7 @@ pub fn markdown(sweep: &ScaleSweep) -> String {
             "stack",
             "nodes",
             "CPU busy",
+            "busiest second",
             "complete",
             "reach 100% p50",
             "RSS/node max",
@@ -95,6 +101,10 @@ mod tests {
             points: vec![
                 point("quic-tls", 16, Some(0.2), true),
                 point("quic-tls", 32, Some(0.5), true),
+                ScalePoint {
+                    cpu_busy_peak_fraction: Some(0.97),
+                    ..point("bursty", 16, Some(0.5), true)
+                },
                 point("quic-tls", 64, Some(0.95), true),
                 point("wg-go", 16, Some(0.7), true),
                 point("wg-go", 32, Some(0.6), false),
@@ -106,6 +116,7 @@ mod tests {
             largest_unsaturated(&sweep),
             vec![
                 ("quic-tls".into(), Some(32)),
+                ("bursty".into(), None),
                 ("wg-go".into(), Some(16)),
                 ("slow".into(), None)
             ]

@@ -192,6 +192,14 @@ pub fn warnings(run: &LoadedRun) -> Vec<String> {
                 r.repetition,
                 r.cpu_busy_fraction * 100.0
             ));
+        } else if r.cpu_busy_peak_fraction >= CPU_SATURATED {
+            w.push(format!(
+                "{} rep {}: CPU {:.0}% busy in the busiest second ({:.0}% on average); latencies then include waiting for a CPU",
+                r.stack,
+                r.repetition,
+                r.cpu_busy_peak_fraction * 100.0,
+                r.cpu_busy_fraction * 100.0
+            ));
         }
         if r.other_load_fraction >= OTHER_LOAD {
             w.push(format!(
@@ -287,10 +295,11 @@ fn unavailable(run: &LoadedRun) -> Vec<String> {
         .collect()
 }
 
-const COST_HEADERS: [&str; 10] = [
+const COST_HEADERS: [&str; 11] = [
     "stack",
     "rep",
     "CPU busy",
+    "busiest second",
     "harness CPU",
     "node CPU",
     "RSS/node max",
@@ -301,7 +310,7 @@ const COST_HEADERS: [&str; 10] = [
 ];
 
 /// One row per stack and repetition: what the stack cost beyond latency.
-fn cost_rows(run: &LoadedRun) -> Vec<[String; 10]> {
+fn cost_rows(run: &LoadedRun) -> Vec<[String; 11]> {
     run.repetitions
         .iter()
         .map(|r| {
@@ -314,6 +323,7 @@ fn cost_rows(run: &LoadedRun) -> Vec<[String; 10]> {
                 r.stack.clone(),
                 r.repetition.to_string(),
                 format!("{:.0}%", r.cpu_busy_fraction * 100.0),
+                format!("{:.0}%", r.cpu_busy_peak_fraction * 100.0),
                 format!("{:.0}%", r.harness_cpu_fraction * 100.0),
                 format!("{node_cpu:.2}s"),
                 format!(

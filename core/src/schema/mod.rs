@@ -100,6 +100,10 @@ pub struct RepetitionSummary {
     /// latencies include waiting for a CPU, not only the stack's own cost.
     #[serde(deserialize_with = "nullable_f64")]
     pub cpu_busy_fraction: f64,
+    /// The host's busiest second during the repetition (whoever kept it busy), as a share
+    /// of its CPUs: saturation that the average over the whole repetition dilutes.
+    #[serde(default, deserialize_with = "nullable_f64")]
+    pub cpu_busy_peak_fraction: f64,
     /// Share of all host CPUs the harness itself used: the controller, the nodes' generator
     /// busy-wait and the userspace link emulator. Shown beside `cpu_busy_fraction`, it says
     /// how much of the machine measuring took from what was measured.
@@ -246,6 +250,9 @@ pub struct ScalePoint {
     pub run: String,
     /// `None` when the stack did not run (unavailable or failed); `error` says why.
     pub cpu_busy_fraction: Option<f64>,
+    /// The busiest second's share of the CPUs.
+    #[serde(default)]
+    pub cpu_busy_peak_fraction: Option<f64>,
     /// Every object of every class reached every node it was meant for, and every node
     /// generated its whole schedule.
     pub complete: bool,

@@ -187,6 +187,7 @@ pub async fn run(scenario: &Scenario, opts: &RunOptions) -> Result<RunOutcome> {
                     host_softirq_seconds: data.softirq,
                     underlay_cpu_seconds: data.underlay_cpu,
                     host_busy_seconds: data.host_busy,
+                    host_busy_peak_fraction: data.busy_peak,
                     controller_cpu_seconds: data.controller_cpu,
                     stack_config: underlay.describe(),
                     link_emulator: data.link_emulator,
@@ -268,6 +269,8 @@ struct RepetitionData {
     underlay_cpu: f64,
     /// Host-wide busy CPU seconds during the repetition, whoever used them.
     host_busy: f64,
+    /// The host's busiest second, as a share of its CPUs.
+    busy_peak: f64,
     controller_cpu: f64,
     link_emulator: Option<stackbench_core::schema::LinkEmulatorCost>,
 }
@@ -455,6 +458,9 @@ async fn repetition(
     nodes.send_all(|_| ToNode::Start { start_ns }).await?;
     let total = START_LEAD + plan.send_end() + plan.drain;
     let pb = progress_bar(opts, total, label);
+    // The host's busy CPU every 100 ms, for the busiest second.
+    let t_start = std::time::Instant::now();
+    let mut busy_samples = vec![(0.0, metrics::host_cpu_seconds().1)];
     let reports = nodes
         .gather(
             "the run",
@@ -464,6 +470,10 @@ async fn repetition(
                 _ => None,
             },
             || {
+                busy_samples.push((
+                    t_start.elapsed().as_secs_f64(),
+                    metrics::host_cpu_seconds().1,
+                ));
                 pb.set_position(
                     (metrics::monotonic_ns().saturating_sub(start_ns) / 1_000_000)
                         .min(total.as_millis() as u64),
@@ -476,6 +486,8 @@ async fn repetition(
     let controller_cpu =
         ((controller1.0 + controller1.1) - (controller0.0 + controller0.1)) as f64 / 1e6;
     let (softirq1, busy1) = metrics::host_cpu_seconds();
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get()) as f64;
+    let busy_peak = metrics::peak_busy_fraction(&busy_samples, 1.0, cores);
     let (softirq, host_busy) = (softirq1 - softirq0, busy1 - busy0);
     let underlay_cpu = underlay.process_cpu_seconds() - underlay_cpu0;
     let emulator1 = topology.emulator_sample().transpose()?;
@@ -491,6 +503,7 @@ async fn repetition(
         softirq,
         underlay_cpu,
         host_busy,
+        busy_peak,
         controller_cpu,
         link_emulator,
     })
