@@ -14,6 +14,7 @@ pub mod node;
 pub mod scenario;
 pub mod schema;
 pub mod setup;
+pub mod shortfall;
 pub mod sim;
 pub mod transport;
 pub mod units;

@@ -28,6 +28,26 @@ pub struct Transport {
     /// handshakes start at once.
     #[serde(default = "default_initial_rtt")]
     pub initial_rtt: Spanned<Dur>,
+    /// A connection silent this long is closed.
+    #[serde(default = "default_idle_timeout")]
+    pub idle_timeout: Spanned<Dur>,
+    /// How often an idle connection sends a keep-alive.
+    #[serde(default = "default_keep_alive")]
+    pub keep_alive: Spanned<Dur>,
+    /// Streams of equal priority share a connection round-robin (quinn's `send_fairness`);
+    /// off, they go in order of opening.
+    #[serde(default = "default_send_fairness")]
+    pub send_fairness: bool,
+}
+
+fn default_idle_timeout() -> Spanned<Dur> {
+    Spanned::new(0..0, Dur(Duration::from_secs(30)))
+}
+fn default_keep_alive() -> Spanned<Dur> {
+    Spanned::new(0..0, Dur(Duration::from_secs(5)))
+}
+fn default_send_fairness() -> bool {
+    true
 }
 
 fn default_stream_credit() -> Spanned<u32> {
@@ -42,6 +62,9 @@ impl Default for Transport {
         Transport {
             stream_credit: default_stream_credit(),
             initial_rtt: default_initial_rtt(),
+            idle_timeout: default_idle_timeout(),
+            keep_alive: default_keep_alive(),
+            send_fairness: default_send_fairness(),
         }
     }
 }
@@ -69,6 +92,26 @@ impl Transport {
                 ),
             ));
         }
+        let (idle, keep) = (&self.idle_timeout, &self.keep_alive);
+        if keep.get_ref().0 >= idle.get_ref().0 || keep.get_ref().0.is_zero() {
+            return Err((
+                keep.span(),
+                format!(
+                    "transport.keep_alive ({}) must be above zero and shorter than transport.idle_timeout ({})",
+                    keep.get_ref(),
+                    idle.get_ref()
+                ),
+            ));
+        }
+        if idle.get_ref().0 > Duration::from_secs(600) {
+            return Err((
+                idle.span(),
+                format!(
+                    "transport.idle_timeout must be at most 600s, got {}",
+                    idle.get_ref()
+                ),
+            ));
+        }
         Ok(())
     }
 
@@ -76,6 +119,9 @@ impl Transport {
         TransportPlan {
             stream_credit: *self.stream_credit.get_ref(),
             initial_rtt: self.initial_rtt.get_ref().0,
+            idle_timeout: self.idle_timeout.get_ref().0,
+            keep_alive: self.keep_alive.get_ref().0,
+            send_fairness: self.send_fairness,
         }
     }
 }
@@ -85,6 +131,9 @@ impl Transport {
 pub struct TransportPlan {
     pub stream_credit: u32,
     pub initial_rtt: Duration,
+    pub idle_timeout: Duration,
+    pub keep_alive: Duration,
+    pub send_fairness: bool,
 }
 
 impl Default for TransportPlan {

@@ -221,6 +221,10 @@ pub fn summarize(
             duplicates,
             hops,
             hop_latency_us: percentiles(&hop_lat),
+            nodes_short: match c.arrival.is_backlog() {
+                true => vec![],
+                false => stackbench_core::shortfall::nodes_short(plan, reports, ci as u8),
+            },
         });
     }
     let mut lag = new_histogram();

@@ -76,6 +76,7 @@ fn gossip_reaches_every_node_over_several_hops_and_counts_duplicates() {
             c.name
         );
         assert_eq!(c.unreached["100%"], 0, "{}", c.name);
+        assert!(c.nodes_short.is_empty(), "{}: {:?}", c.name, c.nodes_short);
         let deepest = *c.hops.keys().max().expect("deliveries have hops");
         assert!(
             deepest >= 2,

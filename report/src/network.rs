@@ -205,6 +205,32 @@ pub fn explanations(run: &LoadedRun) -> Vec<String> {
     out
 }
 
+/// One line per stack, repetition and class whose objects missed nodes: which, and why.
+pub fn shortfalls(run: &LoadedRun) -> Vec<String> {
+    run.repetitions
+        .iter()
+        .flat_map(|r| {
+            r.classes
+                .iter()
+                .filter(|c| !c.nodes_short.is_empty())
+                .map(move |c| {
+                    let nodes: Vec<String> = c
+                        .nodes_short
+                        .iter()
+                        .map(|n| format!("node {} missed {} ({})", n.node, n.missed, n.why))
+                        .collect();
+                    format!(
+                        "{} rep {} {}: objects that never reached every node: {}.",
+                        r.stack,
+                        r.repetition,
+                        c.name,
+                        nodes.join("; ")
+                    )
+                })
+        })
+        .collect()
+}
+
 /// The section, tables drawn by `table`; `None` when no class reached more than one node.
 pub fn section(run: &LoadedRun, table: crate::links::TableFn) -> Option<String> {
     let rows = rows(run);
@@ -231,6 +257,9 @@ pub fn section(run: &LoadedRun, table: crate::links::TableFn) -> Option<String> 
     }
     for e in explanations(run) {
         s.push_str(&format!("\n{e}\n"));
+    }
+    for line in shortfalls(run) {
+        s.push_str(&format!("\n{line}\n"));
     }
     Some(s)
 }

@@ -240,6 +240,7 @@ lifecycle_samples = 5
 [transport]
 stream_credit = 500
 initial_rtt = "50ms"
+idle_timeout = "20s"
 
 [[event]]
 kind = "peer_remove"
@@ -275,6 +276,8 @@ fn churn_events_expand_into_both_sides_steps() {
     assert_eq!(churn.timeline, Duration::from_millis(100));
     assert_eq!(plan.transport.stream_credit, 500);
     assert_eq!(plan.transport.initial_rtt, Duration::from_millis(50));
+    assert_eq!(plan.transport.idle_timeout, Duration::from_secs(20));
+    assert!(plan.transport.send_fairness, "the default");
     assert!(churn.resumes(), "0rtt asks TLS servers for tickets");
     assert_eq!(s.churn.lifecycle_samples, 5);
     let resolved = parse(&s.to_resolved_toml()).expect("resolved churn round-trips");
@@ -284,15 +287,15 @@ fn churn_events_expand_into_both_sides_steps() {
 #[test]
 fn churn_mistakes_point_at_the_event() {
     let peerless = CHURN.replacen("peer = 2\nat = \"1s\"", "at = \"1s\"", 1);
-    assert_error(&peerless, 22, 8, "peer_remove needs a peer");
+    assert_error(&peerless, 23, 8, "peer_remove needs a peer");
     let twice = CHURN.replacen("kind = \"peer_add\"", "kind = \"peer_remove\"", 1);
-    assert_error(&twice, 30, 8, "already apart");
+    assert_error(&twice, 31, 8, "already apart");
     let late = CHURN.replacen("count = 3\n\n[[class]]", "count = 9\n\n[[class]]", 1);
-    assert_error(&late, 33, 6, "not before sending ends");
+    assert_error(&late, 34, 6, "not before sending ends");
     let stranger = CHURN.replacen("peer = 2", "peer = 7", 1);
-    assert_error(&stranger, 24, 8, "event peer 7 does not exist");
+    assert_error(&stranger, 25, 8, "event peer 7 does not exist");
     let unknown = CHURN.replacen("kind = \"peer_add\"", "kind = \"peer_swap\"", 1);
-    assert_error(&unknown, 30, 8, "unknown variant `peer_swap`");
+    assert_error(&unknown, 31, 8, "unknown variant `peer_swap`");
     let coarse = CHURN.replacen("timeline = \"100ms\"", "timeline = \"1ms\"", 1);
     assert_error(&coarse, 13, 12, "at least 10ms");
     let none = CHURN.replacen("[\"full\", \"0rtt\"]", "[]", 1);

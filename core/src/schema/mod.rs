@@ -191,6 +191,19 @@ pub struct ClassSummary {
     /// full receipt.
     #[serde(default)]
     pub hop_latency_us: Percentiles,
+    /// Open-loop classes: the nodes that missed measured objects, most first, and why.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub nodes_short: Vec<NodeShortfall>,
+}
+
+/// A node that some objects of a class never reached.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NodeShortfall {
+    pub node: u32,
+    /// Measured objects meant for it that it never received.
+    pub missed: u64,
+    /// The likeliest reason, from what the node reported.
+    pub why: String,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]

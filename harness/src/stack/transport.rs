@@ -1,7 +1,7 @@
 //! The QUIC transport settings every stack shares, so stacks differ only in crypto and
 //! underlay.
 
-use std::{net::SocketAddr, os::fd::AsRawFd, sync::Arc, time::Duration};
+use std::{net::SocketAddr, os::fd::AsRawFd, sync::Arc};
 
 pub use stackbench_core::transport::{TransportPlan, MAX_UNI_STREAMS};
 
@@ -20,9 +20,10 @@ pub fn transport_config_with(
     t.max_concurrent_uni_streams(plan.stream_credit.into())
         .initial_rtt(plan.initial_rtt)
         .max_concurrent_bidi_streams(0u32.into())
-        .max_idle_timeout(Some(quinn::VarInt::from_u32(30_000).into()))
-        .keep_alive_interval(Some(Duration::from_secs(5)))
-        .send_fairness(true);
+        // Validation bounds the timeout far below what a VarInt of ms can hold.
+        .max_idle_timeout(quinn::IdleTimeout::try_from(plan.idle_timeout).ok())
+        .keep_alive_interval(Some(plan.keep_alive))
+        .send_fairness(plan.send_fairness);
     if let Some(p) = max_udp_payload {
         t.initial_mtu(p).mtu_discovery_config(None);
     }
