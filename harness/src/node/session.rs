@@ -48,6 +48,9 @@ pub struct Node {
     core: RefCell<NodeCore>,
     /// Wakes the send loop when a receipt queued a relay for later (validation).
     wake: tokio::sync::Notify,
+    /// Some class waits out a validation delay before relaying: only then can a receipt
+    /// move the send loop's next wake-up earlier.
+    validates: bool,
     payload: Bytes,
     pub start_ns: u64,
     pub timer: PreciseTimer,
@@ -83,6 +86,7 @@ impl Node {
             rec: RefCell::new(Recorder::new(plan.clone(), index, start_ns)),
             core: RefCell::new(NodeCore::new(plan, index, start_ns)),
             wake: tokio::sync::Notify::new(),
+            validates: plan.classes.iter().any(|c| !c.validate.is_zero()),
             payload: Bytes::from(vec![0u8; max_size as usize]),
             start_ns,
             timer: PreciseTimer::new().context("creating the send timer")?,
@@ -251,7 +255,7 @@ pub async fn workload(node: &Rc<Node>) -> Result<NodeReport> {
     let drain_end = end_ns + plan.drain.as_nanos() as u64;
     // Relays wait out validation only where a class asks for it; without, the loop needs
     // no wake-ups besides its own schedule.
-    let validates = plan.classes.iter().any(|c| !c.validate.is_zero());
+    let validates = node.validates;
     loop {
         let next = node.core.borrow().next_wakeup();
         let Some(next) = next.filter(|t| *t < drain_end || !validates) else {
@@ -395,7 +399,8 @@ async fn receive_object(node: &Rc<Node>, peer: u32, mut rs: quinn::RecvStream) -
     if h.class == PROBE_CLASS {
         churn::cold_connect_arrived(node, &h, now);
     } else {
-        let before = node.core.borrow().next_wakeup();
+        // Without validation nothing a receipt does waits for the send loop: skip asking.
+        let before = node.validates.then(|| node.core.borrow().next_wakeup());
         node.core.borrow_mut().handle(InEvent::Received {
             from: peer,
             header: h,
@@ -403,8 +408,10 @@ async fn receive_object(node: &Rc<Node>, peer: u32, mut rs: quinn::RecvStream) -
         });
         node.dispatch();
         // A relay queued behind validation may be due before the send loop's next wake-up.
-        if node.core.borrow().next_wakeup() < before || before.is_none() {
-            node.wake.notify_one();
+        if let Some(before) = before {
+            if before.is_none() || node.core.borrow().next_wakeup() < before {
+                node.wake.notify_one();
+            }
         }
     }
     // Consume the FIN so the stream closes cleanly instead of being stopped.

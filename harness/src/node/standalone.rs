@@ -39,10 +39,8 @@ pub async fn run(inputs: &Path, results: &Path) -> Result<()> {
     let node = session::Node::new(index, identity, &inputs.setup, ep, conns, start_ns)?;
     let report = session::workload(&node).await?;
     std::fs::create_dir_all(results).with_context(|| format!("creating {}", results.display()))?;
-    let path = results.join(report_file(index));
-    let tmp = path.with_extension("tmp~");
-    std::fs::write(&tmp, serde_json::to_vec(&report)?)
-        .with_context(|| format!("writing {}", tmp.display()))?;
-    std::fs::rename(&tmp, &path).with_context(|| format!("writing {}", path.display()))?;
-    Ok(())
+    crate::results::write_atomic(
+        &results.join(report_file(index)),
+        &serde_json::to_vec(&report)?,
+    )
 }
