@@ -7,6 +7,7 @@
 pub mod churn;
 mod error;
 pub mod links;
+pub mod network;
 
 pub use error::{Located, ScenarioError};
 pub use links::{
@@ -53,8 +54,14 @@ pub struct Scenario {
     pub drain: Dur,
     #[serde(default = "default_repetitions")]
     pub repetitions: Spanned<u32>,
-    /// Stack names (see `stackbench list`).
+    /// Stack names (see `stackbench list`): each runs as a network of its own.
     pub stacks: Spanned<Vec<Spanned<String>>>,
+    /// Networks whose nodes run different stacks, each run beside `stacks`.
+    #[serde(default, rename = "mix", skip_serializing_if = "Vec::is_empty")]
+    pub mixes: Vec<network::Mix>,
+    /// Networks that move from one stack to another while the workload runs.
+    #[serde(default, rename = "upgrade", skip_serializing_if = "Vec::is_empty")]
+    pub upgrades: Vec<network::Upgrade>,
     pub topology: Topology,
     /// Delay, jitter, loss and reordering on the paths between nodes.
     #[serde(default = "default_links")]
@@ -193,10 +200,16 @@ impl Scenario {
             .map_err(|(span, msg)| at(Some(span), msg))?;
         // The gossip graph is drawn from the seed; a shape that has none is the degree's
         // fault (or the outside share's).
-        if let Err(e) = crate::workload::WorkloadPlan::from_scenario(&scenario) {
-            let span = scenario.topology.degree.as_ref().map(|d| d.span());
-            return Err(at(span, e.to_string()));
-        }
+        let plan = match crate::workload::WorkloadPlan::from_scenario(&scenario) {
+            Ok(plan) => plan,
+            Err(e) => {
+                let span = scenario.topology.degree.as_ref().map(|d| d.span());
+                return Err(at(span, e.to_string()));
+            }
+        };
+        // A mix must leave every pair of neighbours a stack in common.
+        crate::workload::network::NetworkPlan::variants(&scenario, &plan)
+            .map_err(|(span, msg)| at(Some(span), msg))?;
         Ok(scenario)
     }
 
@@ -230,10 +243,10 @@ impl Scenario {
                 "repetitions must be at least 1".into(),
             ));
         }
-        if self.stacks.get_ref().is_empty() {
+        if self.stacks.get_ref().is_empty() && self.mixes.is_empty() && self.upgrades.is_empty() {
             return Err((
                 self.stacks.span(),
-                "stacks must name at least one stack".into(),
+                "stacks must name at least one stack (or the scenario must have a [[mix]] or an [[upgrade]])".into(),
             ));
         }
         for s in self.stacks.get_ref() {
@@ -257,6 +270,29 @@ impl Scenario {
         )?;
         self.transport.validate()?;
         self.validate_fanout()?;
+        let classes: Vec<&str> = self
+            .node_classes
+            .iter()
+            .map(|c| c.name.get_ref().as_str())
+            .collect();
+        network::validate(
+            &self.mixes,
+            &self.upgrades,
+            known_stacks,
+            *nodes.get_ref(),
+            &classes,
+            self.warmup.get_ref().0,
+            self.warmup.get_ref().0 + self.duration.get_ref().0,
+        )?;
+        if let (Some(e), true) = (
+            self.events.first(),
+            !self.mixes.is_empty() || !self.upgrades.is_empty(),
+        ) {
+            return Err((
+                e.at.span(),
+                "[[event]] churn cannot yet be combined with [[mix]] or [[upgrade]] in one scenario; put them in scenarios of their own".into(),
+            ));
+        }
         churn::validate(
             &self.events,
             &self.churn,

@@ -6,6 +6,7 @@
 pub mod events;
 mod header;
 mod inversions;
+pub mod network;
 mod reach;
 mod schedule;
 
@@ -37,6 +38,9 @@ pub struct WorkloadPlan {
     pub transport: crate::transport::TransportPlan,
     /// Who connects to whom, and whether nodes relay what they receive.
     pub fanout: FanoutPlan,
+    /// Which stacks each node speaks, and when that changes.
+    #[serde(default)]
+    pub network: network::NetworkPlan,
 }
 
 /// How objects spread: the graph of connections, and whether nodes relay.
@@ -139,6 +143,10 @@ impl WorkloadPlan {
             churn: events::ChurnPlan::from_scenario(s),
             transport: s.transport.plan(),
             fanout,
+            network: network::NetworkPlan::single(
+                s.stack_names().first().map_or("", String::as_str),
+                nodes,
+            ),
         })
     }
 
@@ -204,5 +212,6 @@ pub fn example_plan() -> WorkloadPlan {
         churn: events::ChurnPlan::default(),
         transport: Default::default(),
         fanout: FanoutPlan::direct(3),
+        network: network::NetworkPlan::single("quic-tls", 3),
     }
 }
