@@ -55,14 +55,52 @@ pub enum ToNode {
     Shutdown,
 }
 
+/// What a node needs to run its part: the plan (whose `network` says which stacks each
+/// node speaks when) and, per stack slot, where it and its neighbours are on that stack.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct NodeSetup {
-    pub stack: String,
     pub plan: WorkloadPlan,
+    /// One per slot of `plan.network`, whether or not this node speaks it at the start.
+    pub slots: Vec<SlotSetup>,
+}
+
+/// One stack at one node.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SlotSetup {
+    pub stack: String,
     pub bind: SocketAddr,
     pub wg_listen: Option<SocketAddr>,
     pub wg_uapi: Option<WgUapi>,
+    /// The node's neighbours, as they are reached on this stack.
     pub peers: Vec<PeerInfo>,
+}
+
+impl NodeSetup {
+    /// A setup with a single stack.
+    pub fn single(plan: WorkloadPlan, slot: SlotSetup) -> NodeSetup {
+        NodeSetup {
+            plan,
+            slots: vec![slot],
+        }
+    }
+
+    /// The stack slot this node prefers at the start (the only one of a single-stack run).
+    pub fn primary(&self, index: u32) -> &SlotSetup {
+        let slot = self
+            .plan
+            .network
+            .speaks
+            .get(index as usize)
+            .and_then(|s| s.first())
+            .copied()
+            .unwrap_or_default() as usize;
+        &self.slots[slot.min(self.slots.len() - 1)]
+    }
+
+    /// The node's neighbours, from the primary slot (every slot lists the same ones).
+    pub fn peers(&self, index: u32) -> &[PeerInfo] {
+        &self.primary(index).peers
+    }
 }
 
 /// A node's secret keys, for a node that starts from a file instead of generating them:
@@ -119,6 +157,45 @@ pub struct NodeReport {
     /// What churn did at this node and what it cost.
     #[serde(default)]
     pub churn: NodeChurn,
+    /// What an upgrade did at this node.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub upgrade: Option<NodeUpgrade>,
+    /// The node's CPU and bytes on the wire, sampled during an upgrade run.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub usage: Vec<UsageSample>,
+}
+
+/// One node's upgrade as it happened; times are µs from the start of sending.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct NodeUpgrade {
+    pub began_us: u64,
+    /// Until the new stack's endpoint was up (restart: closing the old one and any downtime
+    /// included).
+    pub endpoint_us: u64,
+    /// Connections on the new stack: dialled by this node, and accepted from later nodes.
+    pub dialled: u32,
+    pub accepted: u32,
+    pub dial_failures: u32,
+    /// Handshakes of this node's own dials on the new stack, µs.
+    pub handshake_us: Vec<u64>,
+    /// When the last connection on the new stack came up.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_connected_us: Option<u64>,
+    /// Dual: when the old stack's endpoint closed (every neighbour spoke the new one).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub old_dropped_us: Option<u64>,
+}
+
+/// A node's cumulative CPU and interface bytes at one instant.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+pub struct UsageSample {
+    /// µs from the start of sending.
+    pub t_us: u64,
+    /// User + system CPU of the node process so far, µs.
+    pub cpu_us: u64,
+    /// Bytes sent and received on the node's interfaces so far.
+    pub tx_bytes: u64,
+    pub rx_bytes: u64,
 }
 
 /// One node's share of churn: the steps it took, the cold connects it received, and the

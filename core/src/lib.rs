@@ -18,4 +18,5 @@ pub mod shortfall;
 pub mod sim;
 pub mod transport;
 pub mod units;
+pub mod upgrade;
 pub mod workload;

@@ -2,6 +2,7 @@
 //! read it. Every file describes itself: units are in the field names.
 
 pub mod churn;
+pub mod network;
 
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -137,6 +138,9 @@ pub struct RepetitionSummary {
     /// The stack's interface lifecycle, when the scenario asks for samples.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub lifecycle: Option<crate::schema::churn::Lifecycle>,
+    /// Which stacks ran where (a mix or an upgrade), and what the upgrade did.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub network: Option<network::NetworkSummary>,
 }
 
 /// What the userspace link emulator did and cost during one repetition.

@@ -136,6 +136,22 @@ impl NetworkPlan {
                 .map(|o| o.unwrap_or_else(|| default.clone()))
                 .collect();
             let net = NetworkPlan::from_names(m.name.get_ref(), &per_node, None);
+            let tunnels: Vec<&str> = net
+                .stacks
+                .iter()
+                .map(String::as_str)
+                .filter(|s| has_kernel_tunnel(s))
+                .collect();
+            if tunnels.len() > 1 {
+                return Err((
+                    m.name.span(),
+                    format!(
+                        "mix {:?} uses {}: each keeps a kernel-visible tunnel on the same addresses in every namespace, so one network can use at most one of them",
+                        m.name.get_ref(),
+                        tunnels.join(" and ")
+                    ),
+                ));
+            }
             if let Some((u, v)) = net.first_disjoint_edge(plan) {
                 return Err((
                     m.name.span(),
