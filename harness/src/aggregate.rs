@@ -83,6 +83,9 @@ pub struct RepetitionContext<'a> {
     pub stack_config: serde_json::Value,
     pub link_emulator: Option<stackbench_core::schema::LinkEmulatorCost>,
     pub lifecycle: Option<stackbench_core::schema::churn::Lifecycle>,
+    /// The host's cumulative busy CPU seconds, sampled every 100 ms: (s from the start of
+    /// sending, seconds).
+    pub host_busy_samples: &'a [(f64, f64)],
 }
 
 /// Bytes sent on the nodes' veths per byte of object delivered.
@@ -312,6 +315,12 @@ pub fn summarize(
         link_emulator: ctx.link_emulator.clone(),
         churn,
         lifecycle: ctx.lifecycle.clone(),
+        network: stackbench_core::upgrade::summarize(
+            plan,
+            reports,
+            ctx.host_busy_samples,
+            std::thread::available_parallelism().map_or(1, |n| n.get()) as f64,
+        ),
     };
     Ok((summary, hlogs))
 }

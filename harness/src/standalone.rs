@@ -4,7 +4,7 @@
 //! the node can run this way.
 
 use crate::{
-    control::{NodeInputs, NodeSetup, PeerInfo},
+    control::{NodeInputs, NodeSetup, PeerInfo, SlotSetup},
     scenario::Scenario,
     stack::tls::NodeIdentity,
     workload::WorkloadPlan,
@@ -53,7 +53,8 @@ pub fn write_inputs(
             addresses.len()
         )));
     }
-    let plan = WorkloadPlan::from_scenario(scenario).map_err(anyhow::Error::from)?;
+    let mut plan = WorkloadPlan::from_scenario(scenario).map_err(anyhow::Error::from)?;
+    plan.network = crate::workload::network::NetworkPlan::single(stack, nodes);
     let identities = (0..nodes)
         .map(NodeIdentity::generate)
         .collect::<Result<Vec<_>, _>>()
@@ -82,14 +83,16 @@ pub fn write_inputs(
         let inputs = NodeInputs {
             index: i,
             keys: identities[i as usize].export(),
-            setup: NodeSetup {
-                stack: stack.to_owned(),
-                plan: plan.clone(),
-                bind: addresses[i as usize],
-                wg_listen: None,
-                wg_uapi: None,
-                peers,
-            },
+            setup: NodeSetup::single(
+                plan.clone(),
+                SlotSetup {
+                    stack: stack.to_owned(),
+                    bind: addresses[i as usize],
+                    wg_listen: None,
+                    wg_uapi: None,
+                    peers,
+                },
+            ),
             start_unix_ns,
         };
         let path = inputs_file(out, i);

@@ -86,7 +86,7 @@ impl NetworkPlan {
                 l.get_ref().iter().map(|x| x.get_ref().clone()).collect()
             };
             let mut of: Vec<Option<Vec<String>>> = vec![None; nodes as usize];
-            let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(s.seed ^ 0x6d69_7865_6400);
+            let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(s.seed ^ 0x6d69_7865_6400_0000);
             for a in &m.assign {
                 let stacks = names(&a.stacks);
                 let free: Vec<u32> = (0..nodes).filter(|i| of[*i as usize].is_none()).collect();
@@ -174,7 +174,7 @@ impl NetworkPlan {
                 UpgradeOrder::Named(OrderName::Random) => {
                     let mut o: Vec<u32> = (0..nodes).collect();
                     let mut rng =
-                        rand_chacha::ChaCha8Rng::seed_from_u64(s.seed ^ 0x7570_6772_6164_65);
+                        rand_chacha::ChaCha8Rng::seed_from_u64(s.seed ^ 0x0075_7067_7261_6465);
                     o.shuffle(&mut rng);
                     o
                 }

@@ -9,7 +9,7 @@ pub use crate::faults::Faults;
 use crate::{
     aggregate::{self, RepetitionContext},
     check::HostCaps,
-    control::{NodeSetup, ToController, ToNode},
+    control::{NodeSetup, SlotSetup, ToController, ToNode},
     link::{self, probe::NodeAddr, LinkPlan, Mechanism},
     metrics,
     results::{Environment, RunWriter},
@@ -17,7 +17,7 @@ use crate::{
     scenario::Scenario,
     stack::{self, Availability, PeerInfo, PreparedUnderlay, Stack},
     topology::Topology,
-    workload::WorkloadPlan,
+    workload::{network::NetworkPlan, WorkloadPlan},
 };
 use anyhow::{anyhow, Context, Result};
 use indicatif::{ProgressBar, ProgressStyle};
@@ -54,6 +54,7 @@ impl RunOptions {
         stack::StackContext {
             node_exe: &self.node_exe,
             keys: &self.faults,
+            slot: 0,
         }
     }
 }
@@ -79,17 +80,21 @@ pub async fn run(scenario: &Scenario, opts: &RunOptions) -> Result<RunOutcome> {
     }
     let run = RunGuard(RunId::create().context("creating the run's state under /run/stackbench")?);
     let host = HostCaps::probe(&run.0.prefix);
-    let names = opts
-        .stacks
-        .clone()
-        .unwrap_or_else(|| scenario.stack_names());
-    let stacks: Vec<Arc<dyn Stack>> = names
-        .iter()
-        .map(|n| {
-            stack::by_name(n)
-                .ok_or_else(|| anyhow!("unknown stack {n:?}; known: {}", stack::names().join(", ")))
-        })
-        .collect::<Result<_>>()?;
+    // Scenario::parse drew the graph once already; this cannot fail where that did not.
+    let plan = WorkloadPlan::from_scenario(scenario).context("planning the workload")?;
+    let networks: Vec<NetworkPlan> = match &opts.stacks {
+        Some(names) => names
+            .iter()
+            .map(|n| NetworkPlan::single(n, scenario.node_count()))
+            .collect(),
+        None => NetworkPlan::variants(scenario, &plan)
+            .map_err(|(_, msg)| anyhow!("planning the scenario's networks: {msg}"))?,
+    };
+    for n in networks.iter().flat_map(|n| &n.stacks) {
+        if stack::by_name(n).is_none() {
+            anyhow::bail!("unknown stack {n:?}; known: {}", stack::names().join(", "));
+        }
+    }
     if let Some(why) = host.namespaces_unavailable() {
         anyhow::bail!("{why}");
     }
@@ -110,8 +115,6 @@ pub async fn run(scenario: &Scenario, opts: &RunOptions) -> Result<RunOutcome> {
             anyhow::bail!("the scenario's links need the userspace emulator, but {why}");
         }
     }
-    // Scenario::parse drew the graph once already; this cannot fail where that did not.
-    let plan = WorkloadPlan::from_scenario(scenario).context("planning the workload")?;
     let topology = Topology::up(&run.0, &link_plan, mechanism, scenario.seed, &opts.node_exe)
         .context("building the namespaces")?;
     let addrs = node_addrs(&topology);
@@ -139,18 +142,27 @@ pub async fn run(scenario: &Scenario, opts: &RunOptions) -> Result<RunOutcome> {
     writer.write_simulation(&simulate(&plan, &link_plan))?;
     let reps = *scenario.repetitions.get_ref();
     let mut failures = vec![];
-    for (si, stack) in stacks.iter().enumerate() {
-        let id = stack.id();
-        let name = id.name();
-        let availability = stack.availability(&host);
-        let (status, reason) = match &availability {
-            Availability::Available => (StackStatus::Available, None),
-            Availability::Unavailable(r) => (StackStatus::Unavailable, Some(r.clone())),
-        };
+    for (si, network) in networks.iter().enumerate() {
+        let name = network.name.clone();
+        // Validated above: every name is a known stack.
+        let stacks: Vec<Arc<dyn Stack>> = network
+            .stacks
+            .iter()
+            .filter_map(|n| stack::by_name(n))
+            .collect();
+        let reason = stacks.iter().find_map(|s| match s.availability(&host) {
+            Availability::Available => None,
+            Availability::Unavailable(r) if network.is_single() => Some(r),
+            Availability::Unavailable(r) => Some(format!("{}: {r}", s.id())),
+        });
         writer.add_stack(StackOutcome {
             name: name.clone(),
-            insecure: id.is_insecure(),
-            status,
+            insecure: stacks.iter().any(|s| s.id().is_insecure()),
+            status: if reason.is_some() {
+                StackStatus::Unavailable
+            } else {
+                StackStatus::Available
+            },
             reason: reason.clone(),
             repetitions_done: 0,
             error: None,
@@ -159,39 +171,57 @@ pub async fn run(scenario: &Scenario, opts: &RunOptions) -> Result<RunOutcome> {
             eprintln!("stackbench: {name}: unavailable: {r}");
             continue;
         }
+        let mut net_plan = plan.clone();
+        net_plan.network = network.clone();
         let result = async {
-            let underlay = stack
-                .prepare(&topology, &opts.stack_context())
-                .with_context(|| format!("preparing {name}"))?;
+            let mut underlays = vec![];
+            for (slot, stack) in stacks.iter().enumerate() {
+                let ctx = stack::StackContext {
+                    slot: slot as u8,
+                    ..opts.stack_context()
+                };
+                underlays.push(
+                    stack
+                        .prepare(&topology, &ctx)
+                        .with_context(|| format!("preparing {}", stack.id()))?,
+                );
+            }
+            let stack_config = match &underlays[..] {
+                [one] => one.describe(),
+                many => serde_json::Value::Object(
+                    network
+                        .stacks
+                        .iter()
+                        .zip(many)
+                        .map(|(n, u)| (n.clone(), u.describe()))
+                        .collect(),
+                ),
+            };
             for rep in 0..reps {
                 let label = format!("{name} rep {}/{reps}", rep + 1);
-                let lifecycle = lifecycle(stack.as_ref(), &topology, opts, scenario)
-                    .with_context(|| format!("{name}: timing the interface lifecycle"))?;
+                let lifecycle = match &stacks[..] {
+                    [one] => lifecycle(one.as_ref(), &topology, opts, scenario)
+                        .with_context(|| format!("{name}: timing the interface lifecycle"))?,
+                    _ => None,
+                };
                 let sock = run.0.socket_dir().join(format!("s{si}r{rep}.sock"));
-                let data = repetition(
-                    &topology,
-                    underlay.as_ref(),
-                    &name,
-                    &plan,
-                    &sock,
-                    opts,
-                    &label,
-                )
-                .await?;
+                let data =
+                    repetition(&topology, &underlays, &net_plan, &sock, opts, &label).await?;
                 let ctx = RepetitionContext {
                     stack: &name,
-                    insecure: id.is_insecure(),
+                    insecure: stacks.iter().any(|s| s.id().is_insecure()),
                     repetition: rep,
-                    plan: &plan,
+                    plan: &net_plan,
                     handshake_us: &data.handshakes,
                     host_softirq_seconds: data.softirq,
                     underlay_cpu_seconds: data.underlay_cpu,
                     host_busy_seconds: data.host_busy,
                     host_busy_peak_fraction: data.busy_peak,
                     controller_cpu_seconds: data.controller_cpu,
-                    stack_config: underlay.describe(),
+                    stack_config: stack_config.clone(),
                     link_emulator: data.link_emulator,
                     lifecycle,
+                    host_busy_samples: &data.busy_samples,
                 };
                 let (summary, hlogs) = aggregate::summarize(&ctx, &data.reports)?;
                 writer.write_repetition(&summary, &hlogs)?;
@@ -273,6 +303,8 @@ struct RepetitionData {
     busy_peak: f64,
     controller_cpu: f64,
     link_emulator: Option<stackbench_core::schema::LinkEmulatorCost>,
+    /// The host's busy CPU seconds since the start of sending, every 100 ms.
+    busy_samples: Vec<(f64, f64)>,
 }
 
 /// The self-check: measures every path and uplink, and refuses the run when the links are
@@ -368,11 +400,11 @@ fn simulate(plan: &WorkloadPlan, links: &LinkPlan) -> stackbench_core::schema::S
     }
 }
 
-/// One repetition of one stack: nodes up, connected, run, reported, gone.
+/// One repetition of one network (`plan.network`, one prepared underlay per stack slot):
+/// nodes up, connected, run, reported, gone.
 async fn repetition(
     topology: &Topology,
-    underlay: &dyn PreparedUnderlay,
-    stack: &str,
+    underlays: &[Box<dyn PreparedUnderlay>],
     plan: &WorkloadPlan,
     sock: &std::path::Path,
     opts: &RunOptions,
@@ -395,31 +427,35 @@ async fn repetition(
     nodes
         .send_all(|i| {
             // Connections exist only along the fanout graph's edges (all pairs when direct).
-            let peers = plan
-                .fanout
-                .graph
-                .neighbours(i)
+            let neighbours = plan.fanout.graph.neighbours(i);
+            let slots = plan
+                .network
+                .stacks
                 .iter()
-                .map(|&j| {
-                    let owner = opts.faults.tls_key_owner(i, j, topology.nodes());
-                    let spki = keys[owner as usize].0.clone();
-                    let wg_public = opts.faults.wg_key(i, j, keys[j as usize].1);
-                    PeerInfo {
-                        index: j,
-                        addr: underlay.node_addr(j),
-                        spki,
-                        wg_public,
-                        wg_endpoint: underlay.wg_endpoint(j),
-                    }
+                .zip(underlays)
+                .map(|(stack, underlay)| SlotSetup {
+                    stack: stack.clone(),
+                    bind: underlay.node_addr(i),
+                    wg_listen: underlay.wg_endpoint(i),
+                    wg_uapi: underlay.wg_uapi(i),
+                    peers: neighbours
+                        .iter()
+                        .map(|&j| {
+                            let owner = opts.faults.tls_key_owner(i, j, topology.nodes());
+                            PeerInfo {
+                                index: j,
+                                addr: underlay.node_addr(j),
+                                spki: keys[owner as usize].0.clone(),
+                                wg_public: opts.faults.wg_key(i, j, keys[j as usize].1),
+                                wg_endpoint: underlay.wg_endpoint(j),
+                            }
+                        })
+                        .collect(),
                 })
                 .collect();
             ToNode::Setup(Box::new(NodeSetup {
-                stack: stack.to_owned(),
                 plan: plan.clone(),
-                bind: underlay.node_addr(i),
-                wg_listen: underlay.wg_endpoint(i),
-                wg_uapi: underlay.wg_uapi(i),
-                peers,
+                slots,
             }))
         })
         .await?;
@@ -451,7 +487,8 @@ async fn repetition(
         .flatten()
         .collect();
     let (softirq0, busy0) = metrics::host_cpu_seconds();
-    let underlay_cpu0 = underlay.process_cpu_seconds();
+    let underlay_cpu = || -> f64 { underlays.iter().map(|u| u.process_cpu_seconds()).sum() };
+    let underlay_cpu0 = underlay_cpu();
     let emulator0 = topology.emulator_sample().transpose()?;
     let controller0 = metrics::process_cpu_us();
     let start_ns = metrics::monotonic_ns() + START_LEAD.as_nanos() as u64;
@@ -489,7 +526,13 @@ async fn repetition(
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get()) as f64;
     let busy_peak = metrics::peak_busy_fraction(&busy_samples, 1.0, cores);
     let (softirq, host_busy) = (softirq1 - softirq0, busy1 - busy0);
-    let underlay_cpu = underlay.process_cpu_seconds() - underlay_cpu0;
+    let underlay_cpu = underlay_cpu() - underlay_cpu0;
+    // From the start of sending, and from the repetition's own first sample.
+    let lead = START_LEAD.as_secs_f64();
+    let busy_samples: Vec<(f64, f64)> = busy_samples
+        .iter()
+        .map(|(t, b)| (t - lead, b - busy_samples[0].1))
+        .collect();
     let emulator1 = topology.emulator_sample().transpose()?;
     let link_emulator = emulator0
         .zip(emulator1)
@@ -506,5 +549,6 @@ async fn repetition(
         busy_peak,
         controller_cpu,
         link_emulator,
+        busy_samples,
     })
 }

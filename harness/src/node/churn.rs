@@ -17,8 +17,11 @@ use crate::{
     },
 };
 use anyhow::{anyhow, Context, Result};
+use stackbench_core::workload::network::Slot;
 use std::{collections::BTreeMap, rc::Rc, sync::Arc, time::Duration};
 
+/// Churn runs one stack on every node: its slot.
+const CHURN_SLOT: Slot = 0;
 /// How long a cold connect may take before it counts as failed.
 const DIAL_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long a restarting node retries binding while its old sockets close.
@@ -65,9 +68,8 @@ fn record_of(node: &Node, step: &Step, began: u64, dialled: Option<u32>) -> Step
 
 /// Takes this node's steps at their times, and accepts connections all along.
 pub async fn run(node: Rc<Node>) {
-    let endpoint = node.ep.borrow().as_ref().map(|ep| ep.endpoint.clone());
-    if let Some(endpoint) = endpoint {
-        tokio::task::spawn_local(accept_loop(node.clone(), endpoint));
+    if let Some(endpoint) = node.endpoint(CHURN_SLOT) {
+        tokio::task::spawn_local(accept_loop(node.clone(), CHURN_SLOT, endpoint, None));
     }
     let steps: Vec<Step> = node.plan().churn.steps_of(node.index).copied().collect();
     let mut dials: BTreeMap<u32, u32> = BTreeMap::new();
@@ -160,7 +162,7 @@ async fn restart(
         .collect();
     // Every handle must go for the old endpoint (and an in-process tunnel) to release its
     // sockets.
-    let old = node.ep.borrow_mut().take();
+    let old = node.eps.borrow_mut()[CHURN_SLOT as usize].take();
     *node.control.borrow_mut() = Arc::new(crate::stack::NoPeers);
     // The old socket is released once quinn has drained its connections (3 PTO), so the
     // restart's time includes that wait, as a graceful restart's would.
@@ -172,7 +174,7 @@ async fn restart(
         idle_us = (monotonic_ns() - t0) / 1000;
     }
     let ep = loop {
-        match super::build_endpoint(node.index, &node.identity, &node.setup) {
+        match super::build_endpoint(node.index, &node.identity, &node.setup, CHURN_SLOT) {
             Ok(ep) => break ep,
             Err(e) if monotonic_ns() - t0 > REBIND_TIMEOUT.as_nanos() as u64 => {
                 return Err(e.context(format!(
@@ -185,8 +187,8 @@ async fn restart(
     record.apply_us = (monotonic_ns() - t0) / 1000;
     let endpoint = ep.endpoint.clone();
     *node.control.borrow_mut() = ep.control.clone();
-    *node.ep.borrow_mut() = Some(ep);
-    tokio::task::spawn_local(accept_loop(node.clone(), endpoint));
+    node.eps.borrow_mut()[CHURN_SLOT as usize] = Some(ep);
+    tokio::task::spawn_local(accept_loop(node.clone(), CHURN_SLOT, endpoint, None));
     for peer in peers {
         let k = dials.entry(peer).or_default();
         let mode = node.plan().churn.handshake(*k);
@@ -221,8 +223,8 @@ async fn dial(
     began: u64,
 ) -> Result<u64> {
     let (endpoint, d) = {
-        let ep = node.ep.borrow();
-        let ep = ep
+        let eps = node.eps.borrow();
+        let ep = eps[CHURN_SLOT as usize]
             .as_ref()
             .ok_or_else(|| anyhow!("the endpoint is being rebuilt"))?;
         let d = ep
@@ -233,8 +235,7 @@ async fn dial(
             .ok_or_else(|| anyhow!("no way to dial node {peer}"))?;
         (ep.endpoint.clone(), d)
     };
-    let addr = node
-        .setup
+    let addr = node.setup.slots[CHURN_SLOT as usize]
         .peers
         .iter()
         .find(|p| p.index == peer)
@@ -266,7 +267,7 @@ async fn dial(
         match connecting.into_0rtt() {
             Ok((conn, accepted)) if mode == HandshakeMode::ZeroRtt => {
                 // The first object goes out as early data, before the handshake is done.
-                node.install(peer, conn.clone());
+                node.install(peer, CHURN_SLOT, conn.clone(), None);
                 send_object(node, &conn, i32::MAX, &probe(HandshakeMode::ZeroRtt)).await?;
                 let ok = within_accepted(accepted).await.map_err(timed_out)?;
                 if !ok {
@@ -287,22 +288,28 @@ async fn dial(
         }
     };
     let handshake_us = (monotonic_ns() - began) / 1000;
-    node.install(peer, conn.clone());
+    node.install(peer, CHURN_SLOT, conn.clone(), None);
     send_object(node, &conn, i32::MAX, &probe(how))
         .await
         .context("sending the first object")?;
     Ok(handshake_us)
 }
 
-/// Accepts connections on `endpoint` for as long as it is open, replacing a peer's old
-/// connection with its new one.
-async fn accept_loop(node: Rc<Node>, endpoint: quinn::Endpoint) {
+/// Accepts connections on `endpoint`, stack slot `slot`'s, for as long as it is open,
+/// replacing a peer's old connection with its new one (after `grace`, if given). Under an
+/// upgrade, the upgrade hears of each.
+pub(super) async fn accept_loop(
+    node: Rc<Node>,
+    slot: Slot,
+    endpoint: quinn::Endpoint,
+    grace: Option<Duration>,
+) {
     let early = node.plan().churn.resumes();
     while let Some(incoming) = endpoint.accept().await {
         let node = node.clone();
         tokio::task::spawn_local(async move {
             let remote = incoming.remote_address();
-            let Some(peer) = node.peer_by_ip(remote.ip()) else {
+            let Some(peer) = node.peer_at(slot, remote) else {
                 incoming.refuse();
                 return;
             };
@@ -316,7 +323,12 @@ async fn accept_loop(node: Rc<Node>, endpoint: quinn::Endpoint) {
                 Err(e) => Err(e),
             };
             match conn {
-                Ok(conn) => node.install(peer, conn),
+                Ok(conn) => {
+                    node.install(peer, slot, conn, grace);
+                    if node.plan().network.upgrade.is_some() {
+                        super::upgrade::accepted(&node, peer);
+                    }
+                }
                 Err(e) => node
                     .rec
                     .borrow_mut()

@@ -12,14 +12,18 @@ mod session;
 mod standalone;
 pub use recorder::Recorder;
 mod timer;
+mod upgrade;
 
 use crate::{
-    control::{self, NodeReport, NodeSetup, ToController, ToNode},
+    control::{self, NodeReport, NodeSetup, PeerInfo, SlotSetup, ToController, ToNode},
     metrics::monotonic_ns,
     stack::{self, tls::NodeIdentity, NodeContext},
 };
 use anyhow::{anyhow, bail, Context, Result};
-use stackbench_core::setup::{dial_order, SetupDeadlines, DIALS_IN_FLIGHT};
+use stackbench_core::{
+    setup::{dial_order, SetupDeadlines, DIALS_IN_FLIGHT},
+    workload::network::Slot,
+};
 use std::{cell::RefCell, collections::BTreeMap, net::IpAddr, path::PathBuf, rc::Rc};
 use tokio::{
     io::{AsyncBufRead, AsyncWrite, BufReader},
@@ -139,59 +143,84 @@ where
     R: AsyncBufRead + Unpin,
     W: AsyncWrite + Unpin,
 {
-    let ep = build_endpoint(index, identity, setup)?;
+    let eps = build_endpoints(index, identity, setup)?;
     control::send(w, &ToController::Bound).await?;
     match control::recv(r).await? {
         Some(ToNode::Connect) => {}
         _ => return Ok(None),
     }
-    let (conns, handshake_us) = connect_all(index, &ep, setup).await?;
+    let (conns, handshake_us) = connect_all(index, &eps, setup).await?;
     control::send(w, &ToController::Ready { handshake_us }).await?;
     let start_ns = match control::recv(r).await? {
         Some(ToNode::Start { start_ns }) => start_ns,
         _ => return Ok(None),
     };
-    let node = session::Node::new(index, identity.clone(), setup, ep, conns, start_ns)?;
+    let node = session::Node::new(index, identity.clone(), setup, eps, conns, start_ns)?;
     let report = session::workload(&node).await?;
     Ok(Some((report, node)))
 }
 
-/// This node's endpoint for the setup's stack.
+/// This node's endpoint for the stack in `slot` of its setup.
 fn build_endpoint(
     index: u32,
     identity: &NodeIdentity,
     setup: &NodeSetup,
+    slot: Slot,
 ) -> Result<stack::NodeEndpoint> {
-    let stack =
-        stack::by_name(&setup.stack).ok_or_else(|| anyhow!("unknown stack {}", setup.stack))?;
+    let ss = setup
+        .slots
+        .get(slot as usize)
+        .ok_or_else(|| anyhow!("node {index}: the setup has no stack slot {slot}"))?;
+    let stack = stack::by_name(&ss.stack).ok_or_else(|| anyhow!("unknown stack {}", ss.stack))?;
     let ctx = NodeContext {
         index,
         identity,
-        bind: setup.bind,
-        wg_listen: setup.wg_listen,
-        wg_uapi: setup.wg_uapi.clone(),
-        peers: &setup.peers,
+        bind: ss.bind,
+        wg_listen: ss.wg_listen,
+        wg_uapi: ss.wg_uapi.clone(),
+        peers: &ss.peers,
         resumption: setup.plan.churn.resumes(),
         transport: setup.plan.transport,
     };
     stack
         .endpoint(&ctx)
-        .with_context(|| format!("node {index}: building the {} endpoint", setup.stack))
+        .with_context(|| format!("node {index}: building the {} endpoint", ss.stack))
 }
 
-/// Dials higher-numbered peers, a few at a time in a seeded order, and accepts
-/// lower-numbered ones as they come, all within deadlines scaled to the network's size.
+/// One endpoint per stack slot this node speaks at the start (`None` in the others).
+fn build_endpoints(
+    index: u32,
+    identity: &NodeIdentity,
+    setup: &NodeSetup,
+) -> Result<Vec<Option<stack::NodeEndpoint>>> {
+    let speaks = setup
+        .plan
+        .network
+        .speaks
+        .get(index as usize)
+        .cloned()
+        .unwrap_or_else(|| vec![0]);
+    let mut eps: Vec<Option<stack::NodeEndpoint>> = (0..setup.slots.len()).map(|_| None).collect();
+    for slot in speaks {
+        eps[slot as usize] = Some(build_endpoint(index, identity, setup, slot)?);
+    }
+    Ok(eps)
+}
+
+/// Dials higher-numbered peers, a few at a time in a seeded order, each on the first stack
+/// of this node's that the peer speaks, and accepts lower-numbered ones on any of this
+/// node's endpoints as they come, all within deadlines scaled to the network's size.
 async fn connect_all(
     index: u32,
-    ep: &stack::NodeEndpoint,
+    eps: &[Option<stack::NodeEndpoint>],
     setup: &NodeSetup,
 ) -> Result<(BTreeMap<u32, quinn::Connection>, Vec<u64>)> {
-    let peer_of = PeerAddresses::new(setup);
+    let net = &setup.plan.network;
     let deadlines = SetupDeadlines::for_connections(setup.plan.fanout.graph.edges().count());
-    let to_dial: Vec<u32> = ep
-        .dial
+    let peers = setup.peers(index);
+    let to_dial: Vec<u32> = peers
         .iter()
-        .map(|d| d.peer)
+        .map(|p| p.index)
         .filter(|p| *p > index)
         .collect();
     let order = dial_order(&to_dial, index, setup.plan.seed);
@@ -203,7 +232,20 @@ async fn connect_all(
         loop {
             while dials.len() < DIALS_IN_FLIGHT {
                 let Some(&peer) = next.next() else { break };
-                dials.spawn_local(dial(index, ep, setup, peer, dial_deadline)?);
+                let slot = net.dial_slot(index, peer).ok_or_else(|| {
+                    anyhow!("node {index} shares no stack with its neighbour {peer}")
+                })?;
+                let ep = eps
+                    .get(slot as usize)
+                    .and_then(Option::as_ref)
+                    .ok_or_else(|| anyhow!("node {index} has no endpoint for slot {slot}"))?;
+                dials.spawn_local(dial(
+                    index,
+                    ep,
+                    &setup.slots[slot as usize],
+                    peer,
+                    dial_deadline,
+                )?);
             }
             let Some(joined) = dials.join_next().await else {
                 break;
@@ -212,23 +254,31 @@ async fn connect_all(
         }
         anyhow::Ok(out)
     };
-    let expected_in = setup.peers.iter().filter(|p| p.index < index).count();
+    let expected_in = peers.iter().filter(|p| p.index < index).count();
     let accept = async {
         let got = RefCell::new(Vec::new());
+        let listening: Vec<(&quinn::Endpoint, PeerAddresses)> = eps
+            .iter()
+            .zip(&setup.slots)
+            .filter_map(|(ep, ss)| {
+                ep.as_ref()
+                    .map(|ep| (&ep.endpoint, PeerAddresses::new(&ss.peers)))
+            })
+            .collect();
         match tokio::time::timeout(
             deadlines.accept,
-            accept_peers(index, &ep.endpoint, &peer_of, expected_in, &got),
+            accept_peers(index, &listening, expected_in, &got),
         )
         .await
         {
             Ok(r) => r.map(|()| got.into_inner()),
             Err(_) => {
                 let got = got.borrow();
-                let missing: Vec<String> = setup
-                    .peers
+                let diagnose = eps.iter().flatten().find_map(|ep| ep.diagnose.clone());
+                let missing: Vec<String> = peers
                     .iter()
                     .filter(|p| p.index < index && !got.iter().any(|(g, _)| *g == p.index))
-                    .map(|p| match &ep.diagnose {
+                    .map(|p| match &diagnose {
                         Some(d) => format!("node {} ({})", p.index, d(p.index)),
                         None => format!("node {}", p.index),
                     })
@@ -250,12 +300,13 @@ async fn connect_all(
     Ok((accepted.into_iter().collect(), handshakes))
 }
 
-/// Starts dialling `peer`; the future resolves to the connection and how long its
-/// handshake took, µs, or to an error naming the peer and, where the stack can tell, why.
+/// Starts dialling `peer` on `ep`, the endpoint of stack slot `slot`; the future resolves
+/// to the connection and how long its handshake took, µs, or to an error naming the peer
+/// and, where the stack can tell, why.
 fn dial(
     index: u32,
     ep: &stack::NodeEndpoint,
-    setup: &NodeSetup,
+    slot: &SlotSetup,
     peer: u32,
     deadline: tokio::time::Instant,
 ) -> Result<impl std::future::Future<Output = Result<(u32, quinn::Connection, u64)>>> {
@@ -264,7 +315,7 @@ fn dial(
         .iter()
         .find(|d| d.peer == peer)
         .ok_or_else(|| anyhow!("no dial configuration for node {peer}"))?;
-    let addr = setup
+    let addr = slot
         .peers
         .iter()
         .find(|p| p.index == peer)
@@ -276,8 +327,9 @@ fn dial(
         .endpoint
         .connect_with(d.config.clone(), addr, &d.server_name)?;
     let diagnose = ep.diagnose.clone();
+    let stack = slot.stack.clone();
     Ok(async move {
-        let what = || format!("node {index}: connecting to node {peer} at {addr}");
+        let what = || format!("node {index}: connecting to node {peer} at {addr} ({stack})");
         let c = tokio::time::timeout_at(deadline, connecting)
             .await
             .map_err(|_| {
@@ -294,27 +346,27 @@ fn dial(
 /// Which peer a connection comes from. Each node dials from the socket it listens on, so
 /// its full address names it; in namespaces each node also has an address of its own,
 /// which names it where a tunnel rewrites the port.
-struct PeerAddresses {
+pub(crate) struct PeerAddresses {
     by_addr: BTreeMap<std::net::SocketAddr, u32>,
     by_ip: BTreeMap<IpAddr, Option<u32>>,
 }
 
 impl PeerAddresses {
-    fn new(setup: &NodeSetup) -> PeerAddresses {
+    pub(crate) fn new(peers: &[PeerInfo]) -> PeerAddresses {
         let mut by_ip = BTreeMap::new();
-        for p in &setup.peers {
+        for p in peers {
             by_ip
                 .entry(p.addr.ip())
                 .and_modify(|e| *e = None) // shared by several peers: not a name
                 .or_insert(Some(p.index));
         }
         PeerAddresses {
-            by_addr: setup.peers.iter().map(|p| (p.addr, p.index)).collect(),
+            by_addr: peers.iter().map(|p| (p.addr, p.index)).collect(),
             by_ip,
         }
     }
 
-    fn get(&self, remote: std::net::SocketAddr) -> Option<u32> {
+    pub(crate) fn get(&self, remote: std::net::SocketAddr) -> Option<u32> {
         self.by_addr
             .get(&remote)
             .copied()
@@ -322,28 +374,42 @@ impl PeerAddresses {
     }
 }
 
-/// Accepts connections from lower-numbered peers into `got` until `expected` have come,
-/// completing their handshakes concurrently.
+/// Accepts connections from lower-numbered peers on any of `listening`'s endpoints into
+/// `got` until `expected` have come, completing their handshakes concurrently.
 async fn accept_peers(
     index: u32,
-    endpoint: &quinn::Endpoint,
-    peer_of: &PeerAddresses,
+    listening: &[(&quinn::Endpoint, PeerAddresses)],
     expected: usize,
     got: &RefCell<Vec<(u32, quinn::Connection)>>,
 ) -> Result<()> {
+    let (tx, mut incoming) = tokio::sync::mpsc::unbounded_channel();
+    // Dropped (and so aborted) when enough have come.
+    let mut listeners = tokio::task::JoinSet::new();
+    for (slot, (endpoint, _)) in listening.iter().enumerate() {
+        let (endpoint, tx) = ((*endpoint).clone(), tx.clone());
+        listeners.spawn_local(async move {
+            while let Some(i) = endpoint.accept().await {
+                if tx.send((slot, i)).is_err() {
+                    return;
+                }
+            }
+        });
+    }
+    drop(tx);
     let mut handshakes = tokio::task::JoinSet::new();
     while got.borrow().len() < expected {
         tokio::select! {
-            incoming = endpoint.accept() => {
-                let incoming = incoming.ok_or_else(|| anyhow!("endpoint closed"))?;
+            next = incoming.recv() => {
+                let (slot, incoming) = next.ok_or_else(|| anyhow!("endpoints closed"))?;
                 let remote = incoming.remote_address();
-                handshakes.spawn_local(async move { (remote, incoming.await) });
+                handshakes.spawn_local(async move { (slot, remote, incoming.await) });
             }
             Some(done) = handshakes.join_next() => {
-                let (remote, result) = done.map_err(|e| anyhow!("accept task failed: {e}"))?;
+                let (slot, remote, result) = done.map_err(|e| anyhow!("accept task failed: {e}"))?;
                 match result {
                     Ok(c) => {
-                        let peer = peer_of
+                        let peer = listening[slot]
+                            .1
                             .get(remote)
                             .ok_or_else(|| anyhow!("connection from unknown address {remote}"))?;
                         got.borrow_mut().push((peer, c));

@@ -12,11 +12,13 @@ use crate::{
 use anyhow::{bail, Context, Result};
 use bytes::Bytes;
 use stackbench_core::node::{InEvent, NodeCore, OutEvent};
+use stackbench_core::workload::network::Slot;
 use std::{
     cell::{Cell, RefCell},
     collections::BTreeMap,
-    net::IpAddr,
+    net::SocketAddr,
     rc::Rc,
+    sync::Arc,
 };
 
 /// The application close code of a connection churn ends on purpose: errors it causes on
@@ -37,12 +39,15 @@ pub struct Node {
     pub index: u32,
     pub identity: Rc<NodeIdentity>,
     pub setup: NodeSetup,
-    /// None only while a restart builds the next one.
-    pub ep: RefCell<Option<stack::NodeEndpoint>>,
-    /// The underlay's churn operations (the current endpoint's).
+    /// One per stack slot of the network: `None` where the node does not speak that stack
+    /// (yet, or any more), and while a restart builds the next one.
+    pub eps: RefCell<Vec<Option<stack::NodeEndpoint>>>,
+    /// The underlay's churn operations (the primary endpoint's).
     pub control: RefCell<std::sync::Arc<dyn stack::PeerControl>>,
-    /// The connection to each peer this node is connected to now.
+    /// The connection to each peer this node is connected to now: the one objects go on.
     pub conns: RefCell<BTreeMap<u32, quinn::Connection>>,
+    /// Which stack slot each peer's connection is on.
+    pub conn_slots: RefCell<BTreeMap<u32, Slot>>,
     pub rec: RefCell<Recorder>,
     /// Every workload decision: what to send when and to whom, what to relay.
     core: RefCell<NodeCore>,
@@ -58,6 +63,12 @@ pub struct Node {
     done: Cell<bool>,
     /// The churn timer's busy-wait so far: harness work, like the generator's.
     pub churn_spin_ns: Cell<u64>,
+    /// Per slot, how to tell which peer a connection comes from.
+    peer_addrs: Vec<super::PeerAddresses>,
+    /// What the upgrade did here, once it began.
+    pub upgrade: RefCell<Option<crate::control::NodeUpgrade>>,
+    /// CPU and interface bytes over time, during an upgrade run.
+    usage: RefCell<Vec<crate::control::UsageSample>>,
 }
 
 impl Node {
@@ -65,7 +76,7 @@ impl Node {
         index: u32,
         identity: Rc<NodeIdentity>,
         setup: &NodeSetup,
-        ep: stack::NodeEndpoint,
+        eps: Vec<Option<stack::NodeEndpoint>>,
         conns: BTreeMap<u32, quinn::Connection>,
         start_ns: u64,
     ) -> Result<Rc<Node>> {
@@ -80,9 +91,23 @@ impl Node {
             index,
             identity,
             setup: setup.clone(),
-            control: RefCell::new(ep.control.clone()),
-            ep: RefCell::new(Some(ep)),
+            control: RefCell::new(eps.iter().flatten().next().map_or_else(
+                || Arc::new(stack::NoPeers) as Arc<_>,
+                |ep| ep.control.clone(),
+            )),
+            eps: RefCell::new(eps),
+            conn_slots: RefCell::new(
+                conns
+                    .keys()
+                    .map(|p| (*p, plan.network.dial_slot(index, *p).unwrap_or_default()))
+                    .collect(),
+            ),
             conns: RefCell::new(conns),
+            peer_addrs: setup
+                .slots
+                .iter()
+                .map(|s| super::PeerAddresses::new(&s.peers))
+                .collect(),
             rec: RefCell::new(Recorder::new(plan.clone(), index, start_ns)),
             core: RefCell::new(NodeCore::new(plan, index, start_ns)),
             wake: tokio::sync::Notify::new(),
@@ -92,6 +117,8 @@ impl Node {
             timer: PreciseTimer::new().context("creating the send timer")?,
             done: Cell::new(false),
             churn_spin_ns: Cell::new(0),
+            upgrade: RefCell::new(None),
+            usage: RefCell::new(vec![]),
         }))
     }
 
@@ -99,13 +126,26 @@ impl Node {
         &self.setup.plan
     }
 
-    /// The peer whose underlay address is `ip`.
-    pub fn peer_by_ip(&self, ip: IpAddr) -> Option<u32> {
-        self.setup
-            .peers
-            .iter()
-            .find(|p| p.addr.ip() == ip)
-            .map(|p| p.index)
+    /// The peer a connection from `remote` on stack slot `slot` comes from.
+    pub fn peer_at(&self, slot: Slot, remote: SocketAddr) -> Option<u32> {
+        self.peer_addrs.get(slot as usize)?.get(remote)
+    }
+
+    /// The endpoint of stack slot `slot`, if the node speaks it now.
+    pub fn endpoint(&self, slot: Slot) -> Option<quinn::Endpoint> {
+        self.eps
+            .borrow()
+            .get(slot as usize)?
+            .as_ref()
+            .map(|ep| ep.endpoint.clone())
+    }
+
+    /// Whether `conn` is still the one objects to `peer` go on.
+    pub fn is_current(&self, peer: u32, conn: &quinn::Connection) -> bool {
+        self.conns
+            .borrow()
+            .get(&peer)
+            .is_some_and(|c| c.stable_id() == conn.stable_id())
     }
 
     /// Starts receiving from `peer` on `conn` and keeping its bulk in flight.
@@ -185,10 +225,26 @@ impl Node {
         }
     }
 
-    /// Makes `conn` this node's connection to `peer`, closing any older one.
-    pub fn install(self: &Rc<Self>, peer: u32, conn: quinn::Connection) {
+    /// Makes `conn` (on stack slot `slot`) this node's connection to `peer`. An older one
+    /// closes at once, or, given a `grace`, once what is in flight on it has had that long.
+    pub fn install(
+        self: &Rc<Self>,
+        peer: u32,
+        slot: Slot,
+        conn: quinn::Connection,
+        grace: Option<std::time::Duration>,
+    ) {
+        self.conn_slots.borrow_mut().insert(peer, slot);
         if let Some(old) = self.conns.borrow_mut().insert(peer, conn.clone()) {
-            old.close(CHURN_CLOSE.into(), b"replaced");
+            match grace {
+                None => old.close(CHURN_CLOSE.into(), b"replaced"),
+                Some(grace) => {
+                    tokio::task::spawn_local(async move {
+                        tokio::time::sleep(grace).await;
+                        old.close(CHURN_CLOSE.into(), b"replaced");
+                    });
+                }
+            }
         }
         self.start_peer(peer, &conn);
     }
@@ -245,6 +301,16 @@ pub async fn workload(node: &Rc<Node>) -> Result<NodeReport> {
         .then(|| tokio::task::spawn_local(churn::run(node.clone())));
     let watch_task = crate::workload::events::watches_handshakes(&plan)
         .then(|| tokio::task::spawn_local(churn::watch_handshakes(node.clone())));
+    let upgrade_task = plan
+        .network
+        .upgrade
+        .is_some()
+        .then(|| tokio::task::spawn_local(super::upgrade::run(node.clone())));
+    let usage_task = plan
+        .network
+        .upgrade
+        .is_some()
+        .then(|| tokio::task::spawn_local(sample_usage(node.clone())));
     node.timer.sleep_until(start_ns).await?;
     let (cpu0, net0, snmp0) = (
         metrics::process_cpu_us(),
@@ -284,7 +350,7 @@ pub async fn workload(node: &Rc<Node>) -> Result<NodeReport> {
     }
     node.done.set(true);
     node.timer.sleep_until(drain_end).await?;
-    for t in [churn_task, watch_task].into_iter().flatten() {
+    for t in [churn_task, watch_task, upgrade_task].into_iter().flatten() {
         t.abort();
     }
     let (cpu1, net1, snmp1) = (
@@ -307,6 +373,13 @@ pub async fn workload(node: &Rc<Node>) -> Result<NodeReport> {
         transport.udp_rx_datagrams += st.udp_rx.datagrams;
         transport.min_rtt_us = transport.min_rtt_us.min(st.path.min_rtt.as_micros() as u64);
     }
+    let usage = match usage_task {
+        Some(t) => {
+            t.abort();
+            std::mem::take(&mut *node.usage.borrow_mut())
+        }
+        None => vec![],
+    };
     let mut r = node.rec.borrow_mut();
     let (classes, deliveries) = r.finish()?;
     let spin_us = (node.timer.spin_ns() + node.churn_spin_ns.get()) / 1000;
@@ -327,6 +400,8 @@ pub async fn workload(node: &Rc<Node>) -> Result<NodeReport> {
         error_count: r.error_count,
         errors: r.errors.clone(),
         churn: std::mem::take(&mut r.churn),
+        upgrade: node.upgrade.borrow().clone(),
+        usage,
     })
 }
 
@@ -346,10 +421,42 @@ pub async fn send_object(
     Ok(s)
 }
 
+/// How often a node samples its CPU and interface bytes during an upgrade run.
+const USAGE_INTERVAL: std::time::Duration = std::time::Duration::from_millis(250);
+
+/// Samples this node's CPU and interface bytes from the start until aborted.
+async fn sample_usage(node: Rc<Node>) {
+    // Not the node's precise timer: that one serves the send loop alone.
+    let wait = node.start_ns.saturating_sub(monotonic_ns());
+    tokio::time::sleep(std::time::Duration::from_nanos(wait)).await;
+    let mut tick = tokio::time::interval(USAGE_INTERVAL);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        let (user, sys) = metrics::process_cpu_us();
+        // The veth carries everything the node puts on the wire, tunnels included.
+        let veth = metrics::net_counters()
+            .get(crate::topology::NODE_IFACE)
+            .copied()
+            .unwrap_or_default();
+        let (tx, rx) = (veth.tx_bytes, veth.rx_bytes);
+        node.usage.borrow_mut().push(crate::control::UsageSample {
+            t_us: monotonic_ns().saturating_sub(node.start_ns) / 1000,
+            cpu_us: user + sys,
+            tx_bytes: tx,
+            rx_bytes: rx,
+        });
+    }
+}
+
 /// Keeps one bulk object in flight to one peer: the next starts once the last is acknowledged,
 /// so bulk never fills quinn's send window and blocks the higher classes' writes.
 async fn backlog_loop(node: Rc<Node>, peer: u32, conn: quinn::Connection, class: u8) {
     loop {
+        // A connection replaced by a newer one (an upgrade) carries no new bulk.
+        if !node.is_current(peer, &conn) {
+            return;
+        }
         let next = node.core.borrow_mut().backlog_next(class, monotonic_ns());
         let Some((h, priority)) = next else { return };
         node.dispatch();

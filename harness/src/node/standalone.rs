@@ -4,7 +4,7 @@
 //! there are no namespaces and no controller beside them: under a network simulator, or on
 //! other hosts.
 
-use super::{build_endpoint, connect_all, session};
+use super::{build_endpoints, connect_all, session};
 use crate::{control::NodeInputs, metrics::monotonic_ns, stack::tls::NodeIdentity};
 use anyhow::{bail, Context, Result};
 use std::{path::Path, rc::Rc, time::SystemTime};
@@ -21,10 +21,10 @@ pub async fn run(inputs: &Path, results: &Path) -> Result<()> {
         .with_context(|| format!("parsing the node's inputs {}", inputs.display()))?;
     let index = inputs.index;
     let identity = Rc::new(NodeIdentity::import(&inputs.keys)?);
-    let ep = build_endpoint(index, &identity, &inputs.setup)?;
+    let eps = build_endpoints(index, &identity, &inputs.setup)?;
     // Peers may still be starting: a dial to a port nobody listens on yet is answered once
     // the peer binds, when QUIC resends its Initial.
-    let (conns, _handshakes) = connect_all(index, &ep, &inputs.setup).await?;
+    let (conns, _handshakes) = connect_all(index, &eps, &inputs.setup).await?;
     let now_unix = SystemTime::now()
         .duration_since(SystemTime::UNIX_EPOCH)
         .context("the wall clock is before 1970")?
@@ -36,7 +36,7 @@ pub async fn run(inputs: &Path, results: &Path) -> Result<()> {
         );
     }
     let start_ns = monotonic_ns() + (inputs.start_unix_ns - now_unix);
-    let node = session::Node::new(index, identity, &inputs.setup, ep, conns, start_ns)?;
+    let node = session::Node::new(index, identity, &inputs.setup, eps, conns, start_ns)?;
     let report = session::workload(&node).await?;
     std::fs::create_dir_all(results).with_context(|| format!("creating {}", results.display()))?;
     crate::results::write_atomic(

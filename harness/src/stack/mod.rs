@@ -296,6 +296,9 @@ pub struct StackContext<'a> {
     /// The stackbench binary (for the daemons it serves, such as `wg-device`).
     pub node_exe: &'a std::path::Path,
     pub keys: &'a dyn KeyDistribution,
+    /// The stack's slot in a network of several stacks (0 alone): stacks whose sockets sit
+    /// on the node's own address offset their ports by it, so two can share a node.
+    pub slot: u8,
 }
 
 impl std::fmt::Debug for StackContext<'_> {

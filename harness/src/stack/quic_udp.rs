@@ -49,10 +49,14 @@ impl Stack for QuicUdp {
     fn prepare(
         &self,
         topology: &Topology,
-        _opts: &super::StackContext<'_>,
+        opts: &super::StackContext<'_>,
     ) -> Result<Box<dyn PreparedUnderlay>, StackError> {
         let addrs = (0..topology.nodes())
-            .map(|i| topology.node_socket_addr(i))
+            .map(|i| {
+                let mut a = topology.node_socket_addr(i);
+                a.set_port(a.port() + opts.slot as u16);
+                a
+            })
             .collect();
         Ok(Box::new(PlainUdp {
             addrs,

@@ -76,10 +76,11 @@ impl Stack for QuicWgInproc {
     fn prepare(
         &self,
         topology: &Topology,
-        _opts: &super::StackContext<'_>,
+        opts: &super::StackContext<'_>,
     ) -> Result<Box<dyn PreparedUnderlay>, StackError> {
+        let port = WG_PORT + opts.slot as u16;
         let endpoints = (0..topology.nodes())
-            .map(|i| SocketAddr::V4(SocketAddrV4::new(topology.node_ip(i), WG_PORT)))
+            .map(|i| SocketAddr::V4(SocketAddrV4::new(topology.node_ip(i), port)))
             .collect();
         Ok(Box::new(InprocUnderlay {
             endpoints,
