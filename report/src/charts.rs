@@ -189,10 +189,14 @@ pub fn build(report: &Report) -> Vec<(String, Chart)> {
             timeline,
         );
         let events = crate::churn::event_times(&report.run);
+        let upgrades = crate::upgrade::timeline_marks(&report.run);
         if let Chart::Lines { title, markers, .. } = &mut chart {
             if !events.is_empty() {
                 *title = format!("{c}: p99 latency, churn events marked");
                 *markers = events;
+            } else if !upgrades.is_empty() {
+                *title = format!("{c}: p99 latency, upgrades' start and end marked");
+                *markers = upgrades;
             }
         }
         out.push((format!("{c}-timeline"), chart));
@@ -216,6 +220,9 @@ pub fn build(report: &Report) -> Vec<(String, Chart)> {
             )
         })
         .collect();
+    if let Some(chart) = crate::upgrade::timeline_chart(&report.run) {
+        out.push(("upgrade-timeline".into(), chart));
+    }
     out.push((
         "cpu-per-mb".into(),
         Chart::Bars {

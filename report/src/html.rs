@@ -364,12 +364,15 @@ pub fn page(
     if let Some(c) = crate::churn::section(&report.run, &table) {
         section("Churn", c);
     }
+    if let Some(u) = crate::upgrade::section(&report.run, &table) {
+        section("Mixed stacks and upgrades", u);
+    }
     s.push_str("<h2>Plots</h2>");
     for c in report
         .classes
         .iter()
         .map(|c| c.name.as_str())
-        .chain(["cpu"])
+        .chain(["cpu", "upgrade"])
     {
         let mine: Vec<&(String, String)> = svgs
             .iter()

@@ -14,6 +14,7 @@ pub mod plots;
 pub mod scale;
 pub mod stats;
 mod summary;
+mod upgrade;
 
 /// The results schema lives in the core; these are the paths readers have always used.
 pub use stackbench_core::schema;

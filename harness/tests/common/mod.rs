@@ -82,10 +82,21 @@ pub fn scenario(text: &str) -> Scenario {
 }
 
 pub fn run(scenario: &Scenario, stack: &str, out: &std::path::Path, faults: Faults) -> RunOutcome {
+    run_networks(scenario, Some(vec![stack.to_owned()]), out, faults)
+}
+
+/// Runs `stacks`, or every network the scenario names (stacks, mixes, upgrades) when `None`.
+#[allow(dead_code)] // Not every test binary runs whole scenarios.
+pub fn run_networks(
+    scenario: &Scenario,
+    stacks: Option<Vec<String>>,
+    out: &std::path::Path,
+    faults: Faults,
+) -> RunOutcome {
     let opts = RunOptions {
         out: out.to_owned(),
         exact_dir: true,
-        stacks: Some(vec![stack.to_owned()]),
+        stacks,
         node_exe: PathBuf::from(env!("CARGO_BIN_EXE_stackbench")),
         progress: false,
         verbose: false,

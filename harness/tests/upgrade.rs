@@ -1,0 +1,156 @@
+//! Networks whose nodes differ, end to end over real namespaces and stacks: a mix at steady
+//! state (dual-stack nodes dial each other on the tunnel and TLS-only nodes on TLS), and a
+//! rolling upgrade from quic-tls to quic-null+wg-inproc by each strategy. Dual must lose
+//! nothing; a restart leaves nodes that moved cut off from neighbours that have not.
+
+mod common;
+
+use common::{require_namespaces, run_networks, scenario, serial, summary};
+use stackbench::controller::Faults;
+use stackbench_core::schema::RunStatus;
+
+const NETWORKS: &str = r#"
+name = "upgrade-test"
+seed = 5
+duration = "5s"
+warmup = "500ms"
+drain = "1500ms"
+stacks = []
+
+[topology]
+nodes = 8
+fanout = "gossip"
+degree = 3
+
+[[upgrade]]
+name = "up-dual"
+from = "quic-tls"
+to = "quic-null+wg-inproc"
+strategy = "dual"
+start = "1500ms"
+every = "250ms"
+grace = "300ms"
+
+[[upgrade]]
+name = "up-restart"
+from = "quic-tls"
+to = "quic-null+wg-inproc"
+strategy = "restart"
+start = "1500ms"
+every = "250ms"
+order = [7, 6, 5, 4, 3, 2, 1, 0]
+
+[[mix]]
+name = "half"
+default = ["quic-tls"]
+[[mix.assign]]
+stacks = ["quic-null+wg-inproc", "quic-tls"]
+nodes = [0, 1, 2, 3]
+
+[[class]]
+name = "block"
+priority = 20
+size = "16KiB"
+arrival = { process = "constant", rate = "5/s" }
+origins = [0]
+
+[[class]]
+name = "vote"
+priority = 10
+size = "200B"
+arrival = { process = "constant", rate = "10/s" }
+"#;
+
+#[test]
+fn upgrades_and_mixes_run_on_real_stacks_and_dual_loses_nothing() {
+    let _g = serial();
+    require_namespaces();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let s = scenario(NETWORKS);
+    let edges = stackbench::workload::WorkloadPlan::from_scenario(&s)
+        .expect("a plan")
+        .fanout
+        .graph
+        .edges()
+        .count() as u32;
+    let out = run_networks(&s, None, dir.path(), Faults::default());
+    assert_eq!(
+        out.manifest.status,
+        RunStatus::Complete,
+        "{:?}",
+        out.manifest.error
+    );
+    let names: Vec<&str> = out
+        .manifest
+        .stacks
+        .iter()
+        .map(|s| s.name.as_str())
+        .collect();
+    assert_eq!(names, ["half", "up-dual", "up-restart"]);
+
+    // The mix: half dual-stack; every object everywhere, over both stacks.
+    let mix = summary(&out, "half");
+    let net = mix.network.as_ref().expect("a mix describes its network");
+    assert!(net.upgrade.is_none());
+    assert!(
+        net.composition
+            .contains("4 × quic-null+wg-inproc + quic-tls"),
+        "{}",
+        net.composition
+    );
+    assert_eq!(mix.stack_config.as_object().map(|o| o.len()), Some(2));
+    for c in &mix.classes {
+        assert_eq!(c.delivered, c.sent, "{}: mix delivered everything", c.name);
+    }
+
+    let dual = summary(&out, "up-dual");
+    let u = dual
+        .network
+        .as_ref()
+        .and_then(|n| n.upgrade.as_ref())
+        .expect("an upgrade summary");
+    assert_eq!(u.strategy, "dual");
+    assert_eq!(u.unfinished_nodes, 0, "every node dropped quic-tls");
+    assert_eq!(u.connections, edges, "each edge moved once");
+    assert_eq!(u.dial_failures, 0);
+    assert!(u.began_s >= 1.5 && u.finished_s > u.began_s, "{u:?}");
+    for p in &u.phases {
+        for c in &p.classes {
+            assert!(c.objects > 0, "{} {}", p.phase, c.class);
+            assert_eq!(c.lost, 0, "dual loses nothing: {} {}", p.phase, c.class);
+        }
+    }
+    let last = u.timeline.last().expect("progress");
+    assert_eq!((last.on_new, last.dual), (1.0, 0.0));
+    assert!(u.timeline.iter().any(|p| p.dual > 0.0));
+    let during = u.phase("during").expect("during");
+    assert!(during.node_cpu_cores > 0.0 && during.wire_bytes_per_s > 0.0);
+    for c in &dual.classes {
+        assert_eq!(c.delivered, c.sent, "{}", c.name);
+    }
+
+    let restart = summary(&out, "up-restart");
+    let u = restart
+        .network
+        .as_ref()
+        .and_then(|n| n.upgrade.as_ref())
+        .expect("an upgrade summary");
+    assert_eq!(u.strategy, "restart");
+    assert_eq!(u.connections, edges);
+    assert_eq!(u.unfinished_nodes, 0);
+    // Node 7 moves first and reaches nobody until a neighbour follows.
+    let during = u.phase("during").expect("during");
+    assert!(
+        during.classes.iter().map(|c| c.lost).sum::<u64>() > 0,
+        "a rolling restart cuts nodes off: {during:?}"
+    );
+    for p in ["before", "after"] {
+        let p = u.phase(p).expect("phase");
+        assert!(p.classes.iter().all(|c| c.lost == 0), "{p:?}");
+    }
+
+    let loaded = stackbench_report::load_run(dir.path()).expect("readable");
+    let md = stackbench_report::summary_markdown(&loaded);
+    assert!(md.contains("Mixed stacks and upgrades"), "{md}");
+    assert!(md.contains("up-restart rep 0 (restart"), "{md}");
+}
