@@ -156,7 +156,8 @@ enum Command {
 struct ScenarioArgs {
     /// Scenario file (TOML), e.g. scenarios/quick.toml.
     scenario: PathBuf,
-    /// Stacks to run instead of the scenario's, comma-separated.
+    /// Stacks to run instead of the scenario's, comma-separated; the scenario's mixes and
+    /// upgrades are picked by name the same way.
     #[arg(long, value_delimiter = ',')]
     stacks: Option<Vec<String>>,
     /// Parent folder for the run folder.
@@ -304,14 +305,27 @@ fn dispatch(cli: Cli) -> Result<ExitCode> {
             let mut bad = false;
             for f in files {
                 match Scenario::load(&f, &known) {
-                    Ok(s) => println!(
-                        "ok: {} ({}: {} nodes, {} classes, stacks {})",
-                        f.display(),
-                        s.name,
-                        s.node_count(),
-                        s.classes.len(),
-                        s.stack_names().join(", ")
-                    ),
+                    Ok(s) => {
+                        let others: Vec<&str> = s
+                            .mixes
+                            .iter()
+                            .map(|m| m.name.get_ref().as_str())
+                            .chain(s.upgrades.iter().map(|u| u.name.get_ref().as_str()))
+                            .collect();
+                        println!(
+                            "ok: {} ({}: {} nodes, {} classes, stacks {}{})",
+                            f.display(),
+                            s.name,
+                            s.node_count(),
+                            s.classes.len(),
+                            s.stack_names().join(", "),
+                            if others.is_empty() {
+                                String::new()
+                            } else {
+                                format!("; mixes and upgrades {}", others.join(", "))
+                            }
+                        )
+                    }
                     Err(e) => {
                         eprintln!("{e}");
                         bad = true;
@@ -452,9 +466,27 @@ fn load_run_args(
         Some(n) => parsed.repetitions = toml::Spanned::new(0..0, n),
         None => {}
     }
-    if let Some(bad) = stacks.into_iter().flatten().find(|s| !known.contains(s)) {
+    let networks: Vec<&String> = parsed
+        .mixes
+        .iter()
+        .map(|m| m.name.get_ref())
+        .chain(parsed.upgrades.iter().map(|u| u.name.get_ref()))
+        .collect();
+    if let Some(bad) = stacks
+        .into_iter()
+        .flatten()
+        .find(|s| !known.contains(s) && !networks.contains(s))
+    {
+        let mix = if networks.is_empty() {
+            String::new()
+        } else {
+            format!(
+                "; the scenario's mixes and upgrades: {}",
+                networks.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(", ")
+            )
+        };
         return Err(format!(
-            "--stacks: unknown stack {bad:?}; known stacks: {}",
+            "--stacks: unknown stack {bad:?}; known stacks: {}{mix}",
             known.join(", ")
         ));
     }

@@ -30,6 +30,11 @@ fn validate_points_at_each_broken_file_precisely() {
             "origin node 7 does not exist",
         ),
         ("5-bad-arrival.toml", "13:23", "unknown variant `bursty`"),
+        (
+            "6-mix-without-a-shared-stack.toml",
+            "12:8",
+            "are neighbours but share no stack",
+        ),
     ];
     for (file, at, message) in cases {
         let path = data("broken").join(file);

@@ -82,13 +82,20 @@ pub async fn run(scenario: &Scenario, opts: &RunOptions) -> Result<RunOutcome> {
     let host = HostCaps::probe(&run.0.prefix);
     // Scenario::parse drew the graph once already; this cannot fail where that did not.
     let plan = WorkloadPlan::from_scenario(scenario).context("planning the workload")?;
+    let all = NetworkPlan::variants(scenario, &plan)
+        .map_err(|(_, msg)| anyhow!("planning the scenario's networks: {msg}"))?;
+    // `--stacks` picks networks by name: the scenario's mixes and upgrades, or any stack.
     let networks: Vec<NetworkPlan> = match &opts.stacks {
         Some(names) => names
             .iter()
-            .map(|n| NetworkPlan::single(n, scenario.node_count()))
+            .map(|n| {
+                all.iter()
+                    .find(|v| v.name == *n)
+                    .cloned()
+                    .unwrap_or_else(|| NetworkPlan::single(n, scenario.node_count()))
+            })
             .collect(),
-        None => NetworkPlan::variants(scenario, &plan)
-            .map_err(|(_, msg)| anyhow!("planning the scenario's networks: {msg}"))?,
+        None => all,
     };
     for n in networks.iter().flat_map(|n| &n.stacks) {
         if stack::by_name(n).is_none() {
