@@ -482,7 +482,11 @@ fn load_run_args(
         } else {
             format!(
                 "; the scenario's mixes and upgrades: {}",
-                networks.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(", ")
+                networks
+                    .iter()
+                    .map(|s| s.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
             )
         };
         return Err(format!(

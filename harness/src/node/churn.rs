@@ -222,25 +222,7 @@ async fn dial(
     mode: HandshakeMode,
     began: u64,
 ) -> Result<u64> {
-    let (endpoint, d) = {
-        let eps = node.eps.borrow();
-        let ep = eps[CHURN_SLOT as usize]
-            .as_ref()
-            .ok_or_else(|| anyhow!("the endpoint is being rebuilt"))?;
-        let d = ep
-            .dial
-            .iter()
-            .find(|d| d.peer == peer)
-            .cloned()
-            .ok_or_else(|| anyhow!("no way to dial node {peer}"))?;
-        (ep.endpoint.clone(), d)
-    };
-    let addr = node.setup.slots[CHURN_SLOT as usize]
-        .peers
-        .iter()
-        .find(|p| p.index == peer)
-        .map(|p| p.addr)
-        .ok_or_else(|| anyhow!("no address for node {peer}"))?;
+    let (endpoint, d, addr) = node.dial_target(CHURN_SLOT, peer)?;
     let config = match (&d.resuming, mode) {
         (Some(r), HandshakeMode::Resumed | HandshakeMode::ZeroRtt) => r.clone(),
         _ => d.config.clone(),

@@ -140,6 +140,38 @@ impl Node {
             .map(|ep| ep.endpoint.clone())
     }
 
+    /// How to dial `peer` on stack slot `slot` now: the endpoint, its dial configuration
+    /// and the peer's address on that stack.
+    pub fn dial_target(
+        &self,
+        slot: Slot,
+        peer: u32,
+    ) -> anyhow::Result<(quinn::Endpoint, stack::Dial, SocketAddr)> {
+        let eps = self.eps.borrow();
+        let ep = eps
+            .get(slot as usize)
+            .and_then(Option::as_ref)
+            .ok_or_else(|| {
+                anyhow::anyhow!(
+                    "no endpoint on {} now",
+                    self.setup.slots[slot as usize].stack
+                )
+            })?;
+        let d = ep
+            .dial
+            .iter()
+            .find(|d| d.peer == peer)
+            .cloned()
+            .ok_or_else(|| anyhow::anyhow!("no way to dial node {peer}"))?;
+        let addr = self.setup.slots[slot as usize]
+            .peers
+            .iter()
+            .find(|p| p.index == peer)
+            .map(|p| p.addr)
+            .ok_or_else(|| anyhow::anyhow!("no address for node {peer}"))?;
+        Ok((ep.endpoint.clone(), d, addr))
+    }
+
     /// Whether `conn` is still the one objects to `peer` go on.
     pub fn is_current(&self, peer: u32, conn: &quinn::Connection) -> bool {
         self.conns

@@ -100,26 +100,7 @@ async fn dial(node: Rc<Node>, to: Slot, peer: u32, grace: Option<Duration>) {
 }
 
 async fn connect(node: &Node, to: Slot, peer: u32) -> Result<quinn::Connection> {
-    let (endpoint, d) = {
-        let eps = node.eps.borrow();
-        let ep = eps
-            .get(to as usize)
-            .and_then(Option::as_ref)
-            .ok_or_else(|| anyhow!("the new stack's endpoint is gone"))?;
-        let d = ep
-            .dial
-            .iter()
-            .find(|d| d.peer == peer)
-            .cloned()
-            .ok_or_else(|| anyhow!("no way to dial node {peer}"))?;
-        (ep.endpoint.clone(), d)
-    };
-    let addr = node.setup.slots[to as usize]
-        .peers
-        .iter()
-        .find(|p| p.index == peer)
-        .map(|p| p.addr)
-        .ok_or_else(|| anyhow!("no address for node {peer}"))?;
+    let (endpoint, d, addr) = node.dial_target(to, peer)?;
     let connecting = endpoint.connect_with(d.config, addr, &d.server_name)?;
     Ok(tokio::time::timeout(DIAL_TIMEOUT, connecting)
         .await
