@@ -52,15 +52,26 @@ fn upgrade(
     // Validated: an upgrade network has its plan.
     let u = net.upgrade.as_ref().expect("an upgrade plan");
     let records: Vec<_> = reports.iter().filter_map(|r| r.upgrade.as_ref()).collect();
+    // Restart: a node is done once every neighbour is connected again, on the new stack.
+    let degree: HashMap<u32, u32> = reports
+        .iter()
+        .map(|r| (r.index, plan.fanout.graph.neighbours(r.index).len() as u32))
+        .collect();
     let began_s = records
         .iter()
         .map(|r| us(r.began_us))
         .fold(f64::INFINITY, f64::min);
-    let done = |r: &crate::control::NodeUpgrade| match u.strategy {
+    let done = |index: u32, r: &crate::control::NodeUpgrade| match u.strategy {
         Strategy::Dual => r.old_dropped_us,
-        Strategy::Restart => r.last_connected_us,
+        Strategy::Restart => r
+            .last_connected_us
+            .filter(|_| r.dialled + r.accepted >= degree.get(&index).copied().unwrap_or(0)),
     };
-    let finished: Vec<f64> = records.iter().filter_map(|r| done(r)).map(us).collect();
+    let finished: Vec<f64> = reports
+        .iter()
+        .filter_map(|r| done(r.index, r.upgrade.as_ref()?))
+        .map(us)
+        .collect();
     let unfinished_nodes = plan.nodes - finished.len() as u32;
     let send_end = plan.send_end().as_secs_f64();
     let finished_s = if unfinished_nodes > 0 || finished.is_empty() {
@@ -355,6 +366,33 @@ mod tests {
         let last = s.timeline.last().expect("points");
         assert_eq!((last.on_new, last.dual), (1.0, 0.0));
         assert!(s.timeline.iter().any(|p| p.dual == 1.0));
+    }
+
+    #[test]
+    fn a_restarted_node_missing_a_neighbour_has_not_finished() {
+        let mut plan = upgrade_plan();
+        if let Some(u) = plan.network.upgrade.as_mut() {
+            u.strategy = Strategy::Restart;
+        }
+        let mut reports = reports(&plan);
+        let s = |reports: &[NodeReport]| {
+            summarize(&plan, reports, &[], 2.0)
+                .and_then(|n| n.upgrade)
+                .expect("an upgrade")
+        };
+        for r in reports.iter_mut() {
+            if let Some(u) = r.upgrade.as_mut() {
+                u.last_connected_us = Some(2_500_000);
+            }
+        }
+        assert_eq!(s(&reports).unfinished_nodes, 0);
+        assert_eq!(s(&reports).finished_s, 2.5);
+        if let Some(u) = reports[0].upgrade.as_mut() {
+            u.accepted -= 1;
+        }
+        let lagging = s(&reports);
+        assert_eq!(lagging.unfinished_nodes, 1);
+        assert_eq!(lagging.finished_s, plan.send_end().as_secs_f64());
     }
 
     #[test]
