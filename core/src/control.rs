@@ -163,6 +163,9 @@ pub struct NodeReport {
     /// The node's CPU and bytes on the wire, sampled during an upgrade run.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub usage: Vec<UsageSample>,
+    /// A dual-stack node's setup dials that failed on the preferred stack and fell back.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub fallbacks: Vec<String>,
 }
 
 /// One node's upgrade as it happened; times are µs from the start of sending.

@@ -16,6 +16,11 @@ const BASE: Duration = Duration::from_secs(10);
 /// CPU at each end, and every node's handshakes share the machine's cores.
 const PER_CONNECTION: Duration = Duration::from_millis(10);
 
+/// How long a dial on a dual-stack node's preferred stack may take before it falls back to
+/// the next stack both ends speak. A handshake takes milliseconds on a LAN and a few round
+/// trips on a WAN; a tunnel whose handshake is refused never answers at all.
+pub const FALLBACK_AFTER: Duration = Duration::from_secs(3);
+
 /// Deadlines of one network's connection setup.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct SetupDeadlines {

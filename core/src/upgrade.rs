@@ -31,6 +31,15 @@ pub fn summarize(
     Some(NetworkSummary {
         stacks: net.stacks.clone(),
         composition: net.composition(),
+        edges: {
+            let mut by = std::collections::BTreeMap::new();
+            for (u, v) in plan.fanout.graph.edges() {
+                let slot = net.dial_slot(u.min(v), u.max(v)).unwrap_or_default();
+                *by.entry(net.stacks[slot as usize].clone()).or_default() += 1;
+            }
+            by
+        },
+        fallbacks: reports.iter().flat_map(|r| r.fallbacks.clone()).collect(),
         upgrade: net
             .upgrade
             .as_ref()

@@ -9,9 +9,19 @@ use crate::stack::KeyDistribution;
 pub struct Faults {
     /// Give node `.0` a wrong key for node `.1`.
     pub wrong_peer_key: Option<(u32, u32)>,
+    /// Only on this stack, where a network runs several (all of them when `None`).
+    pub only_on: Option<String>,
 }
 
 impl Faults {
+    /// The faults that apply to `stack`'s slot of a network.
+    pub fn for_stack(&self, stack: &str) -> Faults {
+        match &self.only_on {
+            Some(only) if only != stack => Faults::default(),
+            _ => self.clone(),
+        }
+    }
+
     /// Whether node `i` must be given a wrong key for node `j`.
     pub fn wrong_key(&self, i: u32, j: u32) -> bool {
         self.wrong_peer_key == Some((i, j))

@@ -204,6 +204,7 @@ fn a_wrong_peer_key_is_refused_with_a_clear_error() {
         let dir = tempfile::tempdir().expect("tempdir");
         let faults = Faults {
             wrong_peer_key: Some((0, 1)),
+            ..Faults::default()
         };
         let outcome = run(&sc, &name, dir.path(), faults);
         if !stack.id().authenticates_peers() {

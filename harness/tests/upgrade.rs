@@ -38,6 +38,8 @@ to = "quic-null+wg-inproc"
 strategy = "restart"
 start = "1500ms"
 every = "250ms"
+batch = 2
+downtime = "100ms"
 order = [7, 6, 5, 4, 3, 2, 1, 0]
 
 [[mix]]
@@ -99,6 +101,8 @@ fn upgrades_and_mixes_run_on_real_stacks_and_dual_loses_nothing() {
         net.composition
     );
     assert_eq!(mix.stack_config.as_object().map(|o| o.len()), Some(2));
+    assert_eq!(net.edges.values().sum::<u32>(), edges);
+    assert_eq!(net.edges.len(), 2, "edges on both stacks: {:?}", net.edges);
     for c in &mix.classes {
         assert_eq!(c.delivered, c.sent, "{}: mix delivered everything", c.name);
     }
@@ -138,7 +142,9 @@ fn upgrades_and_mixes_run_on_real_stacks_and_dual_loses_nothing() {
     assert_eq!(u.strategy, "restart");
     assert_eq!(u.connections, edges);
     assert_eq!(u.unfinished_nodes, 0);
-    // Node 7 moves first and reaches nobody until a neighbour follows.
+    // Nodes 7 and 6 move first (together, down for 100 ms) and reach nobody else until a
+    // neighbour follows; a neighbour in the same batch is dialled once its stack is up, not
+    // into WireGuard's 5 s handshake retry (which would leave the upgrade unfinished).
     let during = u.phase("during").expect("during");
     assert!(
         during.classes.iter().map(|c| c.lost).sum::<u64>() > 0,
@@ -153,4 +159,68 @@ fn upgrades_and_mixes_run_on_real_stacks_and_dual_loses_nothing() {
     let md = stackbench_report::summary_markdown(&loaded);
     assert!(md.contains("Mixed stacks and upgrades"), "{md}");
     assert!(md.contains("up-restart rep 0 (restart"), "{md}");
+}
+
+const MIX_BASE: &str = r#"
+name = "fallback-test"
+seed = 9
+duration = "2s"
+warmup = "500ms"
+drain = "1500ms"
+stacks = []
+
+[topology]
+nodes = 6
+fanout = "gossip"
+degree = 3
+
+[[class]]
+name = "vote"
+priority = 10
+size = "200B"
+arrival = { process = "constant", rate = "10/s" }
+"#;
+
+#[test]
+fn a_dual_stack_dial_that_fails_on_the_tunnel_falls_back_to_tls() {
+    let _g = serial();
+    require_namespaces();
+    // Two neighbours speak both stacks and prefer the tunnel; the lower one, which dials,
+    // is given a wrong WireGuard key for the other, so the tunnel never answers.
+    let graph = stackbench::workload::WorkloadPlan::from_scenario(&scenario(&format!(
+        "{MIX_BASE}[[mix]]\nname = \"m\"\ndefault = [\"quic-tls\"]\n"
+    )))
+    .expect("a plan")
+    .fanout
+    .graph;
+    let (u, v) = graph.edges().next().expect("an edge");
+    let (u, v) = (u.min(v), u.max(v));
+    let s = scenario(&format!(
+        "{MIX_BASE}[[mix]]\nname = \"m\"\ndefault = [\"quic-tls\"]\n\
+         [[mix.assign]]\nstacks = [\"quic-null+wg-inproc\", \"quic-tls\"]\nnodes = [{u}, {v}]\n"
+    ));
+    let dir = tempfile::tempdir().expect("tempdir");
+    let faults = Faults {
+        wrong_peer_key: Some((u, v)),
+        only_on: Some("quic-null+wg-inproc".into()),
+    };
+    let out = run_networks(&s, None, dir.path(), faults);
+    assert_eq!(
+        out.manifest.status,
+        RunStatus::Complete,
+        "{:?}",
+        out.manifest.error
+    );
+    let m = summary(&out, "m");
+    let net = m.network.as_ref().expect("a mix");
+    assert_eq!(net.fallbacks.len(), 1, "{:?}", net.fallbacks);
+    let f = &net.fallbacks[0];
+    assert!(
+        f.contains(&format!("node {u}: connecting to node {v}"))
+            && f.contains("fell back to quic-tls"),
+        "{f}"
+    );
+    for c in &m.classes {
+        assert_eq!(c.delivered, c.sent, "{}", c.name);
+    }
 }

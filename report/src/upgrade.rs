@@ -218,6 +218,24 @@ pub fn mix_rows(run: &LoadedRun) -> Vec<Vec<String>> {
     out
 }
 
+/// Setup dials that fell back from a node's preferred stack, per repetition.
+pub fn fallbacks(run: &LoadedRun) -> Vec<String> {
+    run.repetitions
+        .iter()
+        .filter_map(|r| Some((r, r.network.as_ref()?)))
+        .filter(|(_, n)| !n.fallbacks.is_empty())
+        .map(|(r, n)| {
+            format!(
+                "{} rep {}: {} setup dial(s) failed on the preferred stack and fell back; the first: {}",
+                r.stack,
+                r.repetition,
+                n.fallbacks.len(),
+                n.fallbacks[0]
+            )
+        })
+        .collect()
+}
+
 /// One sentence per upgrade: what it lost and how far reach moved, for the terminal and
 /// the top of the section.
 pub fn sentences(run: &LoadedRun) -> Vec<String> {
@@ -271,6 +289,9 @@ pub fn section(run: &LoadedRun, table: crate::links::TableFn) -> Option<String> 
         s.push_str("Mixed networks at steady state, beside each of their stacks on every node: a node runs the stacks listed in preference order and dials a neighbour on the first one both speak, so whether the slower stack sets the pace shows in how far the mix's reach times sit from each stack's own.\n\n");
         s.push_str(&table(&MIX_HEADERS, &mixes));
     }
+    for line in fallbacks(run) {
+        s.push_str(&format!("\n{line}\n"));
+    }
     if !strategies.is_empty() {
         s.push_str("\nRolling upgrades, strategy against strategy. Phases split objects by their intended send time: before the first node began, until the last was done (dual: its old stack dropped; restart: its last connection on the new stack up), and after. \"vs steady\" compares the transition with the mean of before and after.\n\n");
         for line in sentences(run) {
@@ -285,7 +306,11 @@ pub fn section(run: &LoadedRun, table: crate::links::TableFn) -> Option<String> 
 
 /// One line per upgrade for the terminal.
 pub fn terminal_lines(run: &LoadedRun) -> String {
-    sentences(run).into_iter().map(|l| l + "\n").collect()
+    sentences(run)
+        .into_iter()
+        .chain(fallbacks(run))
+        .map(|l| l + "\n")
+        .collect()
 }
 
 /// The upgrades' progress: share of nodes on the new stack, and running both, over time.
@@ -380,6 +405,8 @@ mod tests {
             network: Some(NetworkSummary {
                 stacks: vec!["quic-tls".into(), "quic-null+wg-inproc".into()],
                 composition: "16 × quic-tls".into(),
+                edges: Default::default(),
+                fallbacks: vec![],
                 upgrade: Some(UpgradeSummary {
                     from: "quic-tls".into(),
                     to: "quic-null+wg-inproc".into(),
@@ -465,6 +492,10 @@ mod tests {
         mix.network = Some(NetworkSummary {
             stacks: vec!["quic-tls".into(), "quic-null+wg-inproc".into()],
             composition: "8 × quic-tls, 8 × quic-null+wg-inproc + quic-tls".into(),
+            edges: Default::default(),
+            fallbacks: vec![
+                "node 0: connecting to node 1: no answer; fell back to quic-tls".into(),
+            ],
             upgrade: None,
         });
         let plain = run(vec![single("quic-tls", 9000)]);
@@ -480,5 +511,8 @@ mod tests {
         assert_eq!(rows[0][3], "7000µs");
         assert_eq!(rows[1][1], "every node");
         assert_eq!(rows[2][3], "5000µs");
+        let said = fallbacks(&r);
+        assert_eq!(said.len(), 1);
+        assert!(said[0].contains("1 setup dial(s) failed"), "{}", said[0]);
     }
 }

@@ -11,6 +11,13 @@ pub struct NetworkSummary {
     pub stacks: Vec<String>,
     /// At the start, e.g. "8 × quic-tls, 8 × quic-null+wg-inproc + quic-tls".
     pub composition: String,
+    /// The graph's edges by the stack they start on (the dialler's first shared stack).
+    #[serde(default)]
+    pub edges: std::collections::BTreeMap<String, u32>,
+    /// Setup dials that failed on a node's preferred stack and fell back to the next one
+    /// both ends speak, with the reason.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub fallbacks: Vec<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub upgrade: Option<UpgradeSummary>,
 }

@@ -232,14 +232,24 @@ impl NetworkPlan {
             .map(|p| p as Slot)
     }
 
-    /// The stack `dialler` dials `peer` on at the start: the first of its own it shares.
-    pub fn dial_slot(&self, dialler: u32, peer: u32) -> Option<Slot> {
-        let theirs = self.speaks.get(peer as usize)?;
-        self.speaks
-            .get(dialler as usize)?
-            .iter()
+    /// The stacks `dialler` may dial `peer` on at the start, in its order of preference:
+    /// those of its own the peer speaks too. It falls back along them.
+    pub fn shared_slots(&self, dialler: u32, peer: u32) -> Vec<Slot> {
+        let (Some(mine), Some(theirs)) = (
+            self.speaks.get(dialler as usize),
+            self.speaks.get(peer as usize),
+        ) else {
+            return vec![];
+        };
+        mine.iter()
             .copied()
-            .find(|s| theirs.contains(s))
+            .filter(|s| theirs.contains(s))
+            .collect()
+    }
+
+    /// The stack `dialler` dials `peer` on first: the first of its own it shares.
+    pub fn dial_slot(&self, dialler: u32, peer: u32) -> Option<Slot> {
+        self.shared_slots(dialler, peer).first().copied()
     }
 
     fn first_disjoint_edge(&self, plan: &WorkloadPlan) -> Option<(u32, u32)> {
@@ -342,6 +352,7 @@ mod tests {
         let tls = m.slot_of("quic-tls").expect("slot");
         let wg = m.slot_of("quic-null+wg-inproc").expect("slot");
         assert_eq!(m.dial_slot(0, 1), Some(wg));
+        assert_eq!(m.shared_slots(0, 1), vec![wg, tls], "falling back to TLS");
         let single = (0..8u32)
             .find(|i| m.speaks[*i as usize].len() == 1)
             .expect("a single");

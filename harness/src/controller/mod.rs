@@ -182,9 +182,15 @@ pub async fn run(scenario: &Scenario, opts: &RunOptions) -> Result<RunOutcome> {
         net_plan.network = network.clone();
         let result = async {
             let mut underlays = vec![];
+            let faults: Vec<Faults> = network
+                .stacks
+                .iter()
+                .map(|s| opts.faults.for_stack(s))
+                .collect();
             for (slot, stack) in stacks.iter().enumerate() {
                 let ctx = stack::StackContext {
                     slot: slot as u8,
+                    keys: &faults[slot],
                     ..opts.stack_context()
                 };
                 underlays.push(
@@ -440,7 +446,8 @@ async fn repetition(
                 .stacks
                 .iter()
                 .zip(underlays)
-                .map(|(stack, underlay)| SlotSetup {
+                .map(|(stack, underlay)| (stack, underlay, opts.faults.for_stack(stack)))
+                .map(|(stack, underlay, faults)| SlotSetup {
                     stack: stack.clone(),
                     bind: underlay.node_addr(i),
                     wg_listen: underlay.wg_endpoint(i),
@@ -448,12 +455,12 @@ async fn repetition(
                     peers: neighbours
                         .iter()
                         .map(|&j| {
-                            let owner = opts.faults.tls_key_owner(i, j, topology.nodes());
+                            let owner = faults.tls_key_owner(i, j, topology.nodes());
                             PeerInfo {
                                 index: j,
                                 addr: underlay.node_addr(j),
                                 spki: keys[owner as usize].0.clone(),
-                                wg_public: opts.faults.wg_key(i, j, keys[j as usize].1),
+                                wg_public: faults.wg_key(i, j, keys[j as usize].1),
                                 wg_endpoint: underlay.wg_endpoint(j),
                             }
                         })

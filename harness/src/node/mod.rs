@@ -21,7 +21,7 @@ use crate::{
 };
 use anyhow::{anyhow, bail, Context, Result};
 use stackbench_core::{
-    setup::{dial_order, SetupDeadlines, DIALS_IN_FLIGHT},
+    setup::{dial_order, SetupDeadlines, DIALS_IN_FLIGHT, FALLBACK_AFTER},
     workload::network::Slot,
 };
 use std::{cell::RefCell, collections::BTreeMap, net::IpAddr, path::PathBuf, rc::Rc};
@@ -149,13 +149,19 @@ where
         Some(ToNode::Connect) => {}
         _ => return Ok(None),
     }
-    let (conns, handshake_us) = connect_all(index, &eps, setup).await?;
-    control::send(w, &ToController::Ready { handshake_us }).await?;
+    let connected = connect_all(index, &eps, setup).await?;
+    control::send(
+        w,
+        &ToController::Ready {
+            handshake_us: connected.handshake_us.clone(),
+        },
+    )
+    .await?;
     let start_ns = match control::recv(r).await? {
         Some(ToNode::Start { start_ns }) => start_ns,
         _ => return Ok(None),
     };
-    let node = session::Node::new(index, identity.clone(), setup, eps, conns, start_ns)?;
+    let node = session::Node::new(index, identity.clone(), setup, eps, connected, start_ns)?;
     let report = session::workload(&node).await?;
     Ok(Some((report, node)))
 }
@@ -207,14 +213,24 @@ fn build_endpoints(
     Ok(eps)
 }
 
+/// The connections a node set up, each with the stack slot it is on, and what that took.
+pub(crate) struct Connected {
+    pub conns: BTreeMap<u32, (Slot, quinn::Connection)>,
+    /// Handshake times of this node's own dials, µs.
+    pub handshake_us: Vec<u64>,
+    /// Dials on a preferred stack that failed, and the stack that served instead.
+    pub fallbacks: Vec<String>,
+}
+
 /// Dials higher-numbered peers, a few at a time in a seeded order, each on the first stack
-/// of this node's that the peer speaks, and accepts lower-numbered ones on any of this
-/// node's endpoints as they come, all within deadlines scaled to the network's size.
+/// of this node's that the peer speaks (falling back along the others), and accepts
+/// lower-numbered ones on any of this node's endpoints as they come, all within deadlines
+/// scaled to the network's size.
 async fn connect_all(
     index: u32,
     eps: &[Option<stack::NodeEndpoint>],
     setup: &NodeSetup,
-) -> Result<(BTreeMap<u32, quinn::Connection>, Vec<u64>)> {
+) -> Result<Connected> {
     let net = &setup.plan.network;
     let deadlines = SetupDeadlines::for_connections(setup.plan.fanout.graph.edges().count());
     let peers = setup.peers(index);
@@ -225,44 +241,65 @@ async fn connect_all(
         .collect();
     let order = dial_order(&to_dial, index, setup.plan.seed);
     let dial_deadline = tokio::time::Instant::now() + deadlines.dial;
+    let fallbacks = RefCell::new(vec![]);
     let dial_all = async {
         let mut dials = tokio::task::JoinSet::new();
+        // Starts attempt `attempt` at `peer`: on its `attempt`-th shared stack.
+        let start = |dials: &mut tokio::task::JoinSet<_>, peer: u32, attempt: usize| {
+            let options = net.shared_slots(index, peer);
+            let slot = *options
+                .get(attempt)
+                .ok_or_else(|| anyhow!("node {index} shares no stack with its neighbour {peer}"))?;
+            let ep = eps
+                .get(slot as usize)
+                .and_then(Option::as_ref)
+                .ok_or_else(|| anyhow!("node {index} has no endpoint for slot {slot}"))?;
+            let deadline = if attempt + 1 < options.len() {
+                dial_deadline.min(tokio::time::Instant::now() + FALLBACK_AFTER)
+            } else {
+                dial_deadline
+            };
+            let connecting = dial(index, ep, &setup.slots[slot as usize], peer, deadline)?;
+            dials.spawn_local(async move { (peer, attempt, slot, connecting.await) });
+            anyhow::Ok(())
+        };
         let mut out = Vec::new();
         let mut next = order.iter();
         loop {
             while dials.len() < DIALS_IN_FLIGHT {
                 let Some(&peer) = next.next() else { break };
-                let slot = net.dial_slot(index, peer).ok_or_else(|| {
-                    anyhow!("node {index} shares no stack with its neighbour {peer}")
-                })?;
-                let ep = eps
-                    .get(slot as usize)
-                    .and_then(Option::as_ref)
-                    .ok_or_else(|| anyhow!("node {index} has no endpoint for slot {slot}"))?;
-                dials.spawn_local(dial(
-                    index,
-                    ep,
-                    &setup.slots[slot as usize],
-                    peer,
-                    dial_deadline,
-                )?);
+                start(&mut dials, peer, 0)?;
             }
             let Some(joined) = dials.join_next().await else {
                 break;
             };
-            out.push(joined.map_err(|e| anyhow!("dial task failed: {e}"))??);
+            let (peer, attempt, slot, result) =
+                joined.map_err(|e| anyhow!("dial task failed: {e}"))?;
+            match result {
+                Ok((peer, c, us)) => out.push((peer, slot, c, us)),
+                Err(e) if attempt + 1 < net.shared_slots(index, peer).len() => {
+                    let next_slot = net.shared_slots(index, peer)[attempt + 1];
+                    fallbacks.borrow_mut().push(format!(
+                        "{e:#}; fell back to {}",
+                        setup.slots[next_slot as usize].stack
+                    ));
+                    start(&mut dials, peer, attempt + 1)?;
+                }
+                Err(e) => return Err(e),
+            }
         }
         anyhow::Ok(out)
     };
     let expected_in = peers.iter().filter(|p| p.index < index).count();
     let accept = async {
         let got = RefCell::new(Vec::new());
-        let listening: Vec<(&quinn::Endpoint, PeerAddresses)> = eps
+        let listening: Vec<(Slot, &quinn::Endpoint, PeerAddresses)> = eps
             .iter()
             .zip(&setup.slots)
-            .filter_map(|(ep, ss)| {
+            .enumerate()
+            .filter_map(|(slot, (ep, ss))| {
                 ep.as_ref()
-                    .map(|ep| (&ep.endpoint, PeerAddresses::new(&ss.peers)))
+                    .map(|ep| (slot as Slot, &ep.endpoint, PeerAddresses::new(&ss.peers)))
             })
             .collect();
         match tokio::time::timeout(
@@ -277,7 +314,7 @@ async fn connect_all(
                 let diagnose = eps.iter().flatten().find_map(|ep| ep.diagnose.clone());
                 let missing: Vec<String> = peers
                     .iter()
-                    .filter(|p| p.index < index && !got.iter().any(|(g, _)| *g == p.index))
+                    .filter(|p| p.index < index && !got.iter().any(|(g, _, _)| *g == p.index))
                     .map(|p| match &diagnose {
                         Some(d) => format!("node {} ({})", p.index, d(p.index)),
                         None => format!("node {}", p.index),
@@ -292,12 +329,19 @@ async fn connect_all(
         }
     };
     let (dialled, mut accepted) = tokio::try_join!(dial_all, accept)?;
-    let mut handshakes = Vec::new();
-    for (peer, c, us) in dialled {
-        handshakes.push(us);
-        accepted.push((peer, c));
+    let mut handshake_us = Vec::new();
+    for (peer, slot, c, us) in dialled {
+        handshake_us.push(us);
+        accepted.push((peer, slot, c));
     }
-    Ok((accepted.into_iter().collect(), handshakes))
+    Ok(Connected {
+        conns: accepted
+            .into_iter()
+            .map(|(peer, slot, c)| (peer, (slot, c)))
+            .collect(),
+        handshake_us,
+        fallbacks: fallbacks.into_inner(),
+    })
 }
 
 /// Starts dialling `peer` on `ep`, the endpoint of stack slot `slot`; the future resolves
@@ -374,22 +418,23 @@ impl PeerAddresses {
     }
 }
 
-/// Accepts connections from lower-numbered peers on any of `listening`'s endpoints into
-/// `got` until `expected` have come, completing their handshakes concurrently.
+/// Accepts connections from lower-numbered peers on any of `listening`'s endpoints (each
+/// with its stack slot) into `got` until `expected` have come, completing their handshakes
+/// concurrently.
 async fn accept_peers(
     index: u32,
-    listening: &[(&quinn::Endpoint, PeerAddresses)],
+    listening: &[(Slot, &quinn::Endpoint, PeerAddresses)],
     expected: usize,
-    got: &RefCell<Vec<(u32, quinn::Connection)>>,
+    got: &RefCell<Vec<(u32, Slot, quinn::Connection)>>,
 ) -> Result<()> {
     let (tx, mut incoming) = tokio::sync::mpsc::unbounded_channel();
     // Dropped (and so aborted) when enough have come.
     let mut listeners = tokio::task::JoinSet::new();
-    for (slot, (endpoint, _)) in listening.iter().enumerate() {
+    for (k, (_, endpoint, _)) in listening.iter().enumerate() {
         let (endpoint, tx) = ((*endpoint).clone(), tx.clone());
         listeners.spawn_local(async move {
             while let Some(i) = endpoint.accept().await {
-                if tx.send((slot, i)).is_err() {
+                if tx.send((k, i)).is_err() {
                     return;
                 }
             }
@@ -400,19 +445,19 @@ async fn accept_peers(
     while got.borrow().len() < expected {
         tokio::select! {
             next = incoming.recv() => {
-                let (slot, incoming) = next.ok_or_else(|| anyhow!("endpoints closed"))?;
+                let (k, incoming) = next.ok_or_else(|| anyhow!("endpoints closed"))?;
                 let remote = incoming.remote_address();
-                handshakes.spawn_local(async move { (slot, remote, incoming.await) });
+                handshakes.spawn_local(async move { (k, remote, incoming.await) });
             }
             Some(done) = handshakes.join_next() => {
-                let (slot, remote, result) = done.map_err(|e| anyhow!("accept task failed: {e}"))?;
+                let (k, remote, result) = done.map_err(|e| anyhow!("accept task failed: {e}"))?;
                 match result {
                     Ok(c) => {
-                        let peer = listening[slot]
-                            .1
+                        let (slot, _, addrs) = &listening[k];
+                        let peer = addrs
                             .get(remote)
                             .ok_or_else(|| anyhow!("connection from unknown address {remote}"))?;
-                        got.borrow_mut().push((peer, c));
+                        got.borrow_mut().push((peer, *slot, c));
                     }
                     // The dialling side reports its own failure; keep waiting for the others.
                     Err(e) => tracing::warn!("node {index}: refused connection from {remote}: {e}"),

@@ -65,6 +65,8 @@ pub struct Node {
     pub churn_spin_ns: Cell<u64>,
     /// Per slot, how to tell which peer a connection comes from.
     peer_addrs: Vec<super::PeerAddresses>,
+    /// Setup dials that fell back from the preferred stack, and why.
+    fallbacks: Vec<String>,
     /// What the upgrade did here, once it began.
     pub upgrade: RefCell<Option<crate::control::NodeUpgrade>>,
     /// CPU and interface bytes over time, during an upgrade run.
@@ -77,7 +79,7 @@ impl Node {
         identity: Rc<NodeIdentity>,
         setup: &NodeSetup,
         eps: Vec<Option<stack::NodeEndpoint>>,
-        conns: BTreeMap<u32, quinn::Connection>,
+        connected: super::Connected,
         start_ns: u64,
     ) -> Result<Rc<Node>> {
         let plan = &setup.plan;
@@ -97,12 +99,20 @@ impl Node {
             )),
             eps: RefCell::new(eps),
             conn_slots: RefCell::new(
-                conns
-                    .keys()
-                    .map(|p| (*p, plan.network.dial_slot(index, *p).unwrap_or_default()))
+                connected
+                    .conns
+                    .iter()
+                    .map(|(p, (slot, _))| (*p, *slot))
                     .collect(),
             ),
-            conns: RefCell::new(conns),
+            conns: RefCell::new(
+                connected
+                    .conns
+                    .into_iter()
+                    .map(|(p, (_, c))| (p, c))
+                    .collect(),
+            ),
+            fallbacks: connected.fallbacks,
             peer_addrs: setup
                 .slots
                 .iter()
@@ -434,6 +444,7 @@ pub async fn workload(node: &Rc<Node>) -> Result<NodeReport> {
         churn: std::mem::take(&mut r.churn),
         upgrade: node.upgrade.borrow().clone(),
         usage,
+        fallbacks: node.fallbacks.clone(),
     })
 }
 

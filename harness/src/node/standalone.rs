@@ -24,7 +24,7 @@ pub async fn run(inputs: &Path, results: &Path) -> Result<()> {
     let eps = build_endpoints(index, &identity, &inputs.setup)?;
     // Peers may still be starting: a dial to a port nobody listens on yet is answered once
     // the peer binds, when QUIC resends its Initial.
-    let (conns, _handshakes) = connect_all(index, &eps, &inputs.setup).await?;
+    let connected = connect_all(index, &eps, &inputs.setup).await?;
     let now_unix = SystemTime::now()
         .duration_since(SystemTime::UNIX_EPOCH)
         .context("the wall clock is before 1970")?
@@ -36,7 +36,7 @@ pub async fn run(inputs: &Path, results: &Path) -> Result<()> {
         );
     }
     let start_ns = monotonic_ns() + (inputs.start_unix_ns - now_unix);
-    let node = session::Node::new(index, identity, &inputs.setup, eps, conns, start_ns)?;
+    let node = session::Node::new(index, identity, &inputs.setup, eps, connected, start_ns)?;
     let report = session::workload(&node).await?;
     std::fs::create_dir_all(results).with_context(|| format!("creating {}", results.display()))?;
     crate::results::write_atomic(

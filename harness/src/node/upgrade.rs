@@ -11,6 +11,10 @@ use std::{rc::Rc, time::Duration};
 
 /// How long a dial on the new stack may take before it counts as failed.
 const DIAL_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long after a neighbour's new stack is due a node waits before dialling it there: the
+/// endpoint takes milliseconds to come up, and a tunnel's first handshake sent to a port not
+/// yet bound is retried only after 5 s (WireGuard's REKEY_TIMEOUT).
+const SETTLE: Duration = Duration::from_millis(100);
 
 fn since_start(node: &Node, t: u64) -> u64 {
     t.saturating_sub(node.start_ns) / 1000
@@ -43,7 +47,14 @@ pub async fn run(node: Rc<Node>) {
     record(&node, |u| u.endpoint_us = (monotonic_ns() - began) / 1000);
     let grace = (plan.strategy == Strategy::Dual).then_some(plan.grace);
     for peer in node.plan().network.upgrade_dials(node.plan(), node.index) {
-        tokio::task::spawn_local(dial(node.clone(), plan.to, peer, grace));
+        // The neighbour moved earlier, or in the same batch: its new stack is up once its
+        // own turn (and any downtime) is over.
+        let downtime = match plan.strategy {
+            Strategy::Restart => plan.downtime,
+            Strategy::Dual => Duration::ZERO,
+        };
+        let ready = node.start_ns + (plan.at[peer as usize] + downtime + SETTLE).as_nanos() as u64;
+        tokio::task::spawn_local(dial(node.clone(), plan.to, peer, grace, ready));
     }
     check_done(&node, &plan);
 }
@@ -76,9 +87,11 @@ async fn switch(node: &Rc<Node>, plan: &UpgradePlan) -> Result<()> {
     Ok(())
 }
 
-/// Dials `peer` on the new stack (slot `to`) and moves it there. Where the dial fails, a
-/// dual node keeps the old connection: it falls back to the stack both still speak.
-async fn dial(node: Rc<Node>, to: Slot, peer: u32, grace: Option<Duration>) {
+/// Dials `peer` on the new stack (slot `to`) once its endpoint there is up (at `ready`,
+/// CLOCK_MONOTONIC ns) and moves it there. Where the dial fails, a dual node keeps the old
+/// connection: it falls back to the stack both still speak.
+async fn dial(node: Rc<Node>, to: Slot, peer: u32, grace: Option<Duration>, ready: u64) {
+    tokio::time::sleep(Duration::from_nanos(ready.saturating_sub(monotonic_ns()))).await;
     let t0 = monotonic_ns();
     match connect(&node, to, peer).await {
         Ok(conn) => {
