@@ -413,8 +413,15 @@ fn dispatch(cli: Cli) -> Result<ExitCode> {
                 Ok(s) => s,
                 Err(e) => return usage_error(e),
             };
-            if let Err(e) = args.load() {
-                return usage_error(e);
+            match args.load() {
+                Err(e) => return usage_error(e),
+                Ok(s) if s.stack_names().is_empty() && args.stacks.is_none() => {
+                    return usage_error(format!(
+                        "{}: scale sweeps the scenario's stacks, and it names none (its mixes and upgrades are not swept); pass --stacks",
+                        args.scenario.display()
+                    ))
+                }
+                Ok(_) => {}
             }
             rootless::reexec_if_needed()?;
             rootless::prepare_private_run()?;
