@@ -183,6 +183,8 @@ fn phase_classes(
                     continue;
                 }
                 pc.objects += 1;
+                pc.predicted_lost +=
+                    (receivers - plan.network.reachable(plan, key.0 as u32, *t)) as u64;
                 let Some(lats) = by_object.get_mut(key) else {
                     pc.unreached_90 += 1;
                     pc.unreached_100 += 1;
@@ -363,6 +365,7 @@ mod tests {
             "10/s from node 0 only, half a second: {block:?}"
         );
         assert_eq!(block.unreached_100, 5);
+        assert_eq!(block.predicted_lost, 0, "dual never partitions");
         assert_eq!(block.latency_us.p50, 1000);
         // Only open-loop classes.
         assert_eq!(during.classes.len(), 2);

@@ -122,6 +122,7 @@ fn upgrades_and_mixes_run_on_real_stacks_and_dual_loses_nothing() {
         for c in &p.classes {
             assert!(c.objects > 0, "{} {}", p.phase, c.class);
             assert_eq!(c.lost, 0, "dual loses nothing: {} {}", p.phase, c.class);
+            assert_eq!(c.predicted_lost, 0, "and its plan rules nothing out");
         }
     }
     let last = u.timeline.last().expect("progress");
@@ -149,6 +150,10 @@ fn upgrades_and_mixes_run_on_real_stacks_and_dual_loses_nothing() {
     assert!(
         during.classes.iter().map(|c| c.lost).sum::<u64>() > 0,
         "a rolling restart cuts nodes off: {during:?}"
+    );
+    assert!(
+        during.classes.iter().map(|c| c.predicted_lost).sum::<u64>() > 0,
+        "and the partition model says so too: {during:?}"
     );
     for p in ["before", "after"] {
         let p = u.phase(p).expect("phase");

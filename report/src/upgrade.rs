@@ -30,7 +30,7 @@ pub const PHASE_HEADERS: [&str; 9] = [
     "class",
     "phase",
     "objects",
-    "deliveries lost",
+    "deliveries lost (partition model)",
     "latency p99",
     "reach 90% p50",
     "reach 90% p99",
@@ -72,6 +72,12 @@ fn vs_steady(u: &UpgradeSummary, f: impl Fn(&PhaseSummary) -> f64) -> String {
 fn lost_during(u: &UpgradeSummary) -> u64 {
     u.phase("during")
         .map_or(0, |p| p.classes.iter().map(|c| c.lost).sum())
+}
+
+/// What the partition model says the transition must lose at least.
+fn predicted_during(u: &UpgradeSummary) -> u64 {
+    u.phase("during")
+        .map_or(0, |p| p.classes.iter().map(|c| c.predicted_lost).sum())
 }
 
 pub fn strategy_rows(run: &LoadedRun) -> Vec<Vec<String>> {
@@ -131,7 +137,7 @@ pub fn phase_rows(run: &LoadedRun) -> Vec<Vec<String>> {
                     class.to_owned(),
                     format!("{} ({:.1}–{:.1} s)", p.phase, p.from_s, p.to_s),
                     c.objects.to_string(),
-                    format!("{} of {}", c.lost, c.expected),
+                    format!("{} of {} ({})", c.lost, c.expected, c.predicted_lost),
                     at(&c.latency_us, c.latency_us.p99),
                     at(&c.reach_90_us, c.reach_90_us.p50),
                     at(&c.reach_90_us, c.reach_90_us.p99),
@@ -255,7 +261,7 @@ pub fn sentences(run: &LoadedRun) -> Vec<String> {
                     .map_or("–".into(), |c| fmt_us(c.reach_90_us.p99))
             };
             format!(
-                "upgrade {} rep {} ({}, {} → {}): {} lost {} deliveries while it ran; {first} reach 90% p99 {} before, {} during, {} after; node CPU during {} and wire bytes {} against steady state.",
+                "upgrade {} rep {} ({}, {} → {}): {} lost {} deliveries while it ran (a partition model of the plan: {}); {first} reach 90% p99 {} before, {} during, {} after; node CPU during {} and wire bytes {} against steady state.",
                 r.stack,
                 r.repetition,
                 u.strategy,
@@ -267,6 +273,7 @@ pub fn sentences(run: &LoadedRun) -> Vec<String> {
                     format!("took {:.2} s and", u.duration_s())
                 },
                 lost_during(u),
+                predicted_during(u),
                 r90("before"),
                 r90("during"),
                 r90("after"),
@@ -293,7 +300,7 @@ pub fn section(run: &LoadedRun, table: crate::links::TableFn) -> Option<String> 
         s.push_str(&format!("\n{line}\n"));
     }
     if !strategies.is_empty() {
-        s.push_str("\nRolling upgrades, strategy against strategy. Phases split objects by their intended send time: before the first node began, until the last was done (dual: its old stack dropped; restart: its last connection on the new stack up), and after. \"vs steady\" compares the transition with the mean of before and after.\n\n");
+        s.push_str("\nRolling upgrades, strategy against strategy. Phases split objects by their intended send time: before the first node began, until the last was done (dual: its old stack dropped; restart: its last connection on the new stack up), and after. \"vs steady\" compares the transition with the mean of before and after. The partition model counts the deliveries the plan itself rules out: receivers with no path of neighbours sharing a stack to the origin when the object was due (a restart cuts nodes off; dual never does); measured losses above it are the stacks' and the reconnects'.\n\n");
         for line in sentences(run) {
             s.push_str(&format!("{line}\n\n"));
         }

@@ -95,6 +95,11 @@ pub struct PhaseClass {
     pub delivered: u64,
     /// Deliveries that never happened: lost, or never sent because the sender fell behind.
     pub lost: u64,
+    /// Deliveries the plan itself rules out: receivers cut off from the origin because no
+    /// path of neighbours sharing a stack joined them when the object was due (restart
+    /// partitions the network; dual never does).
+    #[serde(default)]
+    pub predicted_lost: u64,
     pub latency_us: Percentiles,
     pub reach_90_us: Percentiles,
     pub reach_100_us: Percentiles,

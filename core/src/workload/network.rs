@@ -274,6 +274,46 @@ impl NetworkPlan {
             .collect()
     }
 
+    /// The slots `node` speaks `t` after the start, as planned: a restarting node speaks
+    /// nothing during its downtime; a dual node speaks both from its turn on (it drops the
+    /// old only once no neighbour needs it).
+    pub fn speaks_at(&self, node: u32, t: Duration) -> Vec<Slot> {
+        let start = self.speaks.get(node as usize).cloned().unwrap_or_default();
+        let Some(u) = &self.upgrade else {
+            return start;
+        };
+        let at = u.at[node as usize];
+        match u.strategy {
+            _ if t < at => start,
+            Strategy::Restart if t < at + u.downtime => vec![],
+            Strategy::Restart => vec![u.to],
+            Strategy::Dual => vec![u.to, u.from],
+        }
+    }
+
+    /// How many other nodes an object from `origin` at `t` can reach, relayed along edges
+    /// whose two ends speak a stack in common then: what the plan allows at best, before any
+    /// stack's cost (a partition model of the upgrade).
+    pub fn reachable(&self, plan: &WorkloadPlan, origin: u32, t: Duration) -> u32 {
+        let speaks: Vec<Vec<Slot>> = (0..plan.nodes).map(|n| self.speaks_at(n, t)).collect();
+        let mut seen = vec![false; plan.nodes as usize];
+        let mut todo = vec![origin];
+        seen[origin as usize] = true;
+        let mut reached = 0;
+        while let Some(n) = todo.pop() {
+            for &p in plan.fanout.graph.neighbours(n) {
+                let linked = speaks[n as usize]
+                    .iter()
+                    .any(|s| speaks[p as usize].contains(s));
+                if linked && !std::mem::replace(&mut seen[p as usize], true) {
+                    reached += 1;
+                    todo.push(p);
+                }
+            }
+        }
+        reached
+    }
+
     /// When the last node starts its upgrade, from the start of sending.
     pub fn last_upgrade_at(&self) -> Option<Duration> {
         self.upgrade
@@ -413,6 +453,39 @@ mod tests {
             }
         }
         assert_eq!(dialled, plan.fanout.graph.edges().count());
+        // Dual never partitions the network; everyone reaches everyone throughout.
+        for t in [0, 2000, 2500, 3600].map(Duration::from_millis) {
+            assert_eq!(v[0].reachable(&plan, 0, t), 7);
+        }
+    }
+
+    #[test]
+    fn a_rolling_restart_partitions_the_network_until_neighbours_follow() {
+        let s = scenario(
+            "[[upgrade]]\nname = \"up\"\nfrom = \"quic-tls\"\nto = \"quic-null+wg-inproc\"\n\
+             strategy = \"restart\"\nstart = \"2s\"\nevery = \"1s\"\norder = \"index\"\ndowntime = \"100ms\"\n",
+        )
+        .expect("valid");
+        let plan = WorkloadPlan::from_scenario(&s).expect("plan");
+        let net = &variants(&s)[0];
+        let ms = Duration::from_millis;
+        assert_eq!(net.reachable(&plan, 0, ms(1000)), 7, "before: one network");
+        assert_eq!(net.reachable(&plan, 0, ms(2050)), 0, "node 0 is down");
+        assert_eq!(
+            net.reachable(&plan, 0, ms(2500)),
+            0,
+            "alone on the new stack"
+        );
+        assert_eq!(
+            net.reachable(&plan, 1, ms(2500)),
+            6,
+            "the others still have each other"
+        );
+        assert_eq!(
+            net.reachable(&plan, 0, ms(9500)),
+            7,
+            "after: one network again"
+        );
     }
 
     #[test]
