@@ -285,10 +285,21 @@ impl NetworkPlan {
         let at = u.at[node as usize];
         match u.strategy {
             _ if t < at => start,
-            Strategy::Restart if t < at + u.downtime => vec![],
+            Strategy::Restart if Some(t) < self.new_stack_up_at(node) => vec![],
             Strategy::Restart => vec![u.to],
             Strategy::Dual => vec![u.to, u.from],
         }
+    }
+
+    /// When `node`'s new stack is up, as planned (from the start of sending): its turn,
+    /// plus its downtime when it restarts. `None` without an upgrade.
+    pub fn new_stack_up_at(&self, node: u32) -> Option<Duration> {
+        let u = self.upgrade.as_ref()?;
+        let at = *u.at.get(node as usize)?;
+        Some(match u.strategy {
+            Strategy::Restart => at + u.downtime,
+            Strategy::Dual => at,
+        })
     }
 
     /// How many other nodes an object from `origin` at `t` can reach, relayed along edges

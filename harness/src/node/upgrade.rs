@@ -46,14 +46,12 @@ pub async fn run(node: Rc<Node>) {
     }
     record(&node, |u| u.endpoint_us = (monotonic_ns() - began) / 1000);
     let grace = (plan.strategy == Strategy::Dual).then_some(plan.grace);
-    for peer in node.plan().network.upgrade_dials(node.plan(), node.index) {
+    let net = &node.plan().network;
+    for peer in net.upgrade_dials(node.plan(), node.index) {
         // The neighbour moved earlier, or in the same batch: its new stack is up once its
         // own turn (and any downtime) is over.
-        let downtime = match plan.strategy {
-            Strategy::Restart => plan.downtime,
-            Strategy::Dual => Duration::ZERO,
-        };
-        let ready = node.start_ns + (plan.at[peer as usize] + downtime + SETTLE).as_nanos() as u64;
+        let up = net.new_stack_up_at(peer).unwrap_or_default() + SETTLE;
+        let ready = node.start_ns + up.as_nanos() as u64;
         tokio::task::spawn_local(dial(node.clone(), plan.to, peer, grace, ready));
     }
     check_done(&node, &plan);
@@ -63,6 +61,7 @@ pub async fn run(node: Rc<Node>) {
 /// closing it and waiting out the downtime (restart).
 async fn switch(node: &Rc<Node>, plan: &UpgradePlan) -> Result<()> {
     if plan.strategy == Strategy::Restart {
+        node.conn_slots.borrow_mut().clear();
         let peers: Vec<u32> = std::mem::take(&mut *node.conns.borrow_mut())
             .into_iter()
             .map(|(p, c)| {
