@@ -7,7 +7,10 @@
 #   wireguard-tools  wg(8), which configures kernel WireGuard for the quic-*+wg-kernel stacks
 #                (they also need the kernel module; see scripts/setup-vm.sh where it is missing)
 #   wireguard-go the wireguard-go daemon for the quic-*+wg-go stacks (without it they are
-#                reported unavailable, with this install command)
+#                reported unavailable, with this install command): the newest the
+#                distribution offers. Bookworm's own 0.0.20220316 predates wireguard-go's UDP
+#                GSO/GRO and TUN offloads (2023); on bookworm this script adds
+#                bookworm-backports to apt's sources for 0.0.20231211, and says so.
 #   ethtool      turns off segmentation offloads where the userspace link emulator forwards
 #   iputils-ping ping, the report's cross-check of the emulated round-trip time
 #   fonts-dejavu-core  the font report plots are drawn with
@@ -31,13 +34,41 @@ if [ ! -x "$venv/bin/python" ] && ! python3 -c 'import venv, ensurepip' 2>/dev/n
   need_apt+=(python3-venv)
 fi
 
+if [ "$(id -u)" -eq 0 ]; then sudo=""; elif command -v sudo >/dev/null; then sudo="sudo"; else sudo="none"; fi
 if [ ${#need_apt[@]} -gt 0 ]; then
-  if [ "$(id -u)" -eq 0 ]; then sudo=""; elif command -v sudo >/dev/null; then sudo="sudo"; else
+  if [ "$sudo" = none ]; then
     echo "setup.sh: missing packages; as root run: apt-get install -y ${need_apt[*]}" >&2; exit 1
   fi
   echo "setup.sh: installing ${need_apt[*]}"
   $sudo apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${need_apt[@]}" >/dev/null
+fi
+
+# The newest wireguard-go the distribution offers (bookworm: from bookworm-backports).
+codename=$(. /etc/os-release 2>/dev/null; echo "${VERSION_CODENAME:-}")
+backports=/etc/apt/sources.list.d/stackbench-bookworm-backports.sources
+if [ "$codename" = bookworm ] && command -v apt-cache >/dev/null \
+   && ! grep -rqs '^[^#]*bookworm-backports' /etc/apt/sources.list /etc/apt/sources.list.d/; then
+  if [ "$sudo" = none ]; then
+    echo "setup.sh: note: bookworm's wireguard-go predates its offloads; as root, add bookworm-backports to apt's sources and run: apt-get install -t bookworm-backports wireguard-go" >&2
+  else
+    printf 'Types: deb\nURIs: http://deb.debian.org/debian\nSuites: bookworm-backports\nComponents: main\nSigned-By: /usr/share/keyrings/debian-archive-keyring.gpg\n' \
+      | $sudo tee "$backports" >/dev/null
+    echo "setup.sh: changed: added bookworm-backports to apt's sources ($backports), for a wireguard-go with offloads"
+    $sudo apt-get update -qq
+  fi
+fi
+installed=$(dpkg-query -W -f '${Version}' wireguard-go 2>/dev/null || true)
+newest=$(apt-cache madison wireguard-go 2>/dev/null | awk -F'|' '{gsub(/ /, "", $2); print $2}' \
+  | sort -V | tail -1)
+if [ -n "$newest" ] && [ "$newest" != "$installed" ] \
+   && dpkg --compare-versions "$newest" gt "${installed:-0}"; then
+  if [ "$sudo" = none ]; then
+    echo "setup.sh: note: wireguard-go $installed is older than $newest; as root run: apt-get install -y wireguard-go=$newest" >&2
+  else
+    echo "setup.sh: changed: wireguard-go ${installed:-none} -> $newest"
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "wireguard-go=$newest" >/dev/null
+  fi
 fi
 
 if ! "$venv/bin/python" -c 'import hdrh' 2>/dev/null; then
@@ -74,4 +105,4 @@ print(s.recv(4096).decode())' "/var/run/wireguard/${ns}.sock" 2>&1) || true
 else
   proof="wireguard-go runs (starting it needs root and /dev/net/tun: not tried)"
 fi
-echo "setup.sh: ready: ip, tc, wg, ping and the hdrh venv run; $proof ($wg_go_version)"
+echo "setup.sh: ready: ip, tc, wg, ping and the hdrh venv run; $proof ($wg_go_version, package $(dpkg-query -W -f '${Version}' wireguard-go 2>/dev/null || echo unknown))"

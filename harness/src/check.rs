@@ -41,6 +41,26 @@ const TOOLS: &[(&str, &[&str], &str)] = &[
     ),
 ];
 
+/// The distribution's package of the wireguard-go on the PATH, e.g. "Debian package
+/// 0.0.20231211-1~bpo12+1": the binary's own version line lags its releases (the 2023-12
+/// release still says v0.0.20230223).
+pub fn wireguard_go_package() -> String {
+    Command::new("dpkg-query")
+        .args(["-W", "-f", "${Version}", "wireguard-go"])
+        .output()
+        .ok()
+        .filter(|o| o.status.success() && !o.stdout.is_empty())
+        .map_or_else(
+            || "not from a Debian package".into(),
+            |o| {
+                format!(
+                    "Debian package {}",
+                    String::from_utf8_lossy(&o.stdout).trim()
+                )
+            },
+        )
+}
+
 fn tool_version(name: &str, args: &[&str], install: &str) -> Capability {
     match Command::new(name).args(args).output() {
         Ok(o) => {
@@ -95,7 +115,24 @@ impl HostCaps {
     pub fn probe(prefix: &str) -> HostCaps {
         let tools: BTreeMap<_, _> = TOOLS
             .iter()
-            .map(|(n, a, i)| (*n, tool_version(n, a, i)))
+            .map(|(n, a, i)| {
+                // wireguard-go: the binary the stack will run, and the package it came from.
+                let v = match *n {
+                    "wireguard-go" => {
+                        let binary = crate::stack::wireguard_go();
+                        let from = match std::env::var_os("STACKBENCH_WIREGUARD_GO") {
+                            Some(b) => {
+                                format!("{}, from STACKBENCH_WIREGUARD_GO", b.to_string_lossy())
+                            }
+                            None => wireguard_go_package(),
+                        };
+                        tool_version(&binary.to_string_lossy(), a, i)
+                            .map(|line| format!("{line} ({from})"))
+                    }
+                    _ => tool_version(n, a, i),
+                };
+                (*n, v)
+            })
             .collect();
         let privileges = if crate::rootless::inside() {
             "user namespace (rootless)"

@@ -197,6 +197,22 @@ fn check_json_reports_every_stack_with_a_reason_when_unavailable() {
         }
     }
     assert!(v["host"]["privileges"].is_string());
+    // The fingerprint says which wireguard-go build the stack runs and where it came from
+    // (the binary's own version line lags its releases).
+    if let Some(line) = v["host"]["tools"]["wireguard-go"]["Ok"].as_str() {
+        assert!(
+            line.contains("Debian package") || line.contains("not from a Debian package"),
+            "{line}"
+        );
+    }
+    let old = stackbench()
+        .args(["check", "--json"])
+        .env("STACKBENCH_WIREGUARD_GO", "/nonexistent/wireguard-go")
+        .output()
+        .expect("runs");
+    let v: serde_json::Value = serde_json::from_slice(&old.stdout).expect("JSON");
+    let err = v["host"]["tools"]["wireguard-go"]["Err"].as_str().unwrap_or("");
+    assert!(err.contains("/nonexistent/wireguard-go not found"), "{v}");
 }
 
 /// A copy of the committed quick baseline in a temporary folder.

@@ -25,7 +25,7 @@ pub use transport::{
 };
 pub use wg_inproc::QuicWgInproc;
 pub use wg_kernel::QuicWgKernel;
-pub use wg_tun::{Daemon, QuicWgTun};
+pub use wg_tun::{wireguard_go, Daemon, QuicWgTun};
 
 use crate::check::HostCaps;
 use serde::{Deserialize, Serialize};

@@ -127,6 +127,57 @@ struct TunUnderlay {
     children: Vec<Child>,
     ifaces: Vec<String>,
     version: String,
+    /// The offloads the daemon turned on for its TUN (node 0's), as ethtool reports them.
+    tun_offloads: serde_json::Value,
+}
+
+/// The wireguard-go binary the stack runs: `STACKBENCH_WIREGUARD_GO`, to compare builds,
+/// or the one on the PATH.
+pub fn wireguard_go() -> std::ffi::OsString {
+    std::env::var_os("STACKBENCH_WIREGUARD_GO").unwrap_or_else(|| "wireguard-go".into())
+}
+
+/// `keys`' states in `ethtool -k` output.
+fn offloads_of(text: &str, keys: &[&str]) -> serde_json::Value {
+    serde_json::Value::Object(
+        text.lines()
+            .filter_map(|l| l.trim().split_once(": "))
+            .filter(|(k, _)| keys.contains(k))
+            .map(|(k, v)| (k.to_owned(), v.trim().into()))
+            .collect(),
+    )
+}
+
+/// The TUN offloads that matter to a WireGuard daemon, as `ethtool -k` shows them in node
+/// `index`'s namespace: checksum and segmentation offload (wireguard-go turns them on since
+/// its 2023 releases; older builds and boringtun leave them off).
+fn tun_offloads(topology: &Topology, index: u32, iface: &str) -> serde_json::Value {
+    const KEYS: [&str; 5] = [
+        "tx-checksumming",
+        "tcp-segmentation-offload",
+        "tx-udp-segmentation",
+        "generic-segmentation-offload",
+        "generic-receive-offload",
+    ];
+    let out = Command::new("ip")
+        .args([
+            "netns",
+            "exec",
+            &topology.node_netns(index),
+            "ethtool",
+            "-k",
+            iface,
+        ])
+        .output();
+    match out {
+        Ok(o) if o.status.success() => offloads_of(&String::from_utf8_lossy(&o.stdout), &KEYS),
+        Ok(o) => format!(
+            "unknown: ethtool -k {iface} failed: {}",
+            String::from_utf8_lossy(&o.stderr).trim()
+        )
+        .into(),
+        Err(e) => format!("unknown: ethtool not run ({e})").into(),
+    }
 }
 
 impl Drop for TunUnderlay {
@@ -161,6 +212,7 @@ impl PreparedUnderlay for TunUnderlay {
                 Daemon::WireguardGo => "wireguard-go serving a TUN",
             },
             "daemon_version": self.version,
+            "tun_offloads": self.tun_offloads,
             "threads": match self.daemon { Daemon::Boringtun => serde_json::json!(BORINGTUN_THREADS), Daemon::WireguardGo => serde_json::json!("GOMAXPROCS default") },
             "multi_queue_tun": false,
             "crypto": super::crypto::describe(self.crypto),
@@ -271,7 +323,7 @@ impl QuicWgTun {
                 ]);
             }
             Daemon::WireguardGo => {
-                cmd.args(["wireguard-go", "-f", iface]);
+                cmd.arg(wireguard_go()).args(["-f", iface]);
             }
         }
         cmd.stdin(Stdio::null())
@@ -311,18 +363,28 @@ impl QuicWgTun {
     fn daemon_version(&self) -> String {
         match self.daemon {
             Daemon::Boringtun => "boringtun 0.7.1 (crate, device feature)".into(),
-            Daemon::WireguardGo => Command::new("wireguard-go")
-                .arg("--version")
-                .output()
-                .map(|o| {
-                    String::from_utf8_lossy(&o.stdout)
-                        .lines()
-                        .next()
-                        .unwrap_or("")
-                        .trim()
-                        .to_owned()
-                })
-                .unwrap_or_default(),
+            Daemon::WireguardGo => {
+                let binary = wireguard_go();
+                let line = Command::new(&binary)
+                    .arg("--version")
+                    .output()
+                    .map(|o| {
+                        String::from_utf8_lossy(&o.stdout)
+                            .lines()
+                            .next()
+                            .unwrap_or("")
+                            .trim()
+                            .to_owned()
+                    })
+                    .unwrap_or_default();
+                match std::env::var_os("STACKBENCH_WIREGUARD_GO") {
+                    Some(b) => format!(
+                        "{line} ({}, from STACKBENCH_WIREGUARD_GO)",
+                        b.to_string_lossy()
+                    ),
+                    None => format!("{line} ({})", crate::check::wireguard_go_package()),
+                }
+            }
         }
     }
 }
@@ -360,6 +422,7 @@ impl Stack for QuicWgTun {
             children: vec![],
             ifaces: vec![],
             version: self.daemon_version(),
+            tun_offloads: serde_json::Value::Null,
         };
         for i in 0..n {
             let iface = iface_name(topology, i);
@@ -382,6 +445,9 @@ impl Stack for QuicWgTun {
             uapi(&uapi_path(&iface), &req)
                 .map_err(|e| setup_err(format!("configuring {iface} for node {i}: {e}")))?;
             address_and_up(topology, i, &iface)?;
+        }
+        if let Some(first) = u.ifaces.first() {
+            u.tun_offloads = tun_offloads(topology, 0, first);
         }
         Ok(Box::new(u))
     }
@@ -430,4 +496,20 @@ pub fn run_boringtun_device(iface: &str, threads: usize) -> anyhow::Result<()> {
         .with_context(|| format!("creating boringtun device {iface}"))?;
     handle.wait();
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn offloads_are_read_from_ethtool_as_it_prints_them() {
+        // Abridged `ethtool -k` of wireguard-go 0.0.20220316's TUN.
+        let text = "Features for wg0:\nrx-checksumming: off [fixed]\ntx-checksumming: off\n\ttx-checksum-ip-generic: off [requested on]\ntcp-segmentation-offload: off\ngeneric-segmentation-offload: on\ntx-udp-segmentation: off [requested on]\n";
+        let v = offloads_of(text, &["tx-checksumming", "tx-udp-segmentation", "absent"]);
+        assert_eq!(
+            v,
+            serde_json::json!({"tx-checksumming": "off", "tx-udp-segmentation": "off [requested on]"})
+        );
+    }
 }
