@@ -211,7 +211,9 @@ fn check_json_reports_every_stack_with_a_reason_when_unavailable() {
         .output()
         .expect("runs");
     let v: serde_json::Value = serde_json::from_slice(&old.stdout).expect("JSON");
-    let err = v["host"]["tools"]["wireguard-go"]["Err"].as_str().unwrap_or("");
+    let err = v["host"]["tools"]["wireguard-go"]["Err"]
+        .as_str()
+        .unwrap_or("");
     assert!(err.contains("/nonexistent/wireguard-go not found"), "{v}");
 }
 
