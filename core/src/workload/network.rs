@@ -325,13 +325,6 @@ impl NetworkPlan {
         reached
     }
 
-    /// When the last node starts its upgrade, from the start of sending.
-    pub fn last_upgrade_at(&self) -> Option<Duration> {
-        self.upgrade
-            .as_ref()
-            .and_then(|u| u.at.iter().max().copied())
-    }
-
     /// How many nodes speak each slot at the start, e.g. "32 quic-tls, 32 dual".
     pub fn composition(&self) -> String {
         let mut groups: Vec<(Vec<Slot>, u32)> = vec![];
@@ -450,7 +443,7 @@ mod tests {
         assert_eq!(u.at[0], Duration::from_secs(2));
         assert_eq!(u.at[1], Duration::from_secs(2));
         assert_eq!(u.at[7], Duration::from_millis(3500));
-        assert_eq!(v[0].last_upgrade_at(), Some(Duration::from_millis(3500)));
+        assert_eq!(u.at.iter().max(), Some(&Duration::from_millis(3500)));
         // Everyone starts on the old stack only.
         assert!(v[0].speaks.iter().all(|s| s == &vec![u.from]));
         // Each edge is dialled on the new stack exactly once, by its later node.
