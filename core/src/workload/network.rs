@@ -325,7 +325,8 @@ impl NetworkPlan {
         reached
     }
 
-    /// How many nodes speak each slot at the start, e.g. "32 quic-tls, 32 dual".
+    /// How many nodes speak which stacks at the start, e.g. "8 × quic-tls, 8 ×
+    /// quic-null+wg-inproc + quic-tls".
     pub fn composition(&self) -> String {
         let mut groups: Vec<(Vec<Slot>, u32)> = vec![];
         for s in &self.speaks {
