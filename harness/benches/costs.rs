@@ -5,7 +5,6 @@
 //!
 //! `cargo bench --bench costs` (add a filter such as `wg/` to run a subset).
 
-use boringtun::noise::TunnResult;
 use bytes::BytesMut;
 use criterion::{criterion_group, criterion_main, BatchSize, BenchmarkId, Criterion, Throughput};
 use quinn_proto::{ClientConfig, ServerConfig, TransportConfig};
@@ -13,8 +12,9 @@ use stackbench::{
     node::Recorder,
     scenario::Scenario,
     stack::{
-        memory::{ip_packet, quic_packet_keys, QuicPair, WgPair},
+        memory::{ip_packet, quic_packet_keys, QuicPair, WgPair, WG_INITIATOR_ADDR},
         null, tls, transport_config, wg_socket,
+        wg_tunnel::{WgLibrary, WgTunnel, HANDSHAKE_ROOM},
     },
     workload::{ObjectHeader, WorkloadPlan},
 };
@@ -31,38 +31,64 @@ const WG_SIZES: [usize; 5] = [64, 256, 1200, 1400, 8192];
 /// QUIC packet payload sizes.
 const QUIC_SIZES: [usize; 4] = [64, 256, 1200, 1400];
 
+/// Each in-process WireGuard library's per-packet costs, through the interface the
+/// in-process socket calls (so GotaTun's pooled-buffer copies count, as in its stacks).
+/// GotaTun's crypto backend is the one this build chose (`scripts/bench-wg-backends.sh`
+/// runs each).
 fn wireguard(c: &mut Criterion) {
     let mut g = c.benchmark_group("wg");
-    for size in WG_SIZES {
-        g.throughput(Throughput::Bytes(size as u64));
-        let mut pair = WgPair::new();
-        pair.handshake().expect("Noise IK in memory");
-        let packet = ip_packet(size);
-        let mut sealed = vec![0u8; size + 32 + 148];
-        g.bench_with_input(BenchmarkId::new("encapsulate", size), &size, |b, _| {
-            b.iter(
-                || match pair.initiator.encapsulate(black_box(&packet), &mut sealed) {
-                    TunnResult::WriteToNetwork(p) => p.len(),
-                    other => panic!("encapsulate: {other:?}"),
+    for lib in WgLibrary::ALL {
+        for size in WG_SIZES {
+            g.throughput(Throughput::Bytes(size as u64));
+            let mut pair = WgPair::new(lib);
+            pair.handshake().expect("Noise IK in memory");
+            let packet = ip_packet(size);
+            let mut sealed = vec![0u8; size + 32 + HANDSHAKE_ROOM];
+            let mut seal = move |tunnel: &mut dyn WgTunnel, packet: &[u8]| -> Vec<u8> {
+                let n = tunnel
+                    .seal(packet, &mut sealed, &mut |_| panic!("{lib}: no session"))
+                    .expect("seals")
+                    .expect("a session exists");
+                sealed[..n].to_vec()
+            };
+            let mut out = vec![0u8; size + 32 + HANDSHAKE_ROOM];
+            let mut scratch = vec![0u8; 65_536];
+            g.bench_with_input(
+                BenchmarkId::new(format!("{lib}/encapsulate"), size),
+                &size,
+                |b, _| {
+                    b.iter(|| {
+                        pair.initiator
+                            .seal(black_box(&packet), &mut out, &mut |_| {})
+                            .expect("seals")
+                    })
                 },
-            )
-        });
-        // Each ciphertext opens once (replay protection), so every iteration gets a fresh
-        // one, sealed outside the timing.
-        let mut opened = vec![0u8; size + 148];
-        g.bench_with_input(BenchmarkId::new("decapsulate", size), &size, |b, _| {
-            b.iter_batched(
-                || match pair.initiator.encapsulate(&packet, &mut sealed) {
-                    TunnResult::WriteToNetwork(p) => p.to_vec(),
-                    other => panic!("encapsulate: {other:?}"),
+            );
+            // Each ciphertext opens once (replay protection), so every iteration gets a
+            // fresh one, sealed outside the timing.
+            g.bench_with_input(
+                BenchmarkId::new(format!("{lib}/decapsulate"), size),
+                &size,
+                |b, _| {
+                    b.iter_batched(
+                        || seal(&mut *pair.initiator, &packet),
+                        |ct| {
+                            let mut n = 0;
+                            pair.responder.open(
+                                WG_INITIATOR_ADDR,
+                                &ct,
+                                &mut scratch,
+                                &mut |_| {},
+                                &mut |p| n = p.len(),
+                            );
+                            assert_eq!(n, size, "{lib}: opened");
+                            n
+                        },
+                        BatchSize::SmallInput,
+                    )
                 },
-                |ct| match pair.responder.decapsulate(None, &ct, &mut opened) {
-                    TunnResult::WriteToTunnelV4(p, _) => p.len(),
-                    other => panic!("decapsulate: {other:?}"),
-                },
-                BatchSize::SmallInput,
-            )
-        });
+            );
+        }
     }
     g.finish();
 }
@@ -164,13 +190,15 @@ fn handshakes(c: &mut Criterion) {
             b.iter(|| null_pair.handshake().expect("null handshake"))
         });
     }
-    g.bench_function("wg-noise-ik", |b| {
-        b.iter_batched(
-            WgPair::new,
-            |mut pair| pair.handshake().expect("Noise IK"),
-            BatchSize::SmallInput,
-        )
-    });
+    for lib in WgLibrary::ALL {
+        g.bench_function(format!("wg-noise-ik/{lib}"), |b| {
+            b.iter_batched(
+                || WgPair::new(lib),
+                |mut pair| pair.handshake().expect("Noise IK"),
+                BatchSize::SmallInput,
+            )
+        });
+    }
     g.finish();
 }
 

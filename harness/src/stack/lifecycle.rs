@@ -6,6 +6,7 @@
 use super::{
     wg_socket,
     wg_tun::{hex, ip_in, run_keys, uapi, uapi_path, Daemon, QuicWgTun, WG_PORT},
+    wg_tunnel::WgLibrary,
     LifecycleTimes, StackError,
 };
 use crate::topology::Topology;
@@ -145,19 +146,14 @@ fn b64(bytes: &[u8]) -> String {
     STANDARD.encode(bytes)
 }
 
-/// In-process WireGuard: a `Tunn` per peer (create and configure are one), a UDP socket
+/// In-process WireGuard: a tunnel per peer (create and configure are one), a UDP socket
 /// (up), and dropping them (destroy). No namespace, no privilege.
-pub fn in_process(topology: &Topology) -> Result<LifecycleTimes, StackError> {
+pub fn in_process(topology: &Topology, library: WgLibrary) -> Result<LifecycleTimes, StackError> {
     let (secrets, publics) = run_keys(topology.nodes());
     let t = Instant::now();
+    let maker = library.tunnels(&secrets[0]);
     let tunnels: Vec<_> = (1..topology.nodes())
-        .map(|j| {
-            wg_socket::new_tunn(
-                &secrets[0],
-                boringtun::x25519::PublicKey::from(publics[j as usize]),
-                j,
-            )
-        })
+        .map(|j| maker.tunnel(boringtun::x25519::PublicKey::from(publics[j as usize]), j))
         .collect();
     let create_us = us(t);
     let t = Instant::now();
@@ -165,7 +161,7 @@ pub fn in_process(topology: &Topology) -> Result<LifecycleTimes, StackError> {
     let socket = super::bind_udp(addr).map_err(|source| StackError::Bind { addr, source })?;
     let up_us = us(t);
     let t = Instant::now();
-    drop((tunnels, socket));
+    drop((tunnels, maker, socket));
     Ok(LifecycleTimes {
         create_us,
         configure_us: 0,

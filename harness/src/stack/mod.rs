@@ -13,10 +13,12 @@ mod quic_udp;
 pub mod tls;
 mod transport;
 mod wg_control;
+mod wg_gotatun;
 mod wg_inproc;
 mod wg_kernel;
 pub mod wg_socket;
 pub mod wg_tun;
+pub mod wg_tunnel;
 
 pub use quic_udp::QuicUdp;
 pub use transport::{
@@ -47,6 +49,7 @@ pub enum UnderlayKind {
     WgBoringtun,
     WgKernel,
     WgInproc,
+    WgGotatun,
     WgGo,
 }
 
@@ -58,11 +61,12 @@ pub struct StackId {
 }
 
 impl UnderlayKind {
-    const ALL: [UnderlayKind; 5] = [
+    const ALL: [UnderlayKind; 6] = [
         UnderlayKind::Udp,
         UnderlayKind::WgBoringtun,
         UnderlayKind::WgKernel,
         UnderlayKind::WgInproc,
+        UnderlayKind::WgGotatun,
         UnderlayKind::WgGo,
     ];
     fn suffix(self) -> &'static str {
@@ -71,6 +75,7 @@ impl UnderlayKind {
             UnderlayKind::WgBoringtun => "+wg-boringtun",
             UnderlayKind::WgKernel => "+wg-kernel",
             UnderlayKind::WgInproc => "+wg-inproc",
+            UnderlayKind::WgGotatun => "+wg-gotatun",
             UnderlayKind::WgGo => "+wg-go",
         }
     }
@@ -80,7 +85,7 @@ impl UnderlayKind {
             UnderlayKind::Udp => "network namespace (root or an unprivileged user namespace)",
             UnderlayKind::WgBoringtun | UnderlayKind::WgGo => "network namespace + TUN device",
             UnderlayKind::WgKernel => "network namespace + kernel WireGuard module",
-            UnderlayKind::WgInproc => "none beyond a UDP socket",
+            UnderlayKind::WgInproc | UnderlayKind::WgGotatun => "none beyond a UDP socket",
         }
     }
 }
@@ -343,7 +348,14 @@ pub fn registry() -> Vec<Arc<dyn Stack>> {
         .map(|id| -> Arc<dyn Stack> {
             match (id.crypto, id.underlay) {
                 (crypto, UnderlayKind::Udp) => Arc::new(QuicUdp { crypto }),
-                (crypto, UnderlayKind::WgInproc) => Arc::new(QuicWgInproc { crypto }),
+                (crypto, UnderlayKind::WgInproc) => Arc::new(QuicWgInproc {
+                    crypto,
+                    library: wg_tunnel::WgLibrary::Boringtun,
+                }),
+                (crypto, UnderlayKind::WgGotatun) => Arc::new(QuicWgInproc {
+                    crypto,
+                    library: wg_tunnel::WgLibrary::Gotatun,
+                }),
                 (crypto, UnderlayKind::WgBoringtun) => Arc::new(QuicWgTun {
                     crypto,
                     daemon: Daemon::Boringtun,
@@ -375,7 +387,7 @@ mod tests {
     #[test]
     fn names_round_trip_and_are_unique() {
         let names = names();
-        assert_eq!(names.len(), 10);
+        assert_eq!(names.len(), 12);
         let set: std::collections::HashSet<_> = names.iter().collect();
         assert_eq!(set.len(), names.len());
         for n in &names {
@@ -386,6 +398,7 @@ mod tests {
         }
         assert!(names.contains(&"quic-tls".to_string()));
         assert!(names.contains(&"quic-null+wg-inproc".to_string()));
+        assert!(names.contains(&"quic-tls+wg-gotatun".to_string()));
         assert!(StackId::parse("quic-null").is_some_and(|s| s.is_insecure()));
         assert!(StackId::parse("quic-null+wg-kernel").is_some_and(|s| !s.is_insecure()));
     }

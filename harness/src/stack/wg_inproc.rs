@@ -1,9 +1,10 @@
-//! `quic-tls+wg-inproc` and `quic-null+wg-inproc`: QUIC through boringtun's `Tunn` inside the
-//! node process ([`super::wg_socket`]). Needs no TUN device and no privilege.
+//! QUIC through WireGuard inside the node process ([`super::wg_socket`]): `+wg-inproc` with
+//! boringtun's tunnels, `+wg-gotatun` with GotaTun's. Needs no TUN device and no privilege.
 
 use super::{
     bind_udp, crypto,
     wg_socket::{self, WgPeer, WgSocket},
+    wg_tunnel::WgLibrary,
     Availability, CryptoKind, NodeContext, NodeEndpoint, PreparedUnderlay, Stack, StackError,
     StackId, UnderlayKind,
 };
@@ -21,11 +22,13 @@ pub const WG_PORT: u16 = 51820;
 #[derive(Debug)]
 pub struct QuicWgInproc {
     pub crypto: CryptoKind,
+    pub library: WgLibrary,
 }
 
 struct InprocUnderlay {
     endpoints: Vec<SocketAddr>,
     crypto: CryptoKind,
+    library: WgLibrary,
 }
 
 fn quic_addr(index: u32) -> SocketAddr {
@@ -44,7 +47,7 @@ impl PreparedUnderlay for InprocUnderlay {
     }
     fn describe(&self) -> serde_json::Value {
         serde_json::json!({
-            "underlay": "boringtun 0.7 noise::Tunn inside the node process, one per peer, over UDP",
+            "underlay": format!("{} inside the node process, one per peer, over UDP", self.library.describe()),
             "crypto": crypto::describe(self.crypto),
             "tunnel_mtu": wg_socket::TUNNEL_MTU,
             "quic_max_udp_payload": wg_socket::MAX_QUIC_PAYLOAD,
@@ -64,7 +67,10 @@ impl Stack for QuicWgInproc {
     fn id(&self) -> StackId {
         StackId {
             crypto: self.crypto,
-            underlay: UnderlayKind::WgInproc,
+            underlay: match self.library {
+                WgLibrary::Boringtun => UnderlayKind::WgInproc,
+                WgLibrary::Gotatun => UnderlayKind::WgGotatun,
+            },
         }
     }
 
@@ -85,6 +91,7 @@ impl Stack for QuicWgInproc {
         Ok(Box::new(InprocUnderlay {
             endpoints,
             crypto: self.crypto,
+            library: self.library,
         }))
     }
 
@@ -94,8 +101,8 @@ impl Stack for QuicWgInproc {
         _opts: &super::StackContext<'_>,
     ) -> Result<(String, Option<super::LifecycleTimes>), StackError> {
         Ok((
-            "create: a boringtun Tunn per peer (this is all the configuring there is); up: bind the UDP socket; destroy: drop both".into(),
-            Some(super::lifecycle::in_process(topology)?),
+            format!("create: a {} per peer (this is all the configuring there is); up: bind the UDP socket; destroy: drop both", self.library.describe()),
+            Some(super::lifecycle::in_process(topology, self.library)?),
         ))
     }
 
@@ -116,6 +123,7 @@ impl Stack for QuicWgInproc {
         let outer = quinn::TokioRuntime
             .wrap_udp_socket(outer)
             .map_err(bind_err)?;
+        let tunnels = self.library.tunnels(&ctx.identity.wg_secret);
         let mut peers = vec![];
         for p in ctx.peers {
             let endpoint = p.wg_endpoint.ok_or_else(|| {
@@ -130,12 +138,12 @@ impl Stack for QuicWgInproc {
                 public,
                 virtual_ip: wg_socket::virtual_ip(p.index),
                 endpoint,
-                tunn: wg_socket::new_tunn(&ctx.identity.wg_secret, public, p.index),
+                tunnel: tunnels.tunnel(public, p.index),
                 initiations: 0,
                 decrypted: 0,
             });
         }
-        let sock = WgSocket::new(outer, ctx.bind, ctx.identity.wg_secret.clone(), peers);
+        let sock = WgSocket::new(outer, ctx.bind, tunnels, peers);
         let endpoint = quinn::Endpoint::new_with_abstract_socket(
             quinn::EndpointConfig::default(),
             Some(server),

@@ -1,16 +1,14 @@
 //! WireGuard inside the node process: a quinn [`AsyncUdpSocket`] that carries QUIC datagrams
-//! through boringtun's `Tunn` (one per peer) over an ordinary UDP socket. No TUN device, no
-//! root: the seed's "ideally we wouldn't need root".
+//! through one [`WgTunnel`] per peer (boringtun's or GotaTun's) over an ordinary UDP socket.
+//! No TUN device, no root: the seed's "ideally we wouldn't need root".
 //!
 //! QUIC sees each peer at a virtual address. A datagram to it gets a minimal IPv4+UDP header
-//! (WireGuard carries IP packets), is encrypted by that peer's `Tunn` and sent to the peer's
+//! (WireGuard carries IP packets), is encrypted by that peer's tunnel and sent to the peer's
 //! real WireGuard endpoint; incoming WireGuard datagrams are decrypted and unwrapped the same
 //! way back. Timers (handshake retries, keepalives, rekeys) are driven every 100 ms.
 
-use boringtun::{
-    noise::{Tunn, TunnResult},
-    x25519,
-};
+use super::wg_tunnel::{TunnelMaker, WgTunnel, HANDSHAKE_ROOM};
+use boringtun::x25519;
 use quinn::{
     udp::{RecvMeta, Transmit},
     AsyncUdpSocket, UdpPoller,
@@ -47,7 +45,7 @@ pub struct WgPeer {
     pub public: x25519::PublicKey,
     pub virtual_ip: Ipv4Addr,
     pub endpoint: SocketAddr,
-    pub tunn: Tunn,
+    pub tunnel: Box<dyn WgTunnel>,
     /// Handshake initiations sent and data packets decrypted, for diagnosis.
     pub initiations: u64,
     pub decrypted: u64,
@@ -86,7 +84,7 @@ pub const SEND_SEGMENTS: usize = 32;
 /// The socket quinn uses; see the module documentation.
 pub struct WgSocket {
     outer: Arc<dyn AsyncUdpSocket>,
-    secret: x25519::StaticSecret,
+    tunnels: Box<dyn TunnelMaker>,
     local: SocketAddr,
     peers: Vec<PeerSlot>,
     inbound: Mutex<Inbound>,
@@ -155,12 +153,12 @@ impl WgSocket {
     pub fn new(
         outer: Arc<dyn AsyncUdpSocket>,
         local: SocketAddr,
-        secret: x25519::StaticSecret,
+        tunnels: Box<dyn TunnelMaker>,
         peers: Vec<WgPeer>,
     ) -> Arc<Self> {
         let sock = Arc::new(WgSocket {
             outer,
-            secret,
+            tunnels,
             local,
             peers: peers
                 .into_iter()
@@ -196,9 +194,9 @@ impl WgSocket {
                     .filter(|s| s.present.load(Ordering::Relaxed))
                 {
                     let mut p = lock(&slot.state);
-                    if let TunnResult::WriteToNetwork(pkt) = p.tunn.update_timers(&mut buf) {
-                        sock.send_outer(p.endpoint, pkt);
-                    }
+                    let endpoint = p.endpoint;
+                    p.tunnel
+                        .tick(&mut buf, &mut |pkt| sock.send_outer(endpoint, pkt));
                 }
             }
         });
@@ -230,8 +228,7 @@ impl WgSocket {
             .map(|s| lock(&s.state))
         {
             Some(p) => {
-                let (since_handshake, ..) = p.tunn.stats();
-                match since_handshake {
+                match p.tunnel.since_handshake() {
                     Some(t) => format!("WireGuard session with node {index} up (last handshake {t:?} ago), {} packets decrypted", p.decrypted),
                     None => format!(
                         "no WireGuard handshake with node {index} completed ({} initiations sent to {}): wrong key, or the peer is down",
@@ -260,35 +257,30 @@ impl WgSocket {
             return;
         };
         let mut p = lock(&peer.state);
-        let mut input = data;
-        loop {
-            match p.tunn.decapsulate(Some(from.ip()), input, out_buf) {
-                TunnResult::WriteToNetwork(pkt) => {
-                    self.send_outer(p.endpoint, pkt);
-                    input = &[]; // Flush anything queued behind the handshake.
-                    continue;
+        let WgPeer {
+            tunnel,
+            decrypted,
+            endpoint,
+            ..
+        } = &mut *p;
+        let endpoint = *endpoint;
+        tunnel.open(
+            from,
+            data,
+            out_buf,
+            &mut |pkt| self.send_outer(endpoint, pkt),
+            &mut |pkt| {
+                if let Some((src, payload)) = read_inner_packet(pkt) {
+                    *decrypted += 1;
+                    deliver(src, payload);
                 }
-                TunnResult::WriteToTunnelV4(pkt, _) => {
-                    if let Some((src, payload)) = read_inner_packet(pkt) {
-                        p.decrypted += 1;
-                        deliver(src, payload);
-                    }
-                }
-                TunnResult::WriteToTunnelV6(..) | TunnResult::Done | TunnResult::Err(_) => {}
-            }
-            break;
-        }
+            },
+        );
     }
 }
 
-/// A fresh tunnel to `public`: no session, so the next packet starts a handshake.
-/// Tunnel indices have 24 usable bits; peer indices are small.
-pub fn new_tunn(secret: &x25519::StaticSecret, public: x25519::PublicKey, index: u32) -> Tunn {
-    Tunn::new(secret.clone(), public, None, None, index + 1, None)
-}
-
 /// Churn in-process: removing a peer forgets its tunnel (session, counters, timers) and
-/// drops its packets; adding it back creates the tunnel anew, as a new `Tunn` would be.
+/// drops its packets; adding it back creates the tunnel anew.
 impl super::PeerControl for WgSocket {
     fn remove_peer(&self, peer: u32) -> Result<(), super::StackError> {
         self.set_present(peer, false)
@@ -308,7 +300,7 @@ impl super::PeerControl for WgSocket {
             .iter()
             .filter(|s| s.present.load(Ordering::Relaxed))
             .filter_map(|s| {
-                let (since, ..) = lock(&s.state).tunn.stats();
+                let since = lock(&s.state).tunnel.since_handshake();
                 Some((s.index, now - since?))
             })
             .collect()
@@ -322,7 +314,7 @@ impl WgSocket {
         })?;
         if present {
             let mut p = lock(&slot.state);
-            p.tunn = new_tunn(&self.secret, p.public, p.index);
+            p.tunnel = self.tunnels.tunnel(p.public, p.index);
             p.initiations = 0;
             p.decrypted = 0;
         }
@@ -358,8 +350,6 @@ impl AsyncUdpSocket for WgSocket {
         let Outbound { batch, plain } = &mut *out;
         batch.clear();
         let seg = transmit.segment_size.unwrap_or(transmit.contents.len());
-        // Every encrypted data packet is exactly 32 bytes longer than its plaintext (boringtun
-        // does not pad), so a batch of equal QUIC segments stays a valid GSO batch.
         let sealed_seg = seg + INNER_HEADER + WG_OVERHEAD;
         for datagram in transmit.contents.chunks(seg) {
             let len = INNER_HEADER + datagram.len();
@@ -372,20 +362,32 @@ impl AsyncUdpSocket for WgSocket {
             write_inner_header(plain, src, dst, datagram.len());
             plain[INNER_HEADER..len].copy_from_slice(datagram);
             let at = batch.len();
-            // encapsulate needs room for len + 32, and at least 148 bytes (a handshake).
-            batch.resize(at + (len + WG_OVERHEAD).max(148), 0);
-            match p.tunn.encapsulate(&plain[..len], &mut batch[at..]) {
-                TunnResult::WriteToNetwork(pkt) if pkt.len() == len + WG_OVERHEAD => {
-                    batch.truncate(at + len + WG_OVERHEAD);
+            // Room for len + 32, and at least for a handshake initiation.
+            batch.resize(at + (len + WG_OVERHEAD).max(HANDSHAKE_ROOM), 0);
+            let WgPeer {
+                tunnel,
+                initiations,
+                endpoint,
+                ..
+            } = &mut *p;
+            let endpoint = *endpoint;
+            let sealed = tunnel
+                .seal(&plain[..len], &mut batch[at..], &mut |pkt| {
+                    // No session yet: the data waits and this is a handshake initiation.
+                    *initiations += 1;
+                    self.send_outer(endpoint, pkt);
+                })
+                .map_err(|e| io::Error::other(format!("WireGuard: {e}")))?;
+            match sealed {
+                // Neither library pads a data packet it seals at once, so a batch of equal
+                // QUIC segments stays a valid GSO batch.
+                Some(n) if n == len + WG_OVERHEAD => batch.truncate(at + n),
+                Some(n) => {
+                    batch.truncate(at + n);
+                    let packet = batch.split_off(at);
+                    self.send_outer(endpoint, &packet);
                 }
-                TunnResult::WriteToNetwork(pkt) => {
-                    // No session yet: the data was queued and this is a handshake initiation.
-                    p.initiations += 1;
-                    self.send_outer(p.endpoint, pkt);
-                    batch.truncate(at);
-                }
-                TunnResult::Err(e) => return Err(io::Error::other(format!("WireGuard: {e:?}"))),
-                _ => batch.truncate(at),
+                None => batch.truncate(at),
             }
         }
         if !batch.is_empty() {
