@@ -7,6 +7,7 @@
 //! Time is always passed in, and every random choice comes from the scenario's seed, so
 //! everything here is reproducible and testable without sockets or clocks.
 
+pub mod ceiling;
 pub mod control;
 pub mod graph;
 pub mod link;

@@ -226,6 +226,7 @@ pub fn measure(nodes: &[NodeAddr], plan: &WorkloadPlan) -> io::Result<MachineFlo
         ),
         classes,
         wakeup: wakeup(a)?,
+        wireguard: None,
     })
 }
 

@@ -214,7 +214,8 @@ pub fn csv(findings: &[Finding]) -> String {
 }
 
 /// Writes the whole report into `out`: report.html (plots inline), plots/*.svg and *.png,
-/// summary.md, report.json and report.csv. Returns report.html's path.
+/// summary.md, report.json and report.csv, and ceiling.json when the run measured in-process
+/// WireGuard's crypto. Returns report.html's path.
 pub fn write_report(dirs: &[PathBuf], out: &Path) -> Result<PathBuf, ReportError> {
     let report = Report::load(dirs)?;
     let plots_dir = out.join("plots");
@@ -246,6 +247,15 @@ pub fn write_report(dirs: &[PathBuf], out: &Path) -> Result<PathBuf, ReportError
             .map_err(|e| ReportError::Parse(out.join("report.json"), e))?,
     )?;
     write(&out.join("report.csv"), csv(&findings).as_bytes())?;
+    if let Some(costs) = report.run.floor.as_ref().and_then(|f| f.wireguard.as_ref()) {
+        // Each in-process stack's crypto-bound ceiling; its share is goodput / ceiling.
+        let rows = stackbench_core::ceiling::ceilings(&report.run.repetitions, costs);
+        write(
+            &out.join("ceiling.json"),
+            &serde_json::to_vec_pretty(&rows)
+                .map_err(|e| ReportError::Parse(out.join("ceiling.json"), e))?,
+        )?;
+    }
     write(
         &out.join("summary.md"),
         summary::summary_markdown(&report.run).as_bytes(),

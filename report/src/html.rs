@@ -358,6 +358,9 @@ pub fn page(
     if let Some(f) = crate::floor::section(&report.run, &table) {
         section("Machine floor", f);
     }
+    if let Some(c) = crate::ceiling::section(&report.run, &table) {
+        section("In-process WireGuard against its crypto-bound ceiling", c);
+    }
     if let Some(n) = crate::network::section(&report.run, &table) {
         section("Reach across the network", n);
     }

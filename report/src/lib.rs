@@ -1,6 +1,7 @@
 //! Reads stackbench results folders and turns them into summaries, reports (HTML, plots,
 //! JSON, CSV) and comparisons for people and machines. [`write_report`] writes everything.
 
+mod ceiling;
 mod charts;
 mod churn;
 pub mod compare;

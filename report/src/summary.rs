@@ -134,7 +134,7 @@ pub fn fmt_us(us: u64) -> String {
     }
 }
 
-fn fmt_rate(bytes_per_sec: f64) -> String {
+pub(crate) fn fmt_rate(bytes_per_sec: f64) -> String {
     let mbit = bytes_per_sec * 8.0 / 1e6;
     if mbit >= 1000.0 {
         format!("{:.2}Gbit/s", mbit / 1000.0)
@@ -412,6 +412,10 @@ pub fn summary_markdown(run: &LoadedRun) -> String {
         s.push_str("\n### Machine floor\n\n");
         s.push_str(&f);
     }
+    if let Some(c) = crate::ceiling::section(run, &|h, r| markdown_table(h, r)) {
+        s.push_str("\n### In-process WireGuard against its crypto-bound ceiling\n\n");
+        s.push_str(&c);
+    }
     if let Some(n) = crate::network::section(run, &|h, r| markdown_table(h, r)) {
         s.push_str("\n### Reach across the network\n\n");
         s.push_str(&n);
@@ -460,6 +464,7 @@ pub fn summary_table(run: &LoadedRun) -> String {
         s.push_str(&links::terminal_line(c));
     }
     s.push_str(&crate::floor::terminal_lines(run));
+    s.push_str(&crate::ceiling::terminal_lines(run));
     s.push_str(&crate::network::terminal_lines(run));
     s.push_str(&crate::churn::terminal_lines(run));
     s.push_str(&crate::upgrade::terminal_lines(run));

@@ -421,6 +421,40 @@ pub struct MachineFloor {
     /// One per class of at most one datagram (none where every class is larger).
     pub classes: Vec<FloorClass>,
     pub wakeup: WakeupCost,
+    /// What WireGuard's crypto costs per byte on this machine, for the run's in-process
+    /// WireGuard stacks: what bounds their goodput (see [`crate::ceiling`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub wireguard: Option<WgCryptoCosts>,
+}
+
+/// Each in-process WireGuard library's per-packet cost, measured in the run on one core.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct WgCryptoCosts {
+    /// How it was measured.
+    pub method: String,
+    /// CPUs the host has: the budget a saturated run spends.
+    pub cores: u32,
+    /// Inner IP packet measured: a full tunnel MTU.
+    pub inner_packet_bytes: u32,
+    /// QUIC bytes that packet carries (less the synthetic IPv4+UDP header).
+    pub quic_bytes_per_packet: u32,
+    pub libraries: Vec<WgLibraryCost>,
+}
+
+/// One library's cost for one full tunnel packet.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct WgLibraryCost {
+    /// The stack-name suffix of the stacks that use it, e.g. "+wg-inproc".
+    pub underlay: String,
+    /// The library, its version and its crypto backend.
+    pub library: String,
+    #[serde(deserialize_with = "nullable_f64")]
+    pub seal_ns: f64,
+    #[serde(deserialize_with = "nullable_f64")]
+    pub open_ns: f64,
+    /// Seal plus open per QUIC byte carried.
+    #[serde(deserialize_with = "nullable_f64")]
+    pub ns_per_quic_byte: f64,
 }
 
 /// Raw UDP one-way latency at one class's rate and sizes, from the intended send time.

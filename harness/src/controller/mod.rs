@@ -136,7 +136,11 @@ pub async fn run(scenario: &Scenario, opts: &RunOptions) -> Result<RunOutcome> {
     if opts.progress {
         eprintln!("stackbench: measuring the machine's floor (raw UDP on the scenario's schedule, idle wake-up)");
     }
-    let floor = crate::floor::measure(&addrs, &plan).context("measuring the machine's floor")?;
+    let mut floor =
+        crate::floor::measure(&addrs, &plan).context("measuring the machine's floor")?;
+    let stack_names: Vec<String> = networks.iter().flat_map(|n| n.stacks.clone()).collect();
+    floor.wireguard = stack::wg_costs::measure(&stack_names)
+        .map_err(|e| anyhow!("measuring WireGuard's crypto cost: {e}"))?;
     let dir = if opts.exact_dir {
         opts.out.clone()
     } else {

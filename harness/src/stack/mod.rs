@@ -13,6 +13,7 @@ mod quic_udp;
 pub mod tls;
 mod transport;
 mod wg_control;
+pub mod wg_costs;
 mod wg_gotatun;
 mod wg_inproc;
 mod wg_kernel;
@@ -69,7 +70,8 @@ impl UnderlayKind {
         UnderlayKind::WgGotatun,
         UnderlayKind::WgGo,
     ];
-    fn suffix(self) -> &'static str {
+    /// What the underlay adds to a stack's name, e.g. "+wg-inproc".
+    pub fn suffix(self) -> &'static str {
         match self {
             UnderlayKind::Udp => "",
             UnderlayKind::WgBoringtun => "+wg-boringtun",
