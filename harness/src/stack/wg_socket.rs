@@ -436,8 +436,12 @@ impl AsyncUdpSocket for WgSocket {
             }
             let mut rmeta = [RecvMeta::default(); RECV_BATCH];
             let got = {
-                let mut slices: Vec<IoSliceMut<'_>> =
-                    recv_bufs.iter_mut().map(|b| IoSliceMut::new(b)).collect();
+                // On the stack: this runs once per receive call.
+                let mut bufs = recv_bufs.iter_mut();
+                let mut slices: [IoSliceMut<'_>; RECV_BATCH] = std::array::from_fn(|_| {
+                    // recv_bufs holds exactly RECV_BATCH buffers (WgSocket::new).
+                    IoSliceMut::new(bufs.next().map_or(&mut [][..], |b| &mut b[..]))
+                });
                 match self.outer.poll_recv(cx, &mut slices, &mut rmeta) {
                     Poll::Pending => return Poll::Pending,
                     Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
