@@ -100,13 +100,17 @@ enum Command {
         #[command(subcommand)]
         action: VmCommand,
     },
-    /// Internal: a boringtun WireGuard device serving a TUN, started by `run`.
+    /// Internal: a userspace WireGuard device (boringtun's or GotaTun's) serving a TUN,
+    /// started by `run`.
     #[command(hide = true)]
     WgDevice {
         #[arg(long)]
         iface: String,
         #[arg(long, default_value_t = 1)]
         threads: usize,
+        /// boringtun or gotatun.
+        #[arg(long, default_value = "boringtun")]
+        library: String,
     },
     /// Internal: the userspace link emulator, started by `run` in the switch namespace.
     #[command(hide = true)]
@@ -239,9 +243,18 @@ fn usage_error(msg: impl std::fmt::Display) -> Result<ExitCode> {
 
 fn dispatch(cli: Cli) -> Result<ExitCode> {
     match cli.command {
-        Command::WgDevice { iface, threads } => {
-            crate::stack::wg_tun::run_boringtun_device(&iface, threads).map(|()| ExitCode::SUCCESS)
+        Command::WgDevice {
+            iface,
+            threads,
+            library,
+        } => match library.as_str() {
+            "boringtun" => crate::stack::wg_tun::run_boringtun_device(&iface, threads),
+            "gotatun" => crate::stack::wg_gotatun::run_device(&iface),
+            other => Err(anyhow::anyhow!(
+                "unknown WireGuard library {other:?}; known: boringtun, gotatun"
+            )),
         }
+        .map(|()| ExitCode::SUCCESS),
         Command::LinkEmulator { config } => {
             crate::link::emulator::run(&config).map(|()| ExitCode::SUCCESS)
         }

@@ -126,7 +126,7 @@ impl Upgrade {
 /// Whether a stack's tunnel is visible to the kernel (a TUN device or kernel WireGuard),
 /// so that two such stacks cannot share a node's addresses and routes.
 pub fn has_kernel_tunnel(stack: &str) -> bool {
-    ["+wg-boringtun", "+wg-go", "+wg-kernel"]
+    ["+wg-boringtun", "+wg-gotatun-tun", "+wg-go", "+wg-kernel"]
         .iter()
         .any(|s| stack.ends_with(s))
 }

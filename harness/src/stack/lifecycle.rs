@@ -97,6 +97,7 @@ pub fn tun_daemon(
 pub fn tun_daemon_phases(daemon: Daemon) -> String {
     let name = match daemon {
         Daemon::Boringtun => "boringtun device (stackbench wg-device)",
+        Daemon::Gotatun => "gotatun device (stackbench wg-device --library gotatun)",
         Daemon::WireguardGo => "wireguard-go",
     };
     format!("create: start {name} until its UAPI socket exists; configure: one UAPI set with key, port and every peer; up: ip addr add + ip link set mtu up; destroy: kill the daemon and wait")

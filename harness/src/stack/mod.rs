@@ -14,7 +14,7 @@ pub mod tls;
 mod transport;
 mod wg_control;
 pub mod wg_costs;
-mod wg_gotatun;
+pub mod wg_gotatun;
 mod wg_inproc;
 mod wg_kernel;
 pub mod wg_socket;
@@ -51,6 +51,8 @@ pub enum UnderlayKind {
     WgKernel,
     WgInproc,
     WgGotatun,
+    /// GotaTun's device serving a TUN.
+    WgGotatunTun,
     WgGo,
 }
 
@@ -62,12 +64,13 @@ pub struct StackId {
 }
 
 impl UnderlayKind {
-    const ALL: [UnderlayKind; 6] = [
+    const ALL: [UnderlayKind; 7] = [
         UnderlayKind::Udp,
         UnderlayKind::WgBoringtun,
         UnderlayKind::WgKernel,
         UnderlayKind::WgInproc,
         UnderlayKind::WgGotatun,
+        UnderlayKind::WgGotatunTun,
         UnderlayKind::WgGo,
     ];
     /// What the underlay adds to a stack's name, e.g. "+wg-inproc".
@@ -78,6 +81,7 @@ impl UnderlayKind {
             UnderlayKind::WgKernel => "+wg-kernel",
             UnderlayKind::WgInproc => "+wg-inproc",
             UnderlayKind::WgGotatun => "+wg-gotatun",
+            UnderlayKind::WgGotatunTun => "+wg-gotatun-tun",
             UnderlayKind::WgGo => "+wg-go",
         }
     }
@@ -85,7 +89,9 @@ impl UnderlayKind {
     pub fn privileges(self) -> &'static str {
         match self {
             UnderlayKind::Udp => "network namespace (root or an unprivileged user namespace)",
-            UnderlayKind::WgBoringtun | UnderlayKind::WgGo => "network namespace + TUN device",
+            UnderlayKind::WgBoringtun | UnderlayKind::WgGotatunTun | UnderlayKind::WgGo => {
+                "network namespace + TUN device"
+            }
             UnderlayKind::WgKernel => "network namespace + kernel WireGuard module",
             UnderlayKind::WgInproc | UnderlayKind::WgGotatun => "none beyond a UDP socket",
         }
@@ -362,6 +368,10 @@ pub fn registry() -> Vec<Arc<dyn Stack>> {
                     crypto,
                     daemon: Daemon::Boringtun,
                 }),
+                (crypto, UnderlayKind::WgGotatunTun) => Arc::new(QuicWgTun {
+                    crypto,
+                    daemon: Daemon::Gotatun,
+                }),
                 (crypto, UnderlayKind::WgGo) => Arc::new(QuicWgTun {
                     crypto,
                     daemon: Daemon::WireguardGo,
@@ -389,7 +399,7 @@ mod tests {
     #[test]
     fn names_round_trip_and_are_unique() {
         let names = names();
-        assert_eq!(names.len(), 12);
+        assert_eq!(names.len(), 14);
         let set: std::collections::HashSet<_> = names.iter().collect();
         assert_eq!(set.len(), names.len());
         for n in &names {

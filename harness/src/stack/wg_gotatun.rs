@@ -159,3 +159,30 @@ impl WgTunnel for GotatunTunnel {
         self.tunn.time_since_last_handshake()
     }
 }
+
+/// `stackbench wg-device --library gotatun`: GotaTun's device serving the TUN `iface`, with
+/// its UAPI socket where the harness (and `wg`) look for it, until killed. One thread, as
+/// the boringtun device runs.
+pub fn run_device(iface: &str) -> anyhow::Result<()> {
+    use anyhow::Context;
+    use gotatun::device::{uapi::UapiServer, DeviceBuilder};
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("starting a tokio runtime")?;
+    rt.block_on(async {
+        let uapi = UapiServer::default_unix_socket(iface, None, None)
+            .map_err(|e| anyhow::anyhow!("{e}"))
+            .with_context(|| format!("serving UAPI for {iface}"))?;
+        let mut device = DeviceBuilder::new()
+            .with_default_udp()
+            .create_tun(iface)
+            .with_context(|| format!("creating TUN {iface}"))?
+            .with_uapi(uapi)
+            .build()
+            .await
+            .with_context(|| format!("starting the GotaTun device on {iface}"))?;
+        device.wait().await;
+        anyhow::bail!("the GotaTun device on {iface} stopped with an unrecoverable error")
+    })
+}

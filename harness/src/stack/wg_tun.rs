@@ -31,6 +31,8 @@ const DAEMON_START: Duration = Duration::from_secs(5);
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Daemon {
     Boringtun,
+    /// GotaTun's device (`stackbench wg-device --library gotatun`).
+    Gotatun,
     WireguardGo,
 }
 
@@ -209,11 +211,12 @@ impl PreparedUnderlay for TunUnderlay {
         serde_json::json!({
             "underlay": match self.daemon {
                 Daemon::Boringtun => "boringtun 0.7 device serving a TUN (stackbench wg-device)",
+                Daemon::Gotatun => "gotatun 0.10 device serving a TUN (stackbench wg-device --library gotatun)",
                 Daemon::WireguardGo => "wireguard-go serving a TUN",
             },
             "daemon_version": self.version,
             "tun_offloads": self.tun_offloads,
-            "threads": match self.daemon { Daemon::Boringtun => serde_json::json!(BORINGTUN_THREADS), Daemon::WireguardGo => serde_json::json!("GOMAXPROCS default") },
+            "threads": match self.daemon { Daemon::Boringtun | Daemon::Gotatun => serde_json::json!(BORINGTUN_THREADS), Daemon::WireguardGo => serde_json::json!("GOMAXPROCS default") },
             "multi_queue_tun": false,
             "crypto": super::crypto::describe(self.crypto),
             "tunnel_mtu": wg_socket::TUNNEL_MTU,
@@ -313,13 +316,19 @@ impl QuicWgTun {
         let mut cmd = Command::new("ip");
         cmd.args(["netns", "exec", &topology.node_netns(index)]);
         match self.daemon {
-            Daemon::Boringtun => {
+            Daemon::Boringtun | Daemon::Gotatun => {
+                let library = match self.daemon {
+                    Daemon::Gotatun => "gotatun",
+                    _ => "boringtun",
+                };
                 cmd.arg(exe).args([
                     "wg-device",
                     "--iface",
                     iface,
                     "--threads",
                     &BORINGTUN_THREADS.to_string(),
+                    "--library",
+                    library,
                 ]);
             }
             Daemon::WireguardGo => {
@@ -363,6 +372,10 @@ impl QuicWgTun {
     fn daemon_version(&self) -> String {
         match self.daemon {
             Daemon::Boringtun => "boringtun 0.7.1 (crate, device feature)".into(),
+            Daemon::Gotatun => format!(
+                "gotatun 0.10 (crate, device and tun features; {} crypto)",
+                super::wg_gotatun::CRYPTO_BACKEND
+            ),
             Daemon::WireguardGo => {
                 let binary = wireguard_go();
                 let line = Command::new(&binary)
@@ -393,6 +406,7 @@ impl Stack for QuicWgTun {
     fn id(&self) -> StackId {
         let underlay = match self.daemon {
             Daemon::Boringtun => UnderlayKind::WgBoringtun,
+            Daemon::Gotatun => UnderlayKind::WgGotatunTun,
             Daemon::WireguardGo => UnderlayKind::WgGo,
         };
         StackId {
@@ -482,7 +496,8 @@ impl Stack for QuicWgTun {
     }
 }
 
-/// `stackbench wg-device`: serves a boringtun device until killed.
+/// `stackbench wg-device`: serves a boringtun device until killed (GotaTun's:
+/// [`super::wg_gotatun::run_device`]).
 pub fn run_boringtun_device(iface: &str, threads: usize) -> anyhow::Result<()> {
     use anyhow::Context;
     let config = boringtun::device::DeviceConfig {
