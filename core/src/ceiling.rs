@@ -51,6 +51,10 @@ pub enum Ceiling {
     },
 }
 
+/// The control must keep this share of the CPUs busy for its CPU budget to be what bounds
+/// it: below, the run was not CPU-bound and has no crypto-bound ceiling.
+pub const SATURATED: f64 = 0.9;
+
 fn goodput(r: &RepetitionSummary) -> f64 {
     r.classes.iter().map(|c| c.goodput_bytes_per_sec).sum()
 }
@@ -186,7 +190,8 @@ mod tests {
         }
     }
 
-    /// A control that leaves CPU idle had a smaller budget: its ceiling shrinks with it.
+    /// A control that leaves some CPU idle had a smaller budget: its ceiling shrinks with it.
+    /// One that leaves much idle was not CPU-bound, and has no ceiling.
     #[test]
     fn an_unsaturated_control_lowers_the_budget() {
         let full = ceilings(

@@ -82,7 +82,8 @@ pub struct RepetitionContext<'a> {
     pub controller_cpu_seconds: f64,
     pub stack_config: serde_json::Value,
     pub link_emulator: Option<stackbench_core::schema::LinkEmulatorCost>,
-    pub lifecycle: Option<stackbench_core::schema::churn::Lifecycle>,
+    /// The lifecycle as the scenario's automation drives it, then the other way.
+    pub lifecycle: [Option<stackbench_core::schema::churn::Lifecycle>; 2],
     /// The host's cumulative busy CPU seconds, sampled every 100 ms: (s from the start of
     /// sending, seconds).
     pub host_busy_samples: &'a [(f64, f64)],
@@ -314,7 +315,8 @@ pub fn summarize(
         node_errors,
         link_emulator: ctx.link_emulator.clone(),
         churn,
-        lifecycle: ctx.lifecycle.clone(),
+        lifecycle: ctx.lifecycle[0].clone(),
+        lifecycle_other: ctx.lifecycle[1].clone(),
         network: stackbench_core::upgrade::summarize(
             plan,
             reports,

@@ -98,7 +98,9 @@ arrival = { process = "poisson", rate = "100/s" }
 const STACKS: &[&str] = &[
     "quic-tls",
     "quic-null+wg-inproc",
+    "quic-null+wg-gotatun",
     "quic-tls+wg-boringtun",
+    "quic-tls+wg-gotatun-tun",
     "quic-null+wg-go",
 ];
 

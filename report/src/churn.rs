@@ -251,13 +251,24 @@ pub fn section(run: &LoadedRun, table: TableFn) -> Option<String> {
     }
     let mut life = vec![];
     for r in &lifecycles {
-        if let Some(l) = &r.lifecycle {
+        for l in [&r.lifecycle, &r.lifecycle_other].into_iter().flatten() {
+            let peer_change = if l.peer_change_us.count > 0 {
+                p50_p99(&l.peer_change_us)
+            } else {
+                "-".into()
+            };
             life.push(vec![
                 format!("{} #{}", r.stack, r.repetition),
+                if l.automation.is_empty() {
+                    "-".into()
+                } else {
+                    l.automation.clone()
+                },
                 l.samples.to_string(),
                 p50_p99(&l.create_us),
                 p50_p99(&l.configure_us),
                 p50_p99(&l.up_us),
+                peer_change,
                 p50_p99(&l.destroy_us),
                 p50_p99(&l.total_us),
                 l.what.clone(),
@@ -265,14 +276,16 @@ pub fn section(run: &LoadedRun, table: TableFn) -> Option<String> {
         }
     }
     if !life.is_empty() {
-        s.push_str("Interface lifecycle (p50 / p99), beside the run's own interfaces:\n");
+        s.push_str("Interface lifecycle (p50 / p99), beside the run's own interfaces, driven from code (library) and by spawning ip and wg (processes); the first row of each stack is the scenario's automation, which churn used:\n");
         s.push_str(&table(
             &[
                 "stack",
+                "automation",
                 "n",
                 "create",
                 "configure",
                 "up",
+                "peer change",
                 "destroy",
                 "total",
                 "phases",

@@ -26,6 +26,11 @@ pub struct Churn {
     /// before the repetitions; 0 takes none.
     #[serde(default)]
     pub lifecycle_samples: u32,
+    /// How WireGuard interfaces and peers are driven: from code ("library": netlink for
+    /// kernel WireGuard, UAPI and rtnetlink for TUN daemons) or by spawning `ip` and `wg`
+    /// ("processes"). Lifecycle samples time both, whichever this says.
+    #[serde(default)]
+    pub automation: Automation,
 }
 
 impl Default for Churn {
@@ -35,6 +40,35 @@ impl Default for Churn {
             timeline: default_timeline(),
             tls_handshakes: default_handshakes(),
             lifecycle_samples: 0,
+            automation: Automation::default(),
+        }
+    }
+}
+
+/// How an operator's automation drives WireGuard interfaces and peers.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Deserialize, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Automation {
+    /// From code: netlink for kernel WireGuard, UAPI and rtnetlink for TUN daemons. The
+    /// default: it was faster in every measurement (README, "Automation from code").
+    #[default]
+    Library,
+    /// Spawning `ip` and `wg` for each step, as shell automation does.
+    Processes,
+}
+
+impl Automation {
+    pub fn name(self) -> &'static str {
+        match self {
+            Automation::Library => "library",
+            Automation::Processes => "processes",
+        }
+    }
+    /// The other way, for comparison.
+    pub fn other(self) -> Automation {
+        match self {
+            Automation::Library => Automation::Processes,
+            Automation::Processes => Automation::Library,
         }
     }
 }

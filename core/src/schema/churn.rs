@@ -72,6 +72,10 @@ pub struct LifecycleTimes {
     pub configure_us: u64,
     pub up_us: u64,
     pub destroy_us: u64,
+    /// Removing one peer from the live interface and adding it back (0 where the stack has
+    /// no interface).
+    #[serde(default)]
+    pub peer_change_us: u64,
 }
 
 /// A stack's interface lifecycle over several samples.
@@ -85,4 +89,11 @@ pub struct Lifecycle {
     pub up_us: Percentiles,
     pub destroy_us: Percentiles,
     pub total_us: Percentiles,
+    /// Remove one peer and add it back, on the live interface.
+    #[serde(default)]
+    pub peer_change_us: Percentiles,
+    /// How the steps were driven: "library" or "processes" ("" for stacks without an
+    /// interface, and in runs from before automation was a choice).
+    #[serde(default)]
+    pub automation: String,
 }

@@ -138,6 +138,10 @@ pub struct RepetitionSummary {
     /// The stack's interface lifecycle, when the scenario asks for samples.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub lifecycle: Option<crate::schema::churn::Lifecycle>,
+    /// The same lifecycle driven the other way (processes against library), for stacks
+    /// where the choice exists: what the scenario's `automation` saves or costs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lifecycle_other: Option<crate::schema::churn::Lifecycle>,
     /// Which stacks ran where (a mix or an upgrade), and what the upgrade did.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub network: Option<network::NetworkSummary>,

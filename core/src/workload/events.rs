@@ -63,6 +63,9 @@ pub struct ChurnPlan {
     pub window: Duration,
     pub timeline: Duration,
     pub handshakes: Vec<HandshakeMode>,
+    /// How WireGuard peers and interfaces are driven.
+    #[serde(default)]
+    pub automation: crate::scenario::churn::Automation,
 }
 
 impl Default for ChurnPlan {
@@ -74,6 +77,7 @@ impl Default for ChurnPlan {
             window: Duration::from_millis(500),
             timeline: Duration::from_secs(1),
             handshakes: vec![HandshakeMode::Full],
+            automation: Default::default(),
         }
     }
 }
@@ -197,6 +201,7 @@ impl ChurnPlan {
             window: s.churn.window.0,
             timeline: s.churn.timeline.get_ref().0,
             handshakes: s.churn.tls_handshakes.get_ref().clone(),
+            automation: s.churn.automation,
         }
     }
 

@@ -55,6 +55,7 @@ impl RunOptions {
             node_exe: &self.node_exe,
             keys: &self.faults,
             slot: 0,
+            automation: stack::Automation::default(),
         }
     }
 }
@@ -217,9 +218,25 @@ pub async fn run(scenario: &Scenario, opts: &RunOptions) -> Result<RunOutcome> {
             for rep in 0..reps {
                 let label = format!("{name} rep {}/{reps}", rep + 1);
                 let lifecycle = match &stacks[..] {
-                    [one] => lifecycle(one.as_ref(), &topology, opts, scenario)
-                        .with_context(|| format!("{name}: timing the interface lifecycle"))?,
-                    _ => None,
+                    [one] => {
+                        let chosen = scenario.churn.automation;
+                        let mut both = [None, None];
+                        for (i, automation) in [chosen, chosen.other()].into_iter().enumerate() {
+                            // Only stacks with an interface of their own have two ways.
+                            if i == 0 || one.id().has_interface() {
+                                both[i] =
+                                    lifecycle(one.as_ref(), &topology, opts, scenario, automation)
+                                        .with_context(|| {
+                                            format!(
+                                                "{name}: timing the interface lifecycle through {}",
+                                                automation.name()
+                                            )
+                                        })?;
+                            }
+                        }
+                        both
+                    }
+                    _ => [None, None],
                 };
                 let sock = run.0.socket_dir().join(format!("s{si}r{rep}.sock"));
                 let data =
@@ -275,28 +292,39 @@ fn lifecycle(
     topology: &Topology,
     opts: &RunOptions,
     scenario: &Scenario,
+    automation: stack::Automation,
 ) -> Result<Option<stackbench_core::schema::churn::Lifecycle>> {
     let samples = scenario.churn.lifecycle_samples;
     if samples == 0 {
         return Ok(None);
     }
-    let mut phases: [hdrhistogram::Histogram<u64>; 5] =
+    let mut phases: [hdrhistogram::Histogram<u64>; 6] =
         std::array::from_fn(|_| metrics::new_histogram());
     let mut what = String::new();
+    let ctx = stack::StackContext {
+        automation,
+        ..opts.stack_context()
+    };
+    let mut has_interface = false;
     for _ in 0..samples {
-        let (w, times) = stack.lifecycle(topology, &opts.stack_context())?;
+        let (w, times) = stack.lifecycle(topology, &ctx)?;
         what = w;
         let Some(t) = times else { break };
+        has_interface = t.peer_change_us > 0;
         let total = t.create_us + t.configure_us + t.up_us + t.destroy_us;
-        for (h, v) in
-            phases
-                .iter_mut()
-                .zip([t.create_us, t.configure_us, t.up_us, t.destroy_us, total])
-        {
+        for (h, v) in phases.iter_mut().zip([
+            t.create_us,
+            t.configure_us,
+            t.up_us,
+            t.destroy_us,
+            total,
+            t.peer_change_us,
+        ]) {
             metrics::record(h, v);
         }
     }
-    let [create, configure, up, destroy, total] = phases.map(|h| aggregate::percentiles(&h));
+    let [create, configure, up, destroy, total, peer_change] =
+        phases.map(|h| aggregate::percentiles(&h));
     Ok(Some(stackbench_core::schema::churn::Lifecycle {
         what,
         samples: total.count as u32,
@@ -305,6 +333,12 @@ fn lifecycle(
         up_us: up,
         destroy_us: destroy,
         total_us: total,
+        peer_change_us: peer_change,
+        automation: if has_interface {
+            automation.name().into()
+        } else {
+            String::new()
+        },
     }))
 }
 

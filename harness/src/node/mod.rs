@@ -187,6 +187,7 @@ fn build_endpoint(
         peers: &ss.peers,
         resumption: setup.plan.churn.resumes(),
         transport: setup.plan.transport,
+        automation: setup.plan.churn.automation,
     };
     stack
         .endpoint(&ctx)

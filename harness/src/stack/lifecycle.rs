@@ -4,16 +4,19 @@
 //! many peers as a node has.
 
 use super::{
+    wg_netlink::{self, PeerSpec},
     wg_socket,
     wg_tun::{hex, ip_in, run_keys, uapi, uapi_path, Daemon, QuicWgTun, WG_PORT},
     wg_tunnel::WgLibrary,
-    LifecycleTimes, StackError,
+    Automation, LifecycleTimes, StackError,
 };
 use crate::topology::Topology;
-use std::time::Instant;
+use std::{net::SocketAddr, time::Instant};
 
 /// The lifecycle interface's tunnel address: apart from every node's.
 const ADDRESS: &str = "198.19.1.1/24";
+const ADDRESS_IP: std::net::Ipv4Addr = std::net::Ipv4Addr::new(198, 19, 1, 1);
+const ADDRESS_PREFIX: u8 = 24;
 /// Its WireGuard port: apart from the node's own.
 const PORT: u16 = WG_PORT + 1;
 
@@ -27,27 +30,140 @@ fn scratch_iface(topology: &Topology) -> String {
 }
 
 /// Peers as node 0 would have them: fresh keys, the other nodes' endpoints.
-fn peer_lines(topology: &Topology) -> Vec<([u8; 32], String, String)> {
+fn peers(topology: &Topology) -> Vec<PeerSpec> {
     let (_, publics) = run_keys(topology.nodes());
     (1..topology.nodes())
-        .map(|j| {
-            (
-                publics[j as usize],
-                format!("{}:{WG_PORT}", topology.node_ip(j)),
-                format!("{}/32", wg_socket::virtual_ip(j)),
-            )
+        .map(|j| PeerSpec {
+            public: publics[j as usize],
+            endpoint: SocketAddr::from((topology.node_ip(j), WG_PORT)),
+            allowed: wg_socket::virtual_ip(j),
         })
         .collect()
 }
 
-fn address_and_up(ns: &str, iface: &str) -> Result<(), StackError> {
-    ip_in(ns, &["addr", "add", ADDRESS, "dev", iface])?;
-    let mtu = wg_socket::TUNNEL_MTU.to_string();
-    ip_in(ns, &["link", "set", iface, "mtu", &mtu, "up"])
+/// `wg setconf`'s configuration of the scratch interface.
+fn wg_config(secret: &[u8; 32], peers: &[PeerSpec]) -> String {
+    let mut config = format!(
+        "[Interface]\nPrivateKey = {}\nListenPort = {PORT}\n",
+        b64(secret)
+    );
+    for p in peers {
+        config += &format!(
+            "\n[Peer]\nPublicKey = {}\nEndpoint = {}\nAllowedIPs = {}/32\n",
+            b64(&p.public),
+            p.endpoint,
+            p.allowed
+        );
+    }
+    config
 }
 
-/// A userspace daemon: start it (until its UAPI socket answers), configure it over UAPI,
-/// address the TUN and bring it up, then stop the daemon.
+/// Runs `f` on a thread inside `ns`, as a node's own automation would run.
+fn in_ns<T: Send>(
+    ns: &str,
+    f: impl FnOnce() -> Result<T, StackError> + Send,
+) -> Result<T, StackError> {
+    let mut result = None;
+    wg_netlink::in_netns(ns, || {
+        result = Some(f());
+        Ok(())
+    })
+    .map_err(|e| StackError::Setup(format!("entering {ns}: {e}")))?;
+    result.unwrap_or_else(|| Err(StackError::Setup(format!("nothing ran in {ns}"))))
+}
+
+/// Address the scratch interface and bring it up.
+fn up(automation: Automation, ns: &str, iface: &str) -> Result<(), StackError> {
+    match automation {
+        Automation::Processes => {
+            ip_in(ns, &["addr", "add", ADDRESS, "dev", iface])?;
+            let mtu = wg_socket::TUNNEL_MTU.to_string();
+            ip_in(ns, &["link", "set", iface, "mtu", &mtu, "up"])
+        }
+        Automation::Library => {
+            wg_netlink::add_address(iface, ADDRESS_IP, ADDRESS_PREFIX)?;
+            wg_netlink::set_link(iface, true, Some(wg_socket::TUNNEL_MTU as u32))
+        }
+    }
+}
+
+fn wg_in(ns: &str, args: &[String]) -> Result<(), StackError> {
+    let out = std::process::Command::new("ip")
+        .args(["netns", "exec", ns, "wg"])
+        .args(args)
+        .output()
+        .map_err(|e| StackError::Setup(format!("running wg in {ns}: {e}")))?;
+    if !out.status.success() {
+        return Err(StackError::Setup(format!(
+            "wg {} in {ns}: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr).trim()
+        )));
+    }
+    Ok(())
+}
+
+/// Remove the first peer and add it back, as churn does: `wg set` processes, or from code
+/// (netlink for kernel WireGuard, UAPI for a daemon).
+fn peer_change(
+    automation: Automation,
+    ns: &str,
+    iface: &str,
+    kernel: bool,
+    peer: &PeerSpec,
+) -> Result<(), StackError> {
+    match (automation, kernel) {
+        (Automation::Processes, _) => {
+            let key = b64(&peer.public);
+            wg_in(
+                ns,
+                &[
+                    "set".into(),
+                    iface.into(),
+                    "peer".into(),
+                    key.clone(),
+                    "remove".into(),
+                ],
+            )?;
+            wg_in(
+                ns,
+                &[
+                    "set".into(),
+                    iface.into(),
+                    "peer".into(),
+                    key,
+                    "endpoint".into(),
+                    peer.endpoint.to_string(),
+                    "allowed-ips".into(),
+                    format!("{}/32", peer.allowed),
+                ],
+            )
+        }
+        (Automation::Library, true) => {
+            wg_netlink::remove_peer(iface, peer.public)?;
+            wg_netlink::add_peer(iface, peer)
+        }
+        (Automation::Library, false) => {
+            let key = hex(&peer.public);
+            let path = uapi_path(iface);
+            let err = |e| StackError::Setup(format!("UAPI on {iface}: {e}"));
+            uapi(&path, &format!("set=1\npublic_key={key}\nremove=true\n\n")).map_err(err)?;
+            uapi(
+                &path,
+                &format!(
+                    "set=1\npublic_key={key}\nendpoint={}\nallowed_ip={}/32\n\n",
+                    peer.endpoint, peer.allowed
+                ),
+            )
+            .map_err(err)
+            .map(|_| ())
+        }
+    }
+}
+
+/// A userspace daemon: start it (until its UAPI socket answers), configure it (one UAPI
+/// set, or `wg setconf`), address the TUN and bring it up, change a peer, then stop the
+/// daemon.
 pub fn tun_daemon(
     stack: &QuicWgTun,
     topology: &Topology,
@@ -55,90 +171,126 @@ pub fn tun_daemon(
 ) -> Result<LifecycleTimes, StackError> {
     let ns = topology.node_netns(0);
     let iface = scratch_iface(topology);
+    let peers = peers(topology);
+    let (secrets, _) = run_keys(1);
+    let secret = secrets[0].to_bytes();
+    let automation = opts.automation;
     let t = Instant::now();
     let mut child = stack.spawn_daemon(topology, 0, &iface, opts.node_exe)?;
     let create_us = us(t);
-    let result = (|| -> Result<(u64, u64), StackError> {
+    let result = in_ns(&ns, || {
         let t = Instant::now();
-        let (secrets, _) = run_keys(1);
-        let mut req = format!(
-            "set=1\nprivate_key={}\nlisten_port={PORT}\nreplace_peers=true\n",
-            hex(&secrets[0].to_bytes())
-        );
-        for (key, endpoint, allowed) in peer_lines(topology) {
-            req += &format!(
-                "public_key={}\nendpoint={endpoint}\nallowed_ip={allowed}\n",
-                hex(&key)
-            );
+        match automation {
+            Automation::Library => {
+                let mut req = format!(
+                    "set=1\nprivate_key={}\nlisten_port={PORT}\nreplace_peers=true\n",
+                    hex(&secret)
+                );
+                for p in &peers {
+                    req += &format!(
+                        "public_key={}\nendpoint={}\nallowed_ip={}/32\n",
+                        hex(&p.public),
+                        p.endpoint,
+                        p.allowed
+                    );
+                }
+                req += "\n";
+                uapi(&uapi_path(&iface), &req)
+                    .map_err(|e| StackError::Setup(format!("configuring {iface}: {e}")))?;
+            }
+            Automation::Processes => {
+                super::wg_kernel::wg_setconf(&ns, &iface, &wg_config(&secret, &peers))?
+            }
         }
-        req += "\n";
-        uapi(&uapi_path(&iface), &req)
-            .map_err(|e| StackError::Setup(format!("configuring {iface}: {e}")))?;
         let configure_us = us(t);
         let t = Instant::now();
-        address_and_up(&ns, &iface)?;
-        Ok((configure_us, us(t)))
-    })();
+        up(automation, &ns, &iface)?;
+        let up_us = us(t);
+        let t = Instant::now();
+        peer_change(automation, &ns, &iface, false, &peers[0])?;
+        Ok((configure_us, up_us, us(t)))
+    });
     let t = Instant::now();
     let _ = child.kill();
     let _ = child.wait();
     let _ = std::fs::remove_file(uapi_path(&iface));
     let destroy_us = us(t);
-    let (configure_us, up_us) = result?;
+    let (configure_us, up_us, peer_change_us) = result?;
     Ok(LifecycleTimes {
         create_us,
         configure_us,
         up_us,
         destroy_us,
+        peer_change_us,
     })
 }
 
-/// What a daemon's lifecycle phases are.
-pub fn tun_daemon_phases(daemon: Daemon) -> String {
+/// What a daemon's lifecycle phases are, done as `automation` says.
+pub fn tun_daemon_phases(daemon: Daemon, automation: Automation) -> String {
     let name = match daemon {
         Daemon::Boringtun => "boringtun device (stackbench wg-device)",
         Daemon::Gotatun => "gotatun device (stackbench wg-device --library gotatun)",
         Daemon::WireguardGo => "wireguard-go",
     };
-    format!("create: start {name} until its UAPI socket exists; configure: one UAPI set with key, port and every peer; up: ip addr add + ip link set mtu up; destroy: kill the daemon and wait")
+    match automation {
+        Automation::Library => format!("create: start {name} until its UAPI socket exists; configure: one UAPI set with key, port and every peer; up: rtnetlink address + link mtu up; peer change: UAPI remove + add; destroy: kill the daemon and wait"),
+        Automation::Processes => format!("create: start {name} until its UAPI socket exists; configure: wg setconf; up: ip addr add + ip link set mtu up; peer change: wg set remove + add; destroy: kill the daemon and wait"),
+    }
 }
 
-/// Kernel WireGuard: `ip link add`, `wg setconf`, address and up, `ip link del`.
-pub fn kernel(topology: &Topology) -> Result<LifecycleTimes, StackError> {
+/// What kernel WireGuard's lifecycle phases are, done as `automation` says.
+pub fn kernel_phases(automation: Automation) -> String {
+    match automation {
+        Automation::Library => "netlink from code (wireguard-control, rtnetlink): create: RTM_NEWLINK type wireguard; configure: WG_CMD_SET_DEVICE with key, port and every peer; up: RTM_NEWADDR + RTM_SETLINK mtu up; peer change: remove + add over WG_CMD_SET_DEVICE; destroy: RTM_DELLINK".into(),
+        Automation::Processes => "processes: create: ip link add type wireguard; configure: wg setconf with key, port and every peer; up: ip addr add + ip link set mtu up; peer change: wg set remove + add; destroy: ip link del".into(),
+    }
+}
+
+/// Kernel WireGuard, every phase from inside node 0's namespace.
+pub fn kernel(topology: &Topology, automation: Automation) -> Result<LifecycleTimes, StackError> {
     let ns = topology.node_netns(0);
     let iface = scratch_iface(topology);
-    let t = Instant::now();
-    ip_in(&ns, &["link", "add", &iface, "type", "wireguard"])?;
-    let create_us = us(t);
-    let result = (|| -> Result<(u64, u64), StackError> {
+    let peers = peers(topology);
+    let (secrets, _) = run_keys(1);
+    let secret = secrets[0].to_bytes();
+    in_ns(&ns, || {
         let t = Instant::now();
-        let (secrets, _) = run_keys(1);
-        let mut config = format!(
-            "[Interface]\nPrivateKey = {}\nListenPort = {PORT}\n",
-            b64(&secrets[0].to_bytes())
-        );
-        for (key, endpoint, allowed) in peer_lines(topology) {
-            config += &format!(
-                "\n[Peer]\nPublicKey = {}\nEndpoint = {endpoint}\nAllowedIPs = {allowed}\n",
-                b64(&key)
-            );
+        match automation {
+            Automation::Processes => ip_in(&ns, &["link", "add", &iface, "type", "wireguard"])?,
+            Automation::Library => wg_netlink::create_wireguard(&iface)?,
         }
-        super::wg_kernel::wg_setconf(&ns, &iface, &config)?;
-        let configure_us = us(t);
+        let create_us = us(t);
+        let result = (|| -> Result<(u64, u64, u64), StackError> {
+            let t = Instant::now();
+            match automation {
+                Automation::Processes => {
+                    super::wg_kernel::wg_setconf(&ns, &iface, &wg_config(&secret, &peers))?
+                }
+                Automation::Library => wg_netlink::configure(&iface, secret, PORT, &peers)?,
+            }
+            let configure_us = us(t);
+            let t = Instant::now();
+            up(automation, &ns, &iface)?;
+            let up_us = us(t);
+            let t = Instant::now();
+            peer_change(automation, &ns, &iface, true, &peers[0])?;
+            Ok((configure_us, up_us, us(t)))
+        })();
         let t = Instant::now();
-        address_and_up(&ns, &iface)?;
-        Ok((configure_us, us(t)))
-    })();
-    let t = Instant::now();
-    let deleted = ip_in(&ns, &["link", "del", &iface]);
-    let destroy_us = us(t);
-    let (configure_us, up_us) = result?;
-    deleted?;
-    Ok(LifecycleTimes {
-        create_us,
-        configure_us,
-        up_us,
-        destroy_us,
+        let deleted = match automation {
+            Automation::Processes => ip_in(&ns, &["link", "del", &iface]),
+            Automation::Library => wg_netlink::delete_link(&iface),
+        };
+        let destroy_us = us(t);
+        let (configure_us, up_us, peer_change_us) = result?;
+        deleted?;
+        Ok(LifecycleTimes {
+            create_us,
+            configure_us,
+            up_us,
+            destroy_us,
+            peer_change_us,
+        })
     })
 }
 
@@ -168,5 +320,6 @@ pub fn in_process(topology: &Topology, library: WgLibrary) -> Result<LifecycleTi
         configure_us: 0,
         up_us,
         destroy_us: us(t),
+        peer_change_us: 0,
     })
 }

@@ -17,6 +17,7 @@ pub mod wg_costs;
 pub mod wg_gotatun;
 mod wg_inproc;
 mod wg_kernel;
+pub mod wg_netlink;
 pub mod wg_socket;
 pub mod wg_tun;
 pub mod wg_tunnel;
@@ -122,6 +123,18 @@ impl StackId {
         StackId::all().into_iter().find(|s| s.name() == name)
     }
 
+    /// Whether the stack has a network interface of its own (a TUN or a kernel device),
+    /// which automation creates, configures and removes.
+    pub fn has_interface(&self) -> bool {
+        matches!(
+            self.underlay,
+            UnderlayKind::WgBoringtun
+                | UnderlayKind::WgGotatunTun
+                | UnderlayKind::WgGo
+                | UnderlayKind::WgKernel
+        )
+    }
+
     /// Whether QUIC runs inside WireGuard.
     pub fn uses_wireguard(&self) -> bool {
         self.underlay != UnderlayKind::Udp
@@ -201,6 +214,8 @@ pub struct NodeContext<'a> {
     pub resumption: bool,
     /// The scenario's QUIC settings.
     pub transport: TransportPlan,
+    /// How churn drives WireGuard peers and interfaces.
+    pub automation: Automation,
 }
 
 /// How to dial one peer.
@@ -312,7 +327,11 @@ pub struct StackContext<'a> {
     /// The stack's slot in a network of several stacks (0 alone): stacks whose sockets sit
     /// on the node's own address offset their ports by it, so two can share a node.
     pub slot: u8,
+    /// How interfaces and peers are driven (lifecycle samples time both ways).
+    pub automation: Automation,
 }
+
+pub use stackbench_core::scenario::churn::Automation;
 
 impl std::fmt::Debug for StackContext<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {

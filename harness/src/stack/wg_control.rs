@@ -1,5 +1,6 @@
 //! Churn on WireGuard devices from inside a node's namespace: over a userspace daemon's
-//! UAPI socket, or with `wg` and `ip` for kernel WireGuard. A removed peer's settings are
+//! UAPI socket; for kernel WireGuard over netlink from code, or with `wg` and `ip`
+//! processes (the scenario's `[churn] automation`). A removed peer's settings are
 //! remembered so it can be added back exactly as it was, as an operator's automation would.
 
 use super::{wg_socket, wg_tun, PeerControl, StackError};
@@ -48,16 +49,18 @@ fn set_link(iface: &str, up: bool) -> Result<bool, StackError> {
     .map(|_| true)
 }
 
-/// A userspace daemon (boringtun, wireguard-go) through its UAPI socket.
+/// A userspace daemon (boringtun, GotaTun, wireguard-go) through its UAPI socket; its TUN
+/// goes up and down over rtnetlink, or with `ip link` when automation is by processes.
 pub struct UapiControl {
     path: PathBuf,
     iface: String,
+    automation: super::Automation,
     /// Removed peers: the UAPI lines that add each back.
     removed: Mutex<BTreeMap<u32, String>>,
 }
 
 impl UapiControl {
-    pub fn new(path: PathBuf) -> UapiControl {
+    pub fn new(path: PathBuf, automation: super::Automation) -> UapiControl {
         let iface = path
             .file_stem()
             .map(|s| s.to_string_lossy().into_owned())
@@ -65,6 +68,7 @@ impl UapiControl {
         UapiControl {
             path,
             iface,
+            automation,
             removed: Mutex::default(),
         }
     }
@@ -128,7 +132,12 @@ impl PeerControl for UapiControl {
     }
 
     fn set_interface(&self, up: bool) -> Result<bool, StackError> {
-        set_link(&self.iface, up)
+        match self.automation {
+            super::Automation::Library => {
+                super::wg_netlink::set_link(&self.iface, up, None).map(|()| true)
+            }
+            super::Automation::Processes => set_link(&self.iface, up),
+        }
     }
 
     fn last_handshakes(&self) -> Vec<(u32, SystemTime)> {
@@ -258,6 +267,78 @@ impl PeerControl for WgToolControl {
                 let peer = f[3].split(',').find_map(peer_of_allowed_ip)?;
                 let sec: u64 = f[4].parse().ok().filter(|s| *s > 0)?;
                 Some((peer, SystemTime::UNIX_EPOCH + Duration::from_secs(sec)))
+            })
+            .collect()
+    }
+}
+
+/// Kernel WireGuard over netlink from code ([`super::wg_netlink`]): the node's namespace's
+/// only WireGuard device, as [`WgToolControl`] drives it with processes.
+pub struct NetlinkControl {
+    removed: Mutex<BTreeMap<u32, super::wg_netlink::PeerSpec>>,
+    iface: std::sync::OnceLock<String>,
+}
+
+impl NetlinkControl {
+    pub fn new() -> NetlinkControl {
+        NetlinkControl {
+            removed: Mutex::default(),
+            iface: std::sync::OnceLock::new(),
+        }
+    }
+
+    fn iface(&self) -> Result<String, StackError> {
+        if let Some(i) = self.iface.get() {
+            return Ok(i.clone());
+        }
+        let iface = super::wg_netlink::devices()?
+            .into_iter()
+            .next()
+            .ok_or_else(|| failed("netlink", "no WireGuard device here"))?;
+        Ok(self.iface.get_or_init(|| iface).clone())
+    }
+}
+
+impl Default for NetlinkControl {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl PeerControl for NetlinkControl {
+    fn remove_peer(&self, peer: u32) -> Result<(), StackError> {
+        let iface = self.iface()?;
+        let spec = super::wg_netlink::peers(&iface)?
+            .into_iter()
+            .map(|(p, _)| p)
+            .find(|p| p.allowed == wg_socket::virtual_ip(peer))
+            .ok_or_else(|| failed("netlink remove", format!("node {peer} is not a peer")))?;
+        super::wg_netlink::remove_peer(&iface, spec.public)?;
+        lock(&self.removed).insert(peer, spec);
+        Ok(())
+    }
+
+    fn add_peer(&self, peer: u32) -> Result<(), StackError> {
+        let spec = lock(&self.removed)
+            .remove(&peer)
+            .ok_or_else(|| failed("netlink add", format!("node {peer} was not removed")))?;
+        super::wg_netlink::add_peer(&self.iface()?, &spec)
+    }
+
+    fn set_interface(&self, up: bool) -> Result<bool, StackError> {
+        super::wg_netlink::set_link(&self.iface()?, up, None).map(|()| true)
+    }
+
+    fn last_handshakes(&self) -> Vec<(u32, SystemTime)> {
+        let Ok(iface) = self.iface() else {
+            return vec![];
+        };
+        super::wg_netlink::peers(&iface)
+            .unwrap_or_default()
+            .into_iter()
+            .filter_map(|(p, at)| {
+                let peer = peer_of_allowed_ip(&format!("{}/32", p.allowed))?;
+                Some((peer, at.filter(|t| *t > SystemTime::UNIX_EPOCH)?))
             })
             .collect()
     }

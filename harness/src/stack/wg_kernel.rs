@@ -186,11 +186,11 @@ impl Stack for QuicWgKernel {
     fn lifecycle(
         &self,
         topology: &Topology,
-        _opts: &super::StackContext<'_>,
+        opts: &super::StackContext<'_>,
     ) -> Result<(String, Option<super::LifecycleTimes>), StackError> {
         Ok((
-            "create: ip link add type wireguard; configure: wg setconf with key, port and every peer; up: ip addr add + ip link set mtu up; destroy: ip link del".into(),
-            Some(super::lifecycle::kernel(topology)?),
+            super::lifecycle::kernel_phases(opts.automation),
+            Some(super::lifecycle::kernel(topology, opts.automation)?),
         ))
     }
 
@@ -201,7 +201,14 @@ impl Stack for QuicWgKernel {
             ctx,
             Some(wg_socket::MAX_QUIC_PAYLOAD),
             Some(diagnose),
-            std::sync::Arc::new(super::wg_control::WgToolControl::new()),
+            match ctx.automation {
+                super::Automation::Library => {
+                    std::sync::Arc::new(super::wg_control::NetlinkControl::new())
+                }
+                super::Automation::Processes => {
+                    std::sync::Arc::new(super::wg_control::WgToolControl::new())
+                }
+            },
         )
     }
 }

@@ -472,7 +472,7 @@ impl Stack for QuicWgTun {
         opts: &super::StackContext<'_>,
     ) -> Result<(String, Option<super::LifecycleTimes>), StackError> {
         Ok((
-            super::lifecycle::tun_daemon_phases(self.daemon),
+            super::lifecycle::tun_daemon_phases(self.daemon, opts.automation),
             Some(super::lifecycle::tun_daemon(self, topology, opts)?),
         ))
     }
@@ -483,7 +483,10 @@ impl Stack for QuicWgTun {
             d
         });
         let control: std::sync::Arc<dyn super::PeerControl> = match &ctx.wg_uapi {
-            Some(path) => std::sync::Arc::new(super::wg_control::UapiControl::new(path.clone())),
+            Some(path) => std::sync::Arc::new(super::wg_control::UapiControl::new(
+                path.clone(),
+                ctx.automation,
+            )),
             None => std::sync::Arc::new(super::NoPeers),
         };
         udp_endpoint(
