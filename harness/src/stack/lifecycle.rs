@@ -161,6 +161,22 @@ fn peer_change(
     }
 }
 
+/// Times bringing the scratch interface up, then a peer change on it: (up, peer change) µs.
+fn up_then_peer_change(
+    automation: Automation,
+    ns: &str,
+    iface: &str,
+    kernel: bool,
+    peer: &PeerSpec,
+) -> Result<(u64, u64), StackError> {
+    let t = Instant::now();
+    up(automation, ns, iface)?;
+    let up_us = us(t);
+    let t = Instant::now();
+    peer_change(automation, ns, iface, kernel, peer)?;
+    Ok((up_us, us(t)))
+}
+
 /// A userspace daemon: start it (until its UAPI socket answers), configure it (one UAPI
 /// set, or `wg setconf`), address the TUN and bring it up, change a peer, then stop the
 /// daemon.
@@ -203,12 +219,9 @@ pub fn tun_daemon(
             }
         }
         let configure_us = us(t);
-        let t = Instant::now();
-        up(automation, &ns, &iface)?;
-        let up_us = us(t);
-        let t = Instant::now();
-        peer_change(automation, &ns, &iface, false, &peers[0])?;
-        Ok((configure_us, up_us, us(t)))
+        let (up_us, peer_change_us) =
+            up_then_peer_change(automation, &ns, &iface, false, &peers[0])?;
+        Ok((configure_us, up_us, peer_change_us))
     });
     let t = Instant::now();
     let _ = child.kill();
@@ -269,12 +282,9 @@ pub fn kernel(topology: &Topology, automation: Automation) -> Result<LifecycleTi
                 Automation::Library => wg_netlink::configure(&iface, secret, PORT, &peers)?,
             }
             let configure_us = us(t);
-            let t = Instant::now();
-            up(automation, &ns, &iface)?;
-            let up_us = us(t);
-            let t = Instant::now();
-            peer_change(automation, &ns, &iface, true, &peers[0])?;
-            Ok((configure_us, up_us, us(t)))
+            let (up_us, peer_change_us) =
+                up_then_peer_change(automation, &ns, &iface, true, &peers[0])?;
+            Ok((configure_us, up_us, peer_change_us))
         })();
         let t = Instant::now();
         let deleted = match automation {
