@@ -166,10 +166,7 @@ fn churn_is_measured_on_every_underlay() {
                 c.apply_us
             );
         }
-        let has_iface = matches!(
-            id.underlay,
-            stackbench::stack::UnderlayKind::WgBoringtun | stackbench::stack::UnderlayKind::WgGo
-        );
+        let has_iface = id.has_interface();
         assert_eq!(c.apply_us.contains_key("iface_down"), has_iface, "{name}");
         assert_eq!(
             c.step_notes.iter().any(|n| n.contains("not applicable")),
@@ -214,6 +211,25 @@ fn churn_is_measured_on_every_underlay() {
         } else {
             assert_eq!(life.samples, 0, "{name}");
             assert!(life.what.contains("no interface"), "{name}: {}", life.what);
+        }
+        // Stacks with an interface are timed both ways, the scenario's (library) first,
+        // each with a peer change; the others have one way only.
+        match (&s.lifecycle_other, has_iface) {
+            (Some(other), true) => {
+                assert_eq!(
+                    (life.automation.as_str(), other.automation.as_str()),
+                    ("library", "processes"),
+                    "{name}"
+                );
+                for l in [life, other] {
+                    assert!(
+                        l.samples == 3 && l.peer_change_us.count == 3 && l.peer_change_us.p50 > 0,
+                        "{name}: {l:?}"
+                    );
+                }
+            }
+            (None, false) => assert!(life.automation.is_empty(), "{name}: {life:?}"),
+            (other, _) => panic!("{name}: has an interface {has_iface}, other way {other:?}"),
         }
 
         // Raw data kept beside the summary, and the report shows the section.
