@@ -249,7 +249,7 @@ fn dispatch(cli: Cli) -> Result<ExitCode> {
             library,
         } => match library.as_str() {
             "boringtun" => crate::stack::wg_tun::run_boringtun_device(&iface, threads),
-            "gotatun" => crate::stack::wg_gotatun::run_device(&iface),
+            "gotatun" => crate::stack::wg_gotatun::run_device(&iface).map(|never| match never {}),
             other => Err(anyhow::anyhow!(
                 "unknown WireGuard library {other:?}; known: boringtun, gotatun"
             )),

@@ -163,7 +163,7 @@ impl WgTunnel for GotatunTunnel {
 /// `stackbench wg-device --library gotatun`: GotaTun's device serving the TUN `iface`, with
 /// its UAPI socket where the harness (and `wg`) look for it, until killed. One thread, as
 /// the boringtun device runs.
-pub fn run_device(iface: &str) -> anyhow::Result<()> {
+pub fn run_device(iface: &str) -> anyhow::Result<std::convert::Infallible> {
     use anyhow::Context;
     use gotatun::device::{uapi::UapiServer, DeviceBuilder};
     let rt = tokio::runtime::Builder::new_current_thread()
@@ -183,6 +183,9 @@ pub fn run_device(iface: &str) -> anyhow::Result<()> {
             .await
             .with_context(|| format!("starting the GotaTun device on {iface}"))?;
         device.wait().await;
-        anyhow::bail!("the GotaTun device on {iface} stopped with an unrecoverable error")
+        // GotaTun reports the error only to its log. Exit at once, so that the harness sees
+        // a dead daemon rather than a live process serving nothing.
+        eprintln!("the GotaTun device on {iface} stopped with an unrecoverable error (GotaTun stops on a failed TUN read or write)");
+        std::process::exit(1)
     })
 }
