@@ -589,6 +589,10 @@ async fn repetition(
     let link_emulator = emulator0
         .zip(emulator1)
         .map(|(before, after)| after.cost_since(&before));
+    if let Some(failure) = underlays.iter().find_map(|u| u.process_failure()) {
+        // The likelier cause of any failed report, and a broken underlay either way.
+        anyhow::bail!("{failure}");
+    }
     let reports = reports?;
     nodes.shutdown().await;
     let _ = std::fs::remove_file(sock);

@@ -224,8 +224,7 @@ pub fn tun_daemon(
         Ok((configure_us, up_us, peer_change_us))
     });
     let t = Instant::now();
-    let _ = child.kill();
-    let _ = child.wait();
+    child.stop();
     let _ = std::fs::remove_file(uapi_path(&iface));
     let destroy_us = us(t);
     let (configure_us, up_us, peer_change_us) = result?;

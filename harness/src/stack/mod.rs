@@ -6,6 +6,7 @@
 //! same checks.
 
 mod crypto;
+mod daemon;
 mod lifecycle;
 pub mod memory;
 pub mod null;
@@ -305,6 +306,11 @@ pub trait PreparedUnderlay: Send {
     /// Node `index`'s WireGuard UAPI socket, where a daemon serves the tunnel (for diagnosing
     /// failed connections).
     fn wg_uapi(&self, _index: u32) -> Option<WgUapi> {
+        None
+    }
+    /// Why a process the underlay runs is no longer running, if one has exited: a
+    /// repetition whose tunnel daemon died measured a broken underlay, not the stack.
+    fn process_failure(&self) -> Option<String> {
         None
     }
 }

@@ -4,8 +4,8 @@
 //! UDP on the tunnel address, and the kernel routes it through the TUN.
 
 use super::{
-    quic_udp::udp_endpoint, wg_socket, Availability, CryptoKind, NodeContext, NodeEndpoint,
-    PreparedUnderlay, Stack, StackError, StackId, UnderlayKind,
+    daemon::DaemonProcess, quic_udp::udp_endpoint, wg_socket, Availability, CryptoKind,
+    NodeContext, NodeEndpoint, PreparedUnderlay, Stack, StackError, StackId, UnderlayKind,
 };
 use crate::{check::HostCaps, topology::Topology};
 use boringtun::x25519;
@@ -14,7 +14,8 @@ use std::{
     net::{SocketAddr, SocketAddrV4},
     os::unix::{net::UnixStream, process::CommandExt},
     path::PathBuf,
-    process::{Child, Command, Stdio},
+    process::{Command, Stdio},
+    sync::{Mutex, PoisonError},
     time::{Duration, Instant},
 };
 
@@ -126,7 +127,8 @@ pub(super) fn tunnel_addr(index: u32) -> SocketAddr {
 struct TunUnderlay {
     crypto: CryptoKind,
     daemon: Daemon,
-    children: Vec<Child>,
+    /// Behind a lock so that a shared underlay can still ask whether a daemon has exited.
+    children: Mutex<Vec<DaemonProcess>>,
     ifaces: Vec<String>,
     version: String,
     /// The offloads the daemon turned on for its TUN (node 0's), as ethtool reports them.
@@ -184,9 +186,12 @@ fn tun_offloads(topology: &Topology, index: u32, iface: &str) -> serde_json::Val
 
 impl Drop for TunUnderlay {
     fn drop(&mut self) {
-        for c in &mut self.children {
-            let _ = c.kill();
-            let _ = c.wait();
+        let children = self
+            .children
+            .get_mut()
+            .unwrap_or_else(PoisonError::into_inner);
+        for c in children {
+            c.stop();
         }
         for i in &self.ifaces {
             let _ = std::fs::remove_file(uapi_path(i));
@@ -200,9 +205,27 @@ impl PreparedUnderlay for TunUnderlay {
     }
     fn process_cpu_seconds(&self) -> f64 {
         self.children
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
             .iter()
             .map(|c| crate::metrics::pid_cpu_seconds(c.id()))
             .sum()
+    }
+    fn process_failure(&self) -> Option<String> {
+        let mut children = self.children.lock().unwrap_or_else(PoisonError::into_inner);
+        let failures: Vec<String> = children
+            .iter_mut()
+            .zip(&self.ifaces)
+            .enumerate()
+            .filter_map(|(i, (child, iface))| {
+                let status = child.exited()?;
+                let (tail, lines) = child.stderr_tail();
+                Some(format!(
+                    "node {i}'s WireGuard daemon for {iface} exited during the run ({status}); the last of its {lines} stderr lines:\n{tail}"
+                ))
+            })
+            .collect();
+        (!failures.is_empty()).then(|| failures.join("\n"))
     }
     fn wg_uapi(&self, index: u32) -> Option<PathBuf> {
         Some(uapi_path(self.ifaces.get(index as usize)?))
@@ -312,7 +335,7 @@ impl QuicWgTun {
         index: u32,
         iface: &str,
         exe: &std::path::Path,
-    ) -> Result<Child, StackError> {
+    ) -> Result<DaemonProcess, StackError> {
         let mut cmd = Command::new("ip");
         cmd.args(["netns", "exec", &topology.node_netns(index)]);
         match self.daemon {
@@ -340,27 +363,23 @@ impl QuicWgTun {
             .stderr(Stdio::piped());
         // SAFETY: guard_child makes only async-signal-safe calls.
         unsafe { cmd.pre_exec(|| crate::process::guard_child()) };
-        let mut child = cmd.spawn().map_err(|e| {
+        let mut child = DaemonProcess::new(cmd.spawn().map_err(|e| {
             setup_err(format!(
                 "starting the WireGuard daemon for node {index}: {e}"
             ))
-        })?;
+        })?);
         let sock = uapi_path(iface);
         let t0 = Instant::now();
         // Until the daemon answers there: the socket file exists a moment before it listens.
         while UnixStream::connect(&sock).is_err() {
-            if let Ok(Some(status)) = child.try_wait() {
-                let mut err = String::new();
-                if let Some(mut e) = child.stderr.take() {
-                    let _ = std::io::Read::read_to_string(&mut e, &mut err);
-                }
+            if let Some(status) = child.exited() {
                 return Err(setup_err(format!(
                     "the WireGuard daemon for node {index} exited ({status}): {}",
-                    err.trim()
+                    child.exit_report().trim()
                 )));
             }
             if t0.elapsed() > DAEMON_START {
-                let _ = child.kill();
+                child.stop();
                 return Err(setup_err(format!("the WireGuard daemon for node {index} did not create {} within {DAEMON_START:?}", sock.display())));
             }
             // Fine-grained: the interface lifecycle measurement times this wait.
@@ -433,7 +452,7 @@ impl Stack for QuicWgTun {
         let mut u = TunUnderlay {
             crypto: self.crypto,
             daemon: self.daemon,
-            children: vec![],
+            children: Mutex::new(vec![]),
             ifaces: vec![],
             version: self.daemon_version(),
             tun_offloads: serde_json::Value::Null,
@@ -441,6 +460,8 @@ impl Stack for QuicWgTun {
         for i in 0..n {
             let iface = iface_name(topology, i);
             u.children
+                .get_mut()
+                .unwrap_or_else(PoisonError::into_inner)
                 .push(self.spawn_daemon(topology, i, &iface, opts.node_exe)?);
             u.ifaces.push(iface.clone());
             let mut req = format!(
@@ -519,6 +540,51 @@ pub fn run_boringtun_device(iface: &str, threads: usize) -> anyhow::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A daemon that dies mid-run is named, with what it last said; live ones are not.
+    #[test]
+    fn a_dead_daemon_is_reported_with_its_last_words() {
+        let spawn = |script: &str| {
+            DaemonProcess::new(
+                Command::new("sh")
+                    .args(["-c", script])
+                    .stderr(Stdio::piped())
+                    .spawn()
+                    .expect("sh runs"),
+            )
+        };
+        let mut u = TunUnderlay {
+            crypto: CryptoKind::Null,
+            daemon: Daemon::Gotatun,
+            children: Mutex::new(vec![
+                spawn("sleep 60"),
+                spawn("echo 'TUN gone' >&2; exit 1"),
+            ]),
+            // Names no real socket: Drop removes these files.
+            ifaces: vec!["sbtest-none0".into(), "sbtest-none1".into()],
+            version: String::new(),
+            tun_offloads: serde_json::Value::Null,
+        };
+        let t0 = Instant::now();
+        let failure = loop {
+            if let Some(f) = u.process_failure() {
+                break f;
+            }
+            assert!(
+                t0.elapsed() < Duration::from_secs(30),
+                "the exit was never seen"
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        };
+        assert!(
+            failure.starts_with("node 1's WireGuard daemon for sbtest-none1 exited"),
+            "{failure}"
+        );
+        assert!(!failure.contains("node 0"), "{failure}");
+        // The drain may lag the exit by a moment; the line arrives with it.
+        let lines = u.children.get_mut().expect("unpoisoned")[1].exit_report();
+        assert_eq!(lines, "TUN gone");
+    }
 
     #[test]
     fn offloads_are_read_from_ethtool_as_it_prints_them() {
