@@ -14,9 +14,7 @@ use crate::topology::Topology;
 use std::{net::SocketAddr, time::Instant};
 
 /// The lifecycle interface's tunnel address: apart from every node's.
-const ADDRESS: &str = "198.19.1.1/24";
-const ADDRESS_IP: std::net::Ipv4Addr = std::net::Ipv4Addr::new(198, 19, 1, 1);
-const ADDRESS_PREFIX: u8 = 24;
+const ADDRESS: std::net::Ipv4Addr = std::net::Ipv4Addr::new(198, 19, 1, 1);
 /// Its WireGuard port: apart from the node's own.
 const PORT: u16 = WG_PORT + 1;
 
@@ -41,25 +39,8 @@ fn peers(topology: &Topology) -> Vec<PeerSpec> {
         .collect()
 }
 
-/// `wg setconf`'s configuration of the scratch interface.
-fn wg_config(secret: &[u8; 32], peers: &[PeerSpec]) -> String {
-    let mut config = format!(
-        "[Interface]\nPrivateKey = {}\nListenPort = {PORT}\n",
-        b64(secret)
-    );
-    for p in peers {
-        config += &format!(
-            "\n[Peer]\nPublicKey = {}\nEndpoint = {}\nAllowedIPs = {}/32\n",
-            b64(&p.public),
-            p.endpoint,
-            p.allowed
-        );
-    }
-    config
-}
-
 /// Runs `f` on a thread inside `ns`, as a node's own automation would run.
-fn in_ns<T: Send>(
+pub(super) fn in_ns<T: Send>(
     ns: &str,
     f: impl FnOnce() -> Result<T, StackError> + Send,
 ) -> Result<T, StackError> {
@@ -70,21 +51,6 @@ fn in_ns<T: Send>(
     })
     .map_err(|e| StackError::Setup(format!("entering {ns}: {e}")))?;
     result.unwrap_or_else(|| Err(StackError::Setup(format!("nothing ran in {ns}"))))
-}
-
-/// Address the scratch interface and bring it up.
-fn up(automation: Automation, ns: &str, iface: &str) -> Result<(), StackError> {
-    match automation {
-        Automation::Processes => {
-            ip_in(ns, &["addr", "add", ADDRESS, "dev", iface])?;
-            let mtu = wg_socket::TUNNEL_MTU.to_string();
-            ip_in(ns, &["link", "set", iface, "mtu", &mtu, "up"])
-        }
-        Automation::Library => {
-            wg_netlink::add_address(iface, ADDRESS_IP, ADDRESS_PREFIX)?;
-            wg_netlink::set_link(iface, true, Some(wg_socket::TUNNEL_MTU as u32))
-        }
-    }
 }
 
 fn wg_in(ns: &str, args: &[String]) -> Result<(), StackError> {
@@ -170,7 +136,7 @@ fn up_then_peer_change(
     peer: &PeerSpec,
 ) -> Result<(u64, u64), StackError> {
     let t = Instant::now();
-    up(automation, ns, iface)?;
+    super::wg_tun::up(automation, ns, iface, ADDRESS)?;
     let up_us = us(t);
     let t = Instant::now();
     peer_change(automation, ns, iface, kernel, peer)?;
@@ -214,9 +180,11 @@ pub fn tun_daemon(
                 uapi(&uapi_path(&iface), &req)
                     .map_err(|e| StackError::Setup(format!("configuring {iface}: {e}")))?;
             }
-            Automation::Processes => {
-                super::wg_kernel::wg_setconf(&ns, &iface, &wg_config(&secret, &peers))?
-            }
+            Automation::Processes => super::wg_kernel::wg_setconf(
+                &ns,
+                &iface,
+                &super::wg_kernel::wg_config(&secret, PORT, &peers),
+            )?,
         }
         let configure_us = us(t);
         let (up_us, peer_change_us) =
@@ -275,9 +243,11 @@ pub fn kernel(topology: &Topology, automation: Automation) -> Result<LifecycleTi
         let result = (|| -> Result<(u64, u64, u64), StackError> {
             let t = Instant::now();
             match automation {
-                Automation::Processes => {
-                    super::wg_kernel::wg_setconf(&ns, &iface, &wg_config(&secret, &peers))?
-                }
+                Automation::Processes => super::wg_kernel::wg_setconf(
+                    &ns,
+                    &iface,
+                    &super::wg_kernel::wg_config(&secret, PORT, &peers),
+                )?,
                 Automation::Library => wg_netlink::configure(&iface, secret, PORT, &peers)?,
             }
             let configure_us = us(t);

@@ -5,13 +5,14 @@
 
 use super::{
     quic_udp::udp_endpoint,
+    wg_netlink::{self, PeerSpec},
     wg_socket,
     wg_tun::{
         address_and_up, handshake_verdict, iface_name, not_a_peer, run_keys, setup_err,
-        tunnel_addr, wg_peers, WgPeerConfig, WG_PORT,
+        tunnel_addr, wg_peers, WG_PORT,
     },
-    Availability, CryptoKind, NodeContext, NodeEndpoint, PreparedUnderlay, Stack, StackError,
-    StackId, UnderlayKind,
+    Automation, Availability, CryptoKind, NodeContext, NodeEndpoint, PreparedUnderlay, Stack,
+    StackError, StackId, UnderlayKind,
 };
 use crate::{check::HostCaps, topology::Topology};
 use base64::{engine::general_purpose::STANDARD as B64, Engine};
@@ -33,15 +34,25 @@ struct KernelUnderlay {
     /// (namespace, interface) per node.
     ifaces: Vec<(String, String)>,
     kernel: String,
+    /// How the interfaces were set up and are taken down.
+    automation: Automation,
 }
 
 impl Drop for KernelUnderlay {
     fn drop(&mut self) {
         for (ns, iface) in &self.ifaces {
-            let _ = Command::new("ip")
-                .args(["-n", ns, "link", "del", iface])
-                .stderr(Stdio::null())
-                .status();
+            let deleted = match self.automation {
+                Automation::Library => {
+                    super::lifecycle::in_ns(ns, || wg_netlink::delete_link(iface)).is_ok()
+                }
+                Automation::Processes => false,
+            };
+            if !deleted {
+                let _ = Command::new("ip")
+                    .args(["-n", ns, "link", "del", iface])
+                    .stderr(Stdio::null())
+                    .status();
+            }
         }
     }
 }
@@ -62,16 +73,19 @@ impl PreparedUnderlay for KernelUnderlay {
             "crypto": super::crypto::describe(self.crypto),
             "tunnel_mtu": wg_socket::TUNNEL_MTU,
             "quic_max_udp_payload": wg_socket::MAX_QUIC_PAYLOAD,
-            "configured_over": "wg(8) setconf (netlink)",
+            "configured_over": match self.automation {
+                Automation::Library => "netlink from code (wireguard-control, rtnetlink)",
+                Automation::Processes => "ip(8) and wg(8) setconf processes",
+            },
             "cpu_accounting": "underlay CPU = all kernel threads (kworkers run wg-crypt); plus host softirq",
         })
     }
 }
 
-/// The `wg setconf` text for node `index`: its key, its port and every other node as a peer.
-fn wg_config(secret: &[u8; 32], peers: &[WgPeerConfig]) -> String {
+/// The `wg setconf` text of an interface: its key, its port and its peers.
+pub(super) fn wg_config(secret: &[u8; 32], port: u16, peers: &[PeerSpec]) -> String {
     let mut c = format!(
-        "[Interface]\nPrivateKey = {}\nListenPort = {WG_PORT}\n",
+        "[Interface]\nPrivateKey = {}\nListenPort = {port}\n",
         B64.encode(secret)
     );
     for p in peers {
@@ -79,7 +93,7 @@ fn wg_config(secret: &[u8; 32], peers: &[WgPeerConfig]) -> String {
             "\n[Peer]\nPublicKey = {}\nEndpoint = {}\nAllowedIPs = {}/32\n",
             B64.encode(p.public),
             p.endpoint,
-            p.tunnel_ip
+            p.allowed
         );
     }
     c
@@ -166,19 +180,28 @@ impl Stack for QuicWgKernel {
             kernel: std::fs::read_to_string("/proc/sys/kernel/osrelease")
                 .map(|s| s.trim().to_owned())
                 .unwrap_or_default(),
+            automation: opts.automation,
         };
         for i in 0..n {
             let ns = topology.node_netns(i);
             let iface = iface_name(topology, i);
-            super::wg_tun::ip_in(&ns, &["link", "add", &iface, "type", "wireguard"])?;
-            u.ifaces.push((ns.clone(), iface.clone()));
             let peers = wg_peers(topology, opts, &publics, i);
-            wg_setconf(
-                &ns,
-                &iface,
-                &wg_config(&secrets[i as usize].to_bytes(), &peers),
-            )?;
-            address_and_up(topology, i, &iface)?;
+            let secret = secrets[i as usize].to_bytes();
+            match opts.automation {
+                Automation::Processes => {
+                    super::wg_tun::ip_in(&ns, &["link", "add", &iface, "type", "wireguard"])?;
+                    u.ifaces.push((ns.clone(), iface.clone()));
+                    wg_setconf(&ns, &iface, &wg_config(&secret, WG_PORT, &peers))?;
+                }
+                Automation::Library => {
+                    super::lifecycle::in_ns(&ns, || wg_netlink::create_wireguard(&iface))?;
+                    u.ifaces.push((ns.clone(), iface.clone()));
+                    super::lifecycle::in_ns(&ns, || {
+                        wg_netlink::configure(&iface, secret, WG_PORT, &peers)
+                    })?;
+                }
+            }
+            address_and_up(topology, i, &iface, opts.automation)?;
         }
         Ok(Box::new(u))
     }
@@ -219,15 +242,15 @@ mod tests {
 
     #[test]
     fn config_lists_every_peer_with_its_tunnel_address() {
-        let peer = |i: u32, key: u8| WgPeerConfig {
+        let peer = |i: u32, key: u8| PeerSpec {
             public: [key; 32],
             endpoint: format!("198.18.0.{}:51820", i + 1)
                 .parse()
                 .expect("literal address"),
-            tunnel_ip: wg_socket::virtual_ip(i),
+            allowed: wg_socket::virtual_ip(i),
         };
         let peers = vec![peer(1, 1), peer(2, 2)];
-        let c = wg_config(&[7; 32], &peers);
+        let c = wg_config(&[7; 32], 51820, &peers);
         assert!(c.starts_with("[Interface]\nPrivateKey = BwcH"), "{c}");
         assert!(c.contains("ListenPort = 51820"));
         assert_eq!(c.matches("[Peer]").count(), 2);

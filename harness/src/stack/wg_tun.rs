@@ -4,8 +4,9 @@
 //! UDP on the tunnel address, and the kernel routes it through the TUN.
 
 use super::{
-    daemon::DaemonProcess, quic_udp::udp_endpoint, wg_socket, Availability, CryptoKind,
-    NodeContext, NodeEndpoint, PreparedUnderlay, Stack, StackError, StackId, UnderlayKind,
+    daemon::DaemonProcess, quic_udp::udp_endpoint, wg_netlink::PeerSpec, wg_socket, Automation,
+    Availability, CryptoKind, NodeContext, NodeEndpoint, PreparedUnderlay, Stack, StackError,
+    StackId, UnderlayKind,
 };
 use crate::{check::HostCaps, topology::Topology};
 use boringtun::x25519;
@@ -249,29 +250,19 @@ impl PreparedUnderlay for TunUnderlay {
     }
 }
 
-/// What one node's WireGuard is told about another node.
-pub(super) struct WgPeerConfig {
-    /// The key this node holds for the other (key distribution decides).
-    pub public: [u8; 32],
-    /// Where the other node's WireGuard listens.
-    pub endpoint: SocketAddr,
-    /// The other node's tunnel address, its only allowed IP.
-    pub tunnel_ip: std::net::Ipv4Addr,
-}
-
 /// Node `index`'s WireGuard peers: every other node of the topology.
 pub(super) fn wg_peers(
     topology: &Topology,
     opts: &super::StackContext<'_>,
     publics: &[[u8; 32]],
     index: u32,
-) -> Vec<WgPeerConfig> {
+) -> Vec<PeerSpec> {
     (0..topology.nodes())
         .filter(|&j| j != index)
-        .map(|j| WgPeerConfig {
+        .map(|j| PeerSpec {
             public: opts.keys.wg_key(index, j, publics[j as usize]),
             endpoint: SocketAddr::new(topology.node_ip(j).into(), WG_PORT),
-            tunnel_ip: wg_socket::virtual_ip(j),
+            allowed: wg_socket::virtual_ip(j),
         })
         .collect()
 }
@@ -299,12 +290,35 @@ pub(super) fn address_and_up(
     topology: &Topology,
     index: u32,
     iface: &str,
+    automation: Automation,
 ) -> Result<(), StackError> {
     let ns = topology.node_netns(index);
-    let addr = format!("{}/24", wg_socket::virtual_ip(index));
-    ip_in(&ns, &["addr", "add", &addr, "dev", iface])?;
-    let mtu = wg_socket::TUNNEL_MTU.to_string();
-    ip_in(&ns, &["link", "set", iface, "mtu", &mtu, "up"])
+    let address = wg_socket::virtual_ip(index);
+    match automation {
+        Automation::Processes => up(automation, &ns, iface, address),
+        Automation::Library => super::lifecycle::in_ns(&ns, || up(automation, &ns, iface, address)),
+    }
+}
+
+/// Gives `iface` (in `ns`, which a library call must already be inside) `address`/24 and
+/// the tunnel MTU, and brings it up.
+pub(super) fn up(
+    automation: Automation,
+    ns: &str,
+    iface: &str,
+    address: std::net::Ipv4Addr,
+) -> Result<(), StackError> {
+    let mtu = wg_socket::TUNNEL_MTU;
+    match automation {
+        Automation::Processes => {
+            ip_in(ns, &["addr", "add", &format!("{address}/24"), "dev", iface])?;
+            ip_in(ns, &["link", "set", iface, "mtu", &mtu.to_string(), "up"])
+        }
+        Automation::Library => {
+            super::wg_netlink::add_address(iface, address, 24)?;
+            super::wg_netlink::set_link(iface, true, Some(mtu as u32))
+        }
+    }
 }
 
 pub(super) fn ip_in(netns: &str, args: &[&str]) -> Result<(), StackError> {
@@ -473,13 +487,13 @@ impl Stack for QuicWgTun {
                     "public_key={}\nendpoint={}\nallowed_ip={}/32\n",
                     hex(&p.public),
                     p.endpoint,
-                    p.tunnel_ip
+                    p.allowed
                 );
             }
             req += "\n";
             uapi(&uapi_path(&iface), &req)
                 .map_err(|e| setup_err(format!("configuring {iface} for node {i}: {e}")))?;
-            address_and_up(topology, i, &iface)?;
+            address_and_up(topology, i, &iface, opts.automation)?;
         }
         if let Some(first) = u.ifaces.first() {
             u.tun_offloads = tun_offloads(topology, 0, first);
