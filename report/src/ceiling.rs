@@ -3,9 +3,9 @@
 //! from the same run's goodput and micro-costs.
 
 use crate::summary::{fmt_rate, LoadedRun};
-use stackbench_core::ceiling::{ceilings, Ceiling};
+use stackbench_core::ceiling::{ceilings, Ceiling, FastKernelShare, FAST_KERNEL};
 
-pub const HEADERS: [&str; 7] = [
+pub const HEADERS: [&str; 8] = [
     "stack",
     "WireGuard library",
     "control goodput (CPU/B)",
@@ -13,6 +13,7 @@ pub const HEADERS: [&str; 7] = [
     "ceiling",
     "goodput",
     "share of ceiling",
+    "share, fast kernel path (reps: control, stack)",
 ];
 
 fn rows(run: &LoadedRun) -> Vec<Ceiling> {
@@ -30,11 +31,18 @@ fn share((mean, min, max): (f64, f64, f64), n: usize) -> String {
     }
 }
 
+fn fast_share(f: Option<&FastKernelShare>) -> String {
+    match f {
+        Some(f) => format!("{:.2} ({}, {})", f.share, f.control_reps, f.stack_reps),
+        None => "none in the fast path on one side".into(),
+    }
+}
+
 /// The section, or `None` when the run measured no in-process WireGuard.
 pub fn section(run: &LoadedRun, table: crate::links::TableFn) -> Option<String> {
     let costs = run.floor.as_ref()?.wireguard.as_ref()?;
     let mut out = format!(
-        "The ceiling is the goodput the stack's QUIC control (same crypto, no WireGuard, same run) would reach if WireGuard added only its own seal and open per byte, on the CPU budget the control used ({} cores × its busy share). The share of the ceiling a stack misses is its own overhead: copies, locks, smaller batches. Costs: {}.\n\n",
+        "The ceiling is the goodput the stack's QUIC control (same crypto, no WireGuard, same run) would reach if WireGuard added only its own seal and open per byte, on the CPU budget the control used ({} cores × its busy share). The share of the ceiling a stack misses is its own overhead: copies, locks, smaller batches. The kernel's part of the work (UDP, segmentation offloads, the veth pair) can flip between a fast path and one up to twice as dear from one repetition to the next, for controls and tunnels alike; the last column compares only repetitions whose nodes' system CPU per byte was within {FAST_KERNEL}× of the run's least, on both sides. Costs: {}.\n\n",
         costs.cores, costs.method
     );
     let mut body = vec![];
@@ -53,6 +61,7 @@ pub fn section(run: &LoadedRun, table: crate::links::TableFn) -> Option<String> 
                 fmt_rate(r.ceiling),
                 fmt_rate(r.goodput.iter().sum::<f64>() / r.goodput.len().max(1) as f64),
                 share(r.fraction(), r.goodput.len()),
+                fast_share(r.fast_kernel.as_ref()),
             ]),
             Ceiling::Missing { stack, reason } => {
                 missing.push(format!("{stack}: no ceiling, because {reason}"))
@@ -74,10 +83,11 @@ pub fn terminal_lines(run: &LoadedRun) -> String {
         .into_iter()
         .map(|c| match c {
             Ceiling::Row(r) => format!(
-                "crypto-bound ceiling: {} reached {} of its ceiling {} ({} + WireGuard {:.2} ns/B over {}'s {:.2} ns/B)\n",
+                "crypto-bound ceiling: {} reached {} of its ceiling {}, {} in the fast kernel path ({} + WireGuard {:.2} ns/B over {}'s {:.2} ns/B)\n",
                 r.stack,
                 share(r.fraction(), r.goodput.len()),
                 fmt_rate(r.ceiling),
+                fast_share(r.fast_kernel.as_ref()),
                 r.library,
                 r.wg_ns_per_byte,
                 r.control,
@@ -144,7 +154,7 @@ mod tests {
         let s = section(&r, &|h, rows| crate::summary::markdown_table(h, rows)).expect("section");
         assert!(s.contains("| quic-tls+wg-gotatun | gotatun 0.10 |"), "{s}");
         assert!(
-            s.contains("| 0.75 |"),
+            s.contains("| 0.75 | none in the fast path on one side |"),
             "2/3 GB/s ceiling, 0.5 GB/s reached: {s}"
         );
         assert!(
