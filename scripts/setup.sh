@@ -14,6 +14,8 @@
 #   ethtool      turns off segmentation offloads where the userspace link emulator forwards
 #   iputils-ping ping, the report's cross-check of the emulated round-trip time
 #   fonts-dejavu-core  the font report plots are drawn with
+#   libusrsctp2  usrsctp, the userspace SCTP the sctp stacks run on (loaded at run time;
+#                without it they are reported unavailable, with this install command)
 #   python3-venv a virtualenv with the PyPI `hdrhistogram` package, which the tests use to
 #                check that results decode with an independent HdrHistogram implementation
 #                (created in target/interop-venv)
@@ -29,6 +31,8 @@ command -v wg >/dev/null || need_apt+=(wireguard-tools)
 command -v ethtool >/dev/null || [ -x /usr/sbin/ethtool ] || [ -x /sbin/ethtool ] || need_apt+=(ethtool)
 command -v ping >/dev/null || need_apt+=(iputils-ping)
 [ -f /usr/share/fonts/truetype/dejavu/DejaVuSans.ttf ] || need_apt+=(fonts-dejavu-core)
+usrsctp_present() { /sbin/ldconfig -p 2>/dev/null | grep -q 'libusrsctp\.so\.2 '; }
+usrsctp_present || need_apt+=(libusrsctp2)
 venv=target/interop-venv
 if [ ! -x "$venv/bin/python" ] && ! python3 -c 'import venv, ensurepip' 2>/dev/null; then
   need_apt+=(python3-venv)
@@ -84,6 +88,9 @@ tc -V >/dev/null 2>&1 || fail "tc does not run (iproute2)"
 wg --version >/dev/null 2>&1 || fail "wg does not run (wireguard-tools)"
 ping -c 1 -W 2 127.0.0.1 >/dev/null 2>&1 || fail "ping 127.0.0.1 failed (iputils-ping)"
 "$venv/bin/python" -c 'import hdrh' || fail "$venv cannot import hdrh"
+# usrsctp must load and start, as the harness loads it.
+python3 -c 'import ctypes; l = ctypes.CDLL("libusrsctp.so.2"); l.usrsctp_init_nothreads(0, None, None); assert l.usrsctp_finish() == 0' \
+  || fail "libusrsctp.so.2 does not load and start (libusrsctp2)"
 wg_go_version=$(wireguard-go --version 2>&1 | head -1) || fail "wireguard-go does not run"
 if [ "$(id -u)" -eq 0 ] && [ -c /dev/net/tun ]; then
   # wireguard-go must start: a TUN of its own in a scratch namespace, and its UAPI socket
@@ -105,4 +112,4 @@ print(s.recv(4096).decode())' "/var/run/wireguard/${ns}.sock" 2>&1) || true
 else
   proof="wireguard-go runs (starting it needs root and /dev/net/tun: not tried)"
 fi
-echo "setup.sh: ready: ip, tc, wg, ping and the hdrh venv run; $proof ($wg_go_version, package $(dpkg-query -W -f '${Version}' wireguard-go 2>/dev/null || echo unknown))"
+echo "setup.sh: ready: ip, tc, wg, ping, usrsctp and the hdrh venv run; $proof ($wg_go_version, package $(dpkg-query -W -f '${Version}' wireguard-go 2>/dev/null || echo unknown))"

@@ -11,6 +11,7 @@ mod lifecycle;
 pub mod memory;
 pub mod null;
 mod quic_udp;
+pub mod sctp;
 pub mod tls;
 mod transport;
 mod wg_control;

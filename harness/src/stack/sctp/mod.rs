@@ -1,0 +1,14 @@
+//! SCTP, the seed's other candidate transport, in userspace: usrsctp (the FreeBSD stack
+//! that browsers use for WebRTC data channels) over a link the harness carries: plain UDP,
+//! or an in-process WireGuard tunnel. Each class has its stream, and strict stream priority
+//! (`SCTP_SS_PRIORITY`) with I-DATA (RFC 8260) lets a vote overtake a bulk message already
+//! being sent; without I-DATA a message once started is sent to its end.
+//!
+//! sctp-proto (webrtc-rs/str0m, pure Rust) was the alternative: its 0.10 keeps one FIFO of
+//! pending chunks per association and has neither a stream scheduler nor I-DATA, so it
+//! cannot give a class priority.
+
+pub mod engine;
+pub mod ffi;
+#[cfg(test)]
+mod tests;
