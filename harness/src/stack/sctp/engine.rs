@@ -99,6 +99,15 @@ fn check(call: &'static str, rc: c_int) -> Result<(), SctpError> {
     Ok(())
 }
 
+/// The failed call's error, or `Ok(None)` when it only would have blocked.
+fn unless_would_block<T>(call: &'static str) -> Result<Option<T>, SctpError> {
+    let source = std::io::Error::last_os_error();
+    match source.raw_os_error() {
+        Some(libc::EWOULDBLOCK) => Ok(None),
+        _ => Err(SctpError::Call { call, source }),
+    }
+}
+
 /// One lower-layer path, registered with usrsctp; dropped, it is deregistered.
 pub struct Link {
     /// Its heap address is the link's identity in usrsctp.
@@ -303,14 +312,7 @@ impl SctpSocket {
         // SAFETY: a live listening socket; the peer's address is not asked for.
         let raw = unsafe { (self.u.accept)(self.raw, std::ptr::null_mut(), std::ptr::null_mut()) };
         if raw.is_null() {
-            let e = std::io::Error::last_os_error();
-            return match e.raw_os_error() {
-                Some(libc::EWOULDBLOCK) => Ok(None),
-                _ => Err(SctpError::Call {
-                    call: "accept",
-                    source: e,
-                }),
-            };
+            return unless_would_block("accept");
         }
         let s = SctpSocket { raw, u: self.u };
         // SAFETY: a live socket.
@@ -357,14 +359,7 @@ impl SctpSocket {
             )
         };
         if n < 0 {
-            let e = std::io::Error::last_os_error();
-            return match e.raw_os_error() {
-                Some(libc::EWOULDBLOCK) => Ok(None),
-                _ => Err(SctpError::Call {
-                    call: "sendv",
-                    source: e,
-                }),
-            };
+            return unless_would_block("sendv");
         }
         Ok(Some(n as usize))
     }
@@ -391,14 +386,7 @@ impl SctpSocket {
                 )
             };
             if n < 0 {
-                let e = std::io::Error::last_os_error();
-                return match e.raw_os_error() {
-                    Some(libc::EWOULDBLOCK) => Ok(None),
-                    _ => Err(SctpError::Call {
-                        call: "recvv",
-                        source: e,
-                    }),
-                };
+                return unless_would_block("recvv");
             }
             if flags & ffi::MSG_NOTIFICATION != 0 {
                 continue;
