@@ -13,7 +13,9 @@ use stackbench::{
     scenario::Scenario,
     stack::{
         memory::{ip_packet, quic_packet_keys, QuicPair, WgPair, WG_INITIATOR_ADDR},
-        null, tls, transport_config, wg_socket,
+        null,
+        sctp::{engine::Scheduler, memory::SctpPair},
+        tls, transport_config, wg_socket,
         wg_tunnel::{WgLibrary, WgTunnel, HANDSHAKE_ROOM},
     },
     workload::{ObjectHeader, WorkloadPlan},
@@ -188,6 +190,15 @@ fn handshakes(c: &mut Criterion) {
         let mut null_pair = quic_pair("quic-null", tls::Resumption::Off, transport);
         g.bench_function(format!("quic-null/{tname}"), |b| {
             b.iter(|| null_pair.handshake().expect("null handshake"))
+        });
+    }
+    // SCTP's 4-way handshake (usrsctp, in memory, no crypto): sockets, bind, listen,
+    // connect and accept included, as a cold connect would pay them, and the close.
+    if let Err(e) = stackbench::stack::sctp::engine::usrsctp() {
+        eprintln!("handshake/sctp-4way: skipped: {e}");
+    } else {
+        g.bench_function("sctp-4way/usrsctp", |b| {
+            b.iter(|| SctpPair::new(4, Scheduler::Priority).expect("4-way handshake"))
         });
     }
     for lib in WgLibrary::ALL {

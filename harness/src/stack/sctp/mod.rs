@@ -10,5 +10,6 @@
 
 pub mod engine;
 pub mod ffi;
+pub mod memory;
 #[cfg(test)]
 mod tests;
