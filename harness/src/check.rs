@@ -16,6 +16,10 @@ pub struct HostCaps {
     pub netns: Capability,
     pub tun: Capability,
     pub kernel_wireguard: Capability,
+    /// Kernel SCTP sockets (the VM's kernel has them; this project's host kernel has not).
+    pub kernel_sctp: Capability,
+    /// usrsctp, the userspace SCTP library the host's SCTP stacks will load.
+    pub usrsctp: Capability,
     pub netem: Capability,
     pub tbf: Capability,
     /// Tool name → version line, or how to install it.
@@ -110,6 +114,21 @@ pub fn euid() -> u32 {
     unsafe { libc::geteuid() }
 }
 
+/// Whether this kernel has SCTP: creating a socket loads the module where there is one.
+fn kernel_sctp() -> Capability {
+    // SAFETY: socket(2) with constant arguments; the descriptor is closed at once.
+    let fd = unsafe { libc::socket(libc::AF_INET, libc::SOCK_STREAM, libc::IPPROTO_SCTP) };
+    if fd < 0 {
+        return Err(format!(
+            "kernel has no SCTP ({}); the VM's kernel has it (stackbench vm run)",
+            std::io::Error::last_os_error()
+        ));
+    }
+    // SAFETY: a descriptor this function opened.
+    unsafe { libc::close(fd) };
+    Ok("SCTP sockets can be created".into())
+}
+
 impl HostCaps {
     /// Probes the host, using a scratch namespace named `<prefix>-probe` that is removed again.
     pub fn probe(prefix: &str) -> HostCaps {
@@ -148,6 +167,10 @@ impl HostCaps {
             netns: Err("not probed".into()),
             tun: Err("not probed".into()),
             kernel_wireguard: Err("not probed".into()),
+            kernel_sctp: kernel_sctp(),
+            usrsctp: crate::stack::sctp::engine::usrsctp()
+                .map(|_| format!("{} loads and starts", crate::stack::sctp::ffi::LIBRARY))
+                .map_err(|e| e.to_string()),
             netem: Err("not probed".into()),
             tbf: Err("not probed".into()),
             tools,
@@ -227,6 +250,8 @@ impl HostCaps {
             netns: Err("test".into()),
             tun: Err("test".into()),
             kernel_wireguard: Err("test".into()),
+            kernel_sctp: Err("test".into()),
+            usrsctp: Err("test".into()),
             netem: Err("test".into()),
             tbf: Err("test".into()),
             tools: BTreeMap::new(),

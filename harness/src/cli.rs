@@ -599,6 +599,9 @@ fn print_check(host: &HostCaps, json: bool) -> Result<()> {
     show("netem qdisc", &host.netem);
     show("TUN", &host.tun);
     show("kernel WireGuard", &host.kernel_wireguard);
+    show("kernel SCTP", &host.kernel_sctp);
+    println!("libraries:");
+    show("usrsctp", &host.usrsctp);
     println!("tools:");
     for (name, c) in &host.tools {
         show(name, c);
