@@ -114,13 +114,28 @@ pub fn euid() -> u32 {
     unsafe { libc::geteuid() }
 }
 
-/// Whether this kernel has SCTP: creating a socket loads the module where there is one.
+/// Whether this kernel has SCTP. A module that is not loaded is reported, not loaded: an
+/// SCTP socket would load it, and the host is not the run's to change.
 fn kernel_sctp() -> Capability {
+    if !std::path::Path::new("/sys/module/sctp").exists() {
+        let release = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
+        let module = std::path::Path::new("/lib/modules")
+            .join(release.trim())
+            .join("kernel/net/sctp");
+        return Err(if module.is_dir() {
+            format!(
+                "the sctp module is not loaded ({} has it): modprobe sctp",
+                module.display()
+            )
+        } else {
+            "kernel has no SCTP (no sctp module); the VM's kernel has it (stackbench vm run)".into()
+        });
+    }
     // SAFETY: socket(2) with constant arguments; the descriptor is closed at once.
     let fd = unsafe { libc::socket(libc::AF_INET, libc::SOCK_STREAM, libc::IPPROTO_SCTP) };
     if fd < 0 {
         return Err(format!(
-            "kernel has no SCTP ({}); the VM's kernel has it (stackbench vm run)",
+            "kernel SCTP sockets cannot be created ({})",
             std::io::Error::last_os_error()
         ));
     }
