@@ -39,20 +39,6 @@ fn peers(topology: &Topology) -> Vec<PeerSpec> {
         .collect()
 }
 
-/// Runs `f` on a thread inside `ns`, as a node's own automation would run.
-pub(super) fn in_ns<T: Send>(
-    ns: &str,
-    f: impl FnOnce() -> Result<T, StackError> + Send,
-) -> Result<T, StackError> {
-    let mut result = None;
-    wg_netlink::in_netns(ns, || {
-        result = Some(f());
-        Ok(())
-    })
-    .map_err(|e| StackError::Setup(format!("entering {ns}: {e}")))?;
-    result.unwrap_or_else(|| Err(StackError::Setup(format!("nothing ran in {ns}"))))
-}
-
 fn wg_in(ns: &str, args: &[String]) -> Result<(), StackError> {
     let out = std::process::Command::new("ip")
         .args(["netns", "exec", ns, "wg"])
@@ -160,7 +146,7 @@ pub fn tun_daemon(
     let t = Instant::now();
     let mut child = stack.spawn_daemon(topology, 0, &iface, opts.node_exe)?;
     let create_us = us(t);
-    let result = in_ns(&ns, || {
+    let result = wg_netlink::in_ns(&ns, || {
         let t = Instant::now();
         match automation {
             Automation::Library => {
@@ -233,7 +219,7 @@ pub fn kernel(topology: &Topology, automation: Automation) -> Result<LifecycleTi
     let peers = peers(topology);
     let (secrets, _) = run_keys(1);
     let secret = secrets[0].to_bytes();
-    in_ns(&ns, || {
+    wg_netlink::in_ns(&ns, || {
         let t = Instant::now();
         match automation {
             Automation::Processes => ip_in(&ns, &["link", "add", &iface, "type", "wireguard"])?,

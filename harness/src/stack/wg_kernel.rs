@@ -43,7 +43,7 @@ impl Drop for KernelUnderlay {
         for (ns, iface) in &self.ifaces {
             let deleted = match self.automation {
                 Automation::Library => {
-                    super::lifecycle::in_ns(ns, || wg_netlink::delete_link(iface)).is_ok()
+                    wg_netlink::in_ns(ns, || wg_netlink::delete_link(iface)).is_ok()
                 }
                 Automation::Processes => false,
             };
@@ -194,9 +194,9 @@ impl Stack for QuicWgKernel {
                     wg_setconf(&ns, &iface, &wg_config(&secret, WG_PORT, &peers))?;
                 }
                 Automation::Library => {
-                    super::lifecycle::in_ns(&ns, || wg_netlink::create_wireguard(&iface))?;
+                    wg_netlink::in_ns(&ns, || wg_netlink::create_wireguard(&iface))?;
                     u.ifaces.push((ns.clone(), iface.clone()));
-                    super::lifecycle::in_ns(&ns, || {
+                    wg_netlink::in_ns(&ns, || {
                         wg_netlink::configure(&iface, secret, WG_PORT, &peers)
                     })?;
                 }

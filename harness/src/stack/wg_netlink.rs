@@ -194,3 +194,17 @@ pub fn peers(iface: &str) -> Result<Vec<(PeerSpec, Option<SystemTime>)>, StackEr
         })
         .collect())
 }
+
+/// Runs `f` on a thread inside `ns`, as a node's own automation would run.
+pub fn in_ns<T: Send>(
+    ns: &str,
+    f: impl FnOnce() -> Result<T, StackError> + Send,
+) -> Result<T, StackError> {
+    let mut result = None;
+    in_netns(ns, || {
+        result = Some(f());
+        Ok(())
+    })
+    .map_err(|e| StackError::Setup(format!("entering {ns}: {e}")))?;
+    result.unwrap_or_else(|| Err(StackError::Setup(format!("nothing ran in {ns}"))))
+}

@@ -296,7 +296,9 @@ pub(super) fn address_and_up(
     let address = wg_socket::virtual_ip(index);
     match automation {
         Automation::Processes => up(automation, &ns, iface, address),
-        Automation::Library => super::lifecycle::in_ns(&ns, || up(automation, &ns, iface, address)),
+        Automation::Library => {
+            super::wg_netlink::in_ns(&ns, || up(automation, &ns, iface, address))
+        }
     }
 }
 

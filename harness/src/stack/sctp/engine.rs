@@ -13,6 +13,8 @@ use std::sync::{LazyLock, Mutex, OnceLock, PoisonError};
 pub enum SctpError {
     #[error("SCTP is unavailable: {0}")]
     Unavailable(String),
+    #[error("the SCTP handshake did not complete: {0}")]
+    Handshake(String),
     #[error("usrsctp {call} failed: {source}")]
     Call {
         call: &'static str,

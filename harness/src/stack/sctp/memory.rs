@@ -46,8 +46,8 @@ impl SctpPair {
             }
             tick(10)?;
         }
-        Err(SctpError::Unavailable(
-            "the in-memory 4-way handshake did not complete within 1 s of timers".into(),
+        Err(SctpError::Handshake(
+            "no association was accepted within 1 s of timers, in memory".into(),
         ))
     }
 }
