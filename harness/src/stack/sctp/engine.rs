@@ -15,6 +15,8 @@ pub enum SctpError {
     Unavailable(String),
     #[error("the SCTP handshake did not complete: {0}")]
     Handshake(String),
+    #[error("the SCTP association is closed: {0}")]
+    Closed(&'static str),
     #[error("usrsctp {call} failed: {source}")]
     Call {
         call: &'static str,
@@ -180,6 +182,24 @@ pub struct Received {
     pub end_of_message: bool,
 }
 
+/// What a read found on a socket.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Arrival {
+    Data(Received),
+    /// The association changed state (`SCTP_COMM_UP`, `SCTP_COMM_LOST`, …).
+    Association(u16),
+    /// The peer shut the association down: nothing more will arrive.
+    Shutdown,
+}
+
+/// What an association has in flight, and its path's smoothed round-trip time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct InFlight {
+    /// Data chunks sent and not yet acknowledged, or not yet sent.
+    pub chunks: u32,
+    pub srtt_ms: u32,
+}
+
 /// A non-blocking one-to-one SCTP socket; dropped, it is closed (an ABORT or SHUTDOWN).
 pub struct SctpSocket {
     raw: *mut RawSocket,
@@ -223,6 +243,15 @@ impl SctpSocket {
         )?;
         s.set("SCTP_NODELAY", ffi::SCTP_NODELAY, &1 as &c_int)?;
         s.set("SCTP_RECVRCVINFO", ffi::SCTP_RECVRCVINFO, &1 as &c_int)?;
+        s.set(
+            "SCTP_EVENT",
+            ffi::SCTP_EVENT,
+            &ffi::EventSubscription {
+                assoc_id: 0,
+                event_type: ffi::SCTP_ASSOC_CHANGE,
+                on: 1,
+            },
+        )?;
         s.set(
             "SCTP_FRAGMENT_INTERLEAVE",
             ffi::SCTP_FRAGMENT_INTERLEAVE,
@@ -269,6 +298,61 @@ impl SctpSocket {
             )
         };
         check(name, rc)
+    }
+
+    /// Fixes the path MTU (the largest SCTP packet) at `mtu` instead of discovering it: the
+    /// link below has a known MTU (a tunnel's, less the UDP that carries SCTP).
+    pub fn set_path_mtu(&self, mtu: u32) -> Result<(), SctpError> {
+        self.set(
+            "SCTP_PEER_ADDR_PARAMS",
+            ffi::SCTP_PEER_ADDR_PARAMS,
+            &ffi::PaddrParams {
+                address: [0; 16],
+                assoc_id: 0,
+                hb_interval: 0,
+                path_mtu: mtu,
+                flags: ffi::SPP_PMTUD_DISABLE,
+                ipv6_flowlabel: 0,
+                path_max_rxt: 0,
+                dscp: 0,
+            },
+        )
+    }
+
+    /// Sets the retransmission timeout's initial value and bounds, ms.
+    pub fn set_rto(&self, initial: u32, min: u32, max: u32) -> Result<(), SctpError> {
+        self.set(
+            "SCTP_RTOINFO",
+            ffi::SCTP_RTOINFO,
+            &ffi::RtoInfo {
+                assoc_id: 0,
+                initial,
+                max,
+                min,
+            },
+        )
+    }
+
+    /// What the association has in flight now.
+    pub fn in_flight(&self) -> Result<InFlight, SctpError> {
+        // SAFETY: sctp_status is plain data; all-zero is a valid value.
+        let mut st: ffi::Status = unsafe { std::mem::zeroed() };
+        let mut len = std::mem::size_of::<ffi::Status>() as u32;
+        // SAFETY: a live socket; usrsctp writes at most `len` bytes into `st`.
+        let rc = unsafe {
+            (self.u.getsockopt)(
+                self.raw,
+                ffi::IPPROTO_SCTP,
+                ffi::SCTP_STATUS,
+                &mut st as *mut ffi::Status as *mut c_void,
+                &mut len,
+            )
+        };
+        check("SCTP_STATUS", rc)?;
+        Ok(InFlight {
+            chunks: u32::from(st.unackdata) + u32::from(st.penddata),
+            srtt_ms: st.primary.srtt,
+        })
     }
 
     pub fn bind(&self, link: &Link, port: u16) -> Result<(), SctpError> {
@@ -367,38 +451,51 @@ impl SctpSocket {
     }
 
     /// Reads what has arrived into `buf`: `Ok(None)` when nothing has.
-    pub fn recv(&self, buf: &mut [u8]) -> Result<Option<Received>, SctpError> {
-        loop {
-            let mut info = ffi::RcvInfo::default();
-            let mut info_len = std::mem::size_of::<ffi::RcvInfo>() as u32;
-            let mut info_type = 0;
-            let mut flags: c_int = 0;
-            // SAFETY: a live socket; buf and info are written within their sizes.
-            let n = unsafe {
-                (self.u.recvv)(
-                    self.raw,
-                    buf.as_mut_ptr() as *mut c_void,
-                    buf.len(),
-                    std::ptr::null_mut(),
-                    std::ptr::null_mut(),
-                    &mut info as *mut ffi::RcvInfo as *mut c_void,
-                    &mut info_len,
-                    &mut info_type,
-                    &mut flags,
-                )
+    pub fn recv(&self, buf: &mut [u8]) -> Result<Option<Arrival>, SctpError> {
+        let mut info = ffi::RcvInfo::default();
+        let mut info_len = std::mem::size_of::<ffi::RcvInfo>() as u32;
+        let mut info_type = 0;
+        let mut flags: c_int = 0;
+        // SAFETY: a live socket; buf and info are written within their sizes.
+        let n = unsafe {
+            (self.u.recvv)(
+                self.raw,
+                buf.as_mut_ptr() as *mut c_void,
+                buf.len(),
+                std::ptr::null_mut(),
+                std::ptr::null_mut(),
+                &mut info as *mut ffi::RcvInfo as *mut c_void,
+                &mut info_len,
+                &mut info_type,
+                &mut flags,
+            )
+        };
+        if n < 0 {
+            return unless_would_block("recvv");
+        }
+        let n = n as usize;
+        if flags & ffi::MSG_NOTIFICATION != 0 {
+            // struct sctp_assoc_change: type (u16), flags (u16), length (u32), state (u16).
+            let field = |at: usize| {
+                buf.get(at..at + 2)
+                    .map(|b| u16::from_ne_bytes([b[0], b[1]]))
             };
-            if n < 0 {
-                return unless_would_block("recvv");
-            }
-            if flags & ffi::MSG_NOTIFICATION != 0 {
-                continue;
-            }
-            return Ok(Some(Received {
-                stream: info.rcv_sid,
-                len: n as usize,
-                end_of_message: flags & ffi::MSG_EOR != 0,
+            return Ok(Some(match (field(0), field(8)) {
+                (Some(ffi::SCTP_ASSOC_CHANGE), Some(state)) if n >= 10 => {
+                    Arrival::Association(state)
+                }
+                // Another notification (none is subscribed to): nothing to report.
+                _ => Arrival::Association(0),
             }));
         }
+        if n == 0 {
+            return Ok(Some(Arrival::Shutdown));
+        }
+        Ok(Some(Arrival::Data(Received {
+            stream: info.rcv_sid,
+            len: n,
+            end_of_message: flags & ffi::MSG_EOR != 0,
+        })))
     }
 }
 

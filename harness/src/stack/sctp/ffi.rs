@@ -24,6 +24,19 @@ pub const SCTP_RECVRCVINFO: c_int = 0x1f;
 pub const SCTP_PLUGGABLE_SS: c_int = 0x1203;
 pub const SCTP_SS_VALUE: c_int = 0x1204;
 pub const SCTP_INTERLEAVING_SUPPORTED: c_int = 0x1206;
+pub const SCTP_RTOINFO: c_int = 0x01;
+pub const SCTP_PEER_ADDR_PARAMS: c_int = 0x0a;
+pub const SCTP_EVENT: c_int = 0x1e;
+pub const SCTP_STATUS: c_int = 0x100;
+/// `spp_flags`: the path MTU is the one given, never discovered.
+pub const SPP_PMTUD_DISABLE: u32 = 0x10;
+// Notifications: an association's changes of state.
+pub const SCTP_ASSOC_CHANGE: u16 = 0x0001;
+pub const SCTP_COMM_UP: u16 = 0x0001;
+pub const SCTP_COMM_LOST: u16 = 0x0002;
+pub const SCTP_RESTART: u16 = 0x0003;
+pub const SCTP_SHUTDOWN_COMP: u16 = 0x0004;
+pub const SCTP_CANT_STR_ASSOC: u16 = 0x0005;
 /// `SCTP_FRAGMENT_INTERLEAVE` level 2: fragments of messages on different streams may
 /// interleave, which I-DATA (RFC 8260) needs.
 pub const SCTP_FRAG_LEVEL_2: c_int = 2;
@@ -87,6 +100,66 @@ pub struct InitMsg {
     pub max_init_timeo: u16,
 }
 
+/// `struct sctp_event`: subscribes a socket to one kind of notification.
+#[repr(C)]
+pub struct EventSubscription {
+    pub assoc_id: u32,
+    pub event_type: u16,
+    pub on: u8,
+}
+
+/// `struct sctp_rtoinfo`, ms.
+#[repr(C)]
+pub struct RtoInfo {
+    pub assoc_id: u32,
+    pub initial: u32,
+    pub max: u32,
+    pub min: u32,
+}
+
+/// `struct sctp_paddrparams`; an all-zero address means every path of the association.
+#[repr(C)]
+pub struct PaddrParams {
+    /// `struct sockaddr_storage` (128 bytes, 8-aligned).
+    pub address: [u64; 16],
+    pub assoc_id: u32,
+    pub hb_interval: u32,
+    pub path_mtu: u32,
+    pub flags: u32,
+    pub ipv6_flowlabel: u32,
+    pub path_max_rxt: u16,
+    pub dscp: u8,
+}
+
+/// `struct sctp_status`.
+#[repr(C)]
+pub struct Status {
+    pub assoc_id: u32,
+    pub state: i32,
+    pub rwnd: u32,
+    /// Chunks sent and not yet acknowledged.
+    pub unackdata: u16,
+    /// Chunks queued and not yet sent.
+    pub penddata: u16,
+    pub instrms: u16,
+    pub outstrms: u16,
+    pub fragmentation_point: u32,
+    pub primary: PaddrInfo,
+}
+
+/// `struct sctp_paddrinfo`: one path of an association.
+#[repr(C)]
+pub struct PaddrInfo {
+    pub address: [u64; 16],
+    pub assoc_id: u32,
+    pub state: i32,
+    pub cwnd: u32,
+    /// Smoothed round-trip time, ms.
+    pub srtt: u32,
+    pub rto: u32,
+    pub mtu: u32,
+}
+
 /// usrsctp's `struct socket`, only ever behind a pointer.
 pub enum RawSocket {}
 
@@ -107,6 +180,8 @@ pub struct Usrsctp {
         *mut c_void,
     ) -> *mut RawSocket,
     pub setsockopt: unsafe extern "C" fn(*mut RawSocket, c_int, c_int, *const c_void, u32) -> c_int,
+    pub getsockopt:
+        unsafe extern "C" fn(*mut RawSocket, c_int, c_int, *mut c_void, *mut u32) -> c_int,
     pub bind: unsafe extern "C" fn(*mut RawSocket, *const SockaddrConn, u32) -> c_int,
     pub listen: unsafe extern "C" fn(*mut RawSocket, c_int) -> c_int,
     pub accept: unsafe extern "C" fn(*mut RawSocket, *mut c_void, *mut u32) -> *mut RawSocket,
@@ -165,6 +240,7 @@ impl Usrsctp {
             init_nothreads: resolve!("usrsctp_init_nothreads"),
             socket: resolve!("usrsctp_socket"),
             setsockopt: resolve!("usrsctp_setsockopt"),
+            getsockopt: resolve!("usrsctp_getsockopt"),
             bind: resolve!("usrsctp_bind"),
             listen: resolve!("usrsctp_listen"),
             accept: resolve!("usrsctp_accept"),
