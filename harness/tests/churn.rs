@@ -139,7 +139,7 @@ fn churn_is_measured_on_every_underlay() {
         assert_eq!(total, 11, "{name}: {:?}", c.cold_connect_us);
         assert_eq!(c.cold_connect_failures, 0, "{name}");
         assert_eq!(count("restart, full"), 3, "{name}: {:?}", c.cold_connect_us);
-        if id.crypto == stackbench::stack::CryptoKind::Tls {
+        if id.protocol == stackbench::stack::Protocol::QuicTls {
             assert_eq!(count("0rtt"), 1, "{name}: {:?}", c.cold_connect_us);
             assert_eq!(count("resumed"), 1, "{name}: {:?}", c.cold_connect_us);
             // Each mode was timed (one sample each: too few to compare them in a test).

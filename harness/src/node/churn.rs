@@ -95,7 +95,7 @@ pub async fn run(node: Rc<Node>) {
             Action::RemovePeer { peer } => {
                 let removed = node.conns.borrow_mut().remove(&peer);
                 if let Some(c) = removed {
-                    c.close(CHURN_CLOSE.into(), b"peer removed");
+                    c.close(CHURN_CLOSE, b"peer removed");
                 }
                 let (r, us) = blocking(&control(), move |c| c.remove_peer(peer)).await;
                 record.apply_us = us;
@@ -156,7 +156,7 @@ async fn restart(
     let peers: Vec<u32> = std::mem::take(&mut *node.conns.borrow_mut())
         .into_iter()
         .map(|(p, c)| {
-            c.close(CHURN_CLOSE.into(), b"restart");
+            c.close(CHURN_CLOSE, b"restart");
             p
         })
         .collect();
@@ -169,8 +169,8 @@ async fn restart(
     let t0 = monotonic_ns();
     let mut idle_us = 0;
     if let Some(old) = old {
-        old.endpoint.close(CHURN_CLOSE.into(), b"restart");
-        let _ = tokio::time::timeout(REBIND_TIMEOUT, old.endpoint.wait_idle()).await;
+        old.endpoint.close(CHURN_CLOSE, b"restart");
+        old.endpoint.wait_idle(REBIND_TIMEOUT).await;
         idle_us = (monotonic_ns() - t0) / 1000;
     }
     let ep = loop {
@@ -223,11 +223,12 @@ async fn dial(
     began: u64,
 ) -> Result<u64> {
     let (endpoint, d, addr) = node.dial_target(CHURN_SLOT, peer)?;
-    let config = match (&d.resuming, mode) {
-        (Some(r), HandshakeMode::Resumed | HandshakeMode::ZeroRtt) => r.clone(),
-        _ => d.config.clone(),
-    };
-    let connecting = endpoint.connect_with(config, addr, &d.server_name)?;
+    let resumes = d.as_ref().is_some_and(|d| d.resuming.is_some());
+    let connecting = endpoint.connect(
+        d.as_ref(),
+        matches!(mode, HandshakeMode::Resumed | HandshakeMode::ZeroRtt),
+        addr,
+    )?;
     let probe = |how: HandshakeMode| ObjectHeader {
         origin: node.index as u16,
         class: PROBE_CLASS,
@@ -240,7 +241,7 @@ async fn dial(
     let timed_out = |_| anyhow!("no handshake within {DIAL_TIMEOUT:?}");
     let within = |f| tokio::time::timeout(DIAL_TIMEOUT, f);
     let within_accepted = |f| tokio::time::timeout(DIAL_TIMEOUT, f);
-    let (conn, how) = if mode == HandshakeMode::Full || d.resuming.is_none() {
+    let (conn, how) = if mode == HandshakeMode::Full || !resumes {
         (
             within(connecting).await.map_err(timed_out)??,
             HandshakeMode::Full,
@@ -283,7 +284,7 @@ async fn dial(
 pub(super) async fn accept_loop(
     node: Rc<Node>,
     slot: Slot,
-    endpoint: quinn::Endpoint,
+    endpoint: crate::stack::Endpoint,
     grace: Option<Duration>,
 ) {
     let early = node.plan().churn.resumes();
@@ -295,16 +296,8 @@ pub(super) async fn accept_loop(
                 incoming.refuse();
                 return;
             };
-            let conn = match incoming.accept() {
-                // Accepting early lets 0-RTT data be read on arrival.
-                Ok(c) if early => match c.into_0rtt() {
-                    Ok((conn, _)) => Ok(conn),
-                    Err(c) => c.await,
-                },
-                Ok(c) => c.await,
-                Err(e) => Err(e),
-            };
-            match conn {
+            // Accepting early lets 0-RTT data be read on arrival.
+            match incoming.accept(early).await {
                 Ok(conn) => {
                     node.install(peer, slot, conn, grace);
                     if node.plan().network.upgrade.is_some() {
@@ -314,7 +307,7 @@ pub(super) async fn accept_loop(
                 Err(e) => node
                     .rec
                     .borrow_mut()
-                    .error(format!("node {}: accepting node {peer}: {e}", node.index)),
+                    .error(format!("node {}: accepting node {peer}: {e:#}", node.index)),
             }
         });
     }

@@ -216,7 +216,7 @@ fn build_endpoints(
 
 /// The connections a node set up, each with the stack slot it is on, and what that took.
 pub(crate) struct Connected {
-    pub conns: BTreeMap<u32, (Slot, quinn::Connection)>,
+    pub conns: BTreeMap<u32, (Slot, stack::Conn)>,
     /// Handshake times of this node's own dials, µs.
     pub handshake_us: Vec<u64>,
     /// Dials on a preferred stack that failed, and the stack that served instead.
@@ -294,7 +294,7 @@ async fn connect_all(
     let expected_in = peers.iter().filter(|p| p.index < index).count();
     let accept = async {
         let got = RefCell::new(Vec::new());
-        let listening: Vec<(Slot, &quinn::Endpoint, PeerAddresses)> = eps
+        let listening: Vec<(Slot, &stack::Endpoint, PeerAddresses)> = eps
             .iter()
             .zip(&setup.slots)
             .enumerate()
@@ -354,12 +354,8 @@ fn dial(
     slot: &SlotSetup,
     peer: u32,
     deadline: tokio::time::Instant,
-) -> Result<impl std::future::Future<Output = Result<(u32, quinn::Connection, u64)>>> {
-    let d = ep
-        .dial
-        .iter()
-        .find(|d| d.peer == peer)
-        .ok_or_else(|| anyhow!("no dial configuration for node {peer}"))?;
+) -> Result<impl std::future::Future<Output = Result<(u32, stack::Conn, u64)>>> {
+    let d = ep.dial.iter().find(|d| d.peer == peer);
     let addr = slot
         .peers
         .iter()
@@ -368,9 +364,7 @@ fn dial(
         .ok_or_else(|| anyhow!("no address for node {peer}"))?;
     let t0 = monotonic_ns();
     let within = deadline.saturating_duration_since(tokio::time::Instant::now());
-    let connecting = ep
-        .endpoint
-        .connect_with(d.config.clone(), addr, &d.server_name)?;
+    let connecting = ep.endpoint.connect(d, false, addr)?;
     let diagnose = ep.diagnose.clone();
     let stack = slot.stack.clone();
     Ok(async move {
@@ -424,9 +418,9 @@ impl PeerAddresses {
 /// concurrently.
 async fn accept_peers(
     index: u32,
-    listening: &[(Slot, &quinn::Endpoint, PeerAddresses)],
+    listening: &[(Slot, &stack::Endpoint, PeerAddresses)],
     expected: usize,
-    got: &RefCell<Vec<(u32, Slot, quinn::Connection)>>,
+    got: &RefCell<Vec<(u32, Slot, stack::Conn)>>,
 ) -> Result<()> {
     let (tx, mut incoming) = tokio::sync::mpsc::unbounded_channel();
     // Dropped (and so aborted) when enough have come.
@@ -448,7 +442,7 @@ async fn accept_peers(
             next = incoming.recv() => {
                 let (k, incoming) = next.ok_or_else(|| anyhow!("endpoints closed"))?;
                 let remote = incoming.remote_address();
-                handshakes.spawn_local(async move { (k, remote, incoming.await) });
+                handshakes.spawn_local(async move { (k, remote, incoming.accept(false).await) });
             }
             Some(done) = handshakes.join_next() => {
                 let (k, remote, result) = done.map_err(|e| anyhow!("accept task failed: {e}"))?;
@@ -461,7 +455,7 @@ async fn accept_peers(
                         got.borrow_mut().push((peer, *slot, c));
                     }
                     // The dialling side reports its own failure; keep waiting for the others.
-                    Err(e) => tracing::warn!("node {index}: refused connection from {remote}: {e}"),
+                    Err(e) => tracing::warn!("node {index}: refused connection from {remote}: {e:#}"),
                 }
             }
         }

@@ -6,7 +6,7 @@ use super::{churn, timer::PreciseTimer, Recorder};
 use crate::{
     control::{NodeReport, NodeSetup, TransportCounters},
     metrics::{self, monotonic_ns},
-    stack::{self, tls::NodeIdentity},
+    stack::{self, tls::NodeIdentity, Conn},
     workload::{ObjectHeader, WorkloadPlan, HEADER_LEN, PROBE_CLASS},
 };
 use anyhow::{bail, Context, Result};
@@ -26,12 +26,8 @@ use std::{
 pub const CHURN_CLOSE: u32 = 0xc4;
 
 /// Whether `conn` ended because churn closed it, here or at the peer.
-pub fn churned(conn: &quinn::Connection) -> bool {
-    match conn.close_reason() {
-        Some(quinn::ConnectionError::LocallyClosed) => true,
-        Some(quinn::ConnectionError::ApplicationClosed(c)) => c.error_code == CHURN_CLOSE.into(),
-        _ => false,
-    }
+pub fn churned(conn: &Conn) -> bool {
+    conn.closed_on_purpose(CHURN_CLOSE)
 }
 
 /// One node during the measured run.
@@ -45,7 +41,7 @@ pub struct Node {
     /// The underlay's churn operations (the primary endpoint's).
     pub control: RefCell<std::sync::Arc<dyn stack::PeerControl>>,
     /// The connection to each peer this node is connected to now: the one objects go on.
-    pub conns: RefCell<BTreeMap<u32, quinn::Connection>>,
+    pub conns: RefCell<BTreeMap<u32, Conn>>,
     /// Which stack slot each peer's connection is on.
     pub conn_slots: RefCell<BTreeMap<u32, Slot>>,
     pub rec: RefCell<Recorder>,
@@ -142,7 +138,7 @@ impl Node {
     }
 
     /// The endpoint of stack slot `slot`, if the node speaks it now.
-    pub fn endpoint(&self, slot: Slot) -> Option<quinn::Endpoint> {
+    pub fn endpoint(&self, slot: Slot) -> Option<stack::Endpoint> {
         self.eps
             .borrow()
             .get(slot as usize)?
@@ -156,7 +152,7 @@ impl Node {
         &self,
         slot: Slot,
         peer: u32,
-    ) -> anyhow::Result<(quinn::Endpoint, stack::Dial, SocketAddr)> {
+    ) -> anyhow::Result<(stack::Endpoint, Option<stack::Dial>, SocketAddr)> {
         let eps = self.eps.borrow();
         let ep = eps
             .get(slot as usize)
@@ -167,12 +163,7 @@ impl Node {
                     self.setup.slots[slot as usize].stack
                 )
             })?;
-        let d = ep
-            .dial
-            .iter()
-            .find(|d| d.peer == peer)
-            .cloned()
-            .ok_or_else(|| anyhow::anyhow!("no way to dial node {peer}"))?;
+        let d = ep.dial.iter().find(|d| d.peer == peer).cloned();
         let addr = self.setup.slots[slot as usize]
             .peers
             .iter()
@@ -183,15 +174,15 @@ impl Node {
     }
 
     /// Whether `conn` is still the one objects to `peer` go on.
-    pub fn is_current(&self, peer: u32, conn: &quinn::Connection) -> bool {
+    pub fn is_current(&self, peer: u32, conn: &Conn) -> bool {
         self.conns
             .borrow()
             .get(&peer)
-            .is_some_and(|c| c.stable_id() == conn.stable_id())
+            .is_some_and(|c| c.id() == conn.id())
     }
 
     /// Starts receiving from `peer` on `conn` and keeping its bulk in flight.
-    pub fn start_peer(self: &Rc<Self>, peer: u32, conn: &quinn::Connection) {
+    pub fn start_peer(self: &Rc<Self>, peer: u32, conn: &Conn) {
         self.core.borrow_mut().handle(InEvent::PeerUp(peer));
         tokio::task::spawn_local(receive_loop(self.clone(), peer, conn.clone()));
         if self.done.get() {
@@ -273,17 +264,17 @@ impl Node {
         self: &Rc<Self>,
         peer: u32,
         slot: Slot,
-        conn: quinn::Connection,
+        conn: Conn,
         grace: Option<std::time::Duration>,
     ) {
         self.conn_slots.borrow_mut().insert(peer, slot);
         if let Some(old) = self.conns.borrow_mut().insert(peer, conn.clone()) {
             match grace {
-                None => old.close(CHURN_CLOSE.into(), b"replaced"),
+                None => old.close(CHURN_CLOSE, b"replaced"),
                 Some(grace) => {
                     tokio::task::spawn_local(async move {
                         tokio::time::sleep(grace).await;
-                        old.close(CHURN_CLOSE.into(), b"replaced");
+                        old.close(CHURN_CLOSE, b"replaced");
                     });
                 }
             }
@@ -293,12 +284,9 @@ impl Node {
 
     /// Forgets `conn` as the connection to `peer` if churn at the peer closed it (a
     /// restart, or the peer removing this node), so objects are no longer sent on it.
-    fn forget_if_churned(&self, peer: u32, conn: &quinn::Connection) {
+    fn forget_if_churned(&self, peer: u32, conn: &Conn) {
         let mut conns = self.conns.borrow_mut();
-        if self.ended_by_churn(peer, conn)
-            && conns
-                .get(&peer)
-                .is_some_and(|c| c.stable_id() == conn.stable_id())
+        if self.ended_by_churn(peer, conn) && conns.get(&peer).is_some_and(|c| c.id() == conn.id())
         {
             conns.remove(&peer);
             drop(conns);
@@ -308,8 +296,8 @@ impl Node {
 
     /// Whether churn ended the connection to `peer`: churn closed it, or the peer restarted
     /// and its new endpoint reset the old connection.
-    fn ended_by_churn(&self, peer: u32, conn: &quinn::Connection) -> bool {
-        let reset_by_restart = matches!(conn.close_reason(), Some(quinn::ConnectionError::Reset))
+    fn ended_by_churn(&self, peer: u32, conn: &Conn) -> bool {
+        let reset_by_restart = conn.was_reset()
             && self.plan().churn.firings.iter().any(|f| {
                 f.kind == crate::scenario::churn::EventKind::NodeRestart && f.node == peer
             });
@@ -317,7 +305,7 @@ impl Node {
     }
 
     /// Records a stream error on the connection to `peer` unless churn caused it.
-    fn error_on(&self, peer: u32, conn: &quinn::Connection, e: String) {
+    fn error_on(&self, peer: u32, conn: &Conn, e: String) {
         if !self.ended_by_churn(peer, conn) {
             self.rec.borrow_mut().error(e);
         }
@@ -328,7 +316,7 @@ impl Node {
 pub async fn workload(node: &Rc<Node>) -> Result<NodeReport> {
     let plan = node.plan().clone();
     let start_ns = node.start_ns;
-    let conns: Vec<(u32, quinn::Connection)> = node
+    let conns: Vec<(u32, Conn)> = node
         .conns
         .borrow()
         .iter()
@@ -408,12 +396,14 @@ pub async fn workload(node: &Rc<Node>) -> Result<NodeReport> {
     };
     for c in node.conns.borrow().values() {
         let st = c.stats();
-        transport.sent_packets += st.path.sent_packets;
-        transport.lost_packets += st.path.lost_packets;
-        transport.congestion_events += st.path.congestion_events;
-        transport.udp_tx_datagrams += st.udp_tx.datagrams;
-        transport.udp_rx_datagrams += st.udp_rx.datagrams;
-        transport.min_rtt_us = transport.min_rtt_us.min(st.path.min_rtt.as_micros() as u64);
+        transport.sent_packets += st.sent_packets;
+        transport.lost_packets += st.lost_packets;
+        transport.congestion_events += st.congestion_events;
+        transport.udp_tx_datagrams += st.udp_tx_datagrams;
+        transport.udp_rx_datagrams += st.udp_rx_datagrams;
+        if let Some(rtt) = st.min_rtt_us {
+            transport.min_rtt_us = transport.min_rtt_us.min(rtt);
+        }
     }
     let usage = match usage_task {
         Some(t) => {
@@ -448,20 +438,15 @@ pub async fn workload(node: &Rc<Node>) -> Result<NodeReport> {
     })
 }
 
-/// Sends one object on its own uni stream at `priority`.
+/// Sends one object at `priority`.
 pub async fn send_object(
     node: &Node,
-    conn: &quinn::Connection,
+    conn: &Conn,
     priority: i32,
     h: &ObjectHeader,
-) -> Result<quinn::SendStream> {
-    let mut s = conn.open_uni().await?;
-    s.set_priority(priority)?;
+) -> Result<stack::Sent> {
     let body = node.payload.slice(..h.len as usize - HEADER_LEN);
-    s.write_all_chunks(&mut [Bytes::copy_from_slice(&h.encode()), body])
-        .await?;
-    s.finish()?;
-    Ok(s)
+    conn.send_object(priority, h, body).await
 }
 
 /// How often a node samples its CPU and interface bytes during an upgrade run.
@@ -493,8 +478,8 @@ async fn sample_usage(node: Rc<Node>) {
 }
 
 /// Keeps one bulk object in flight to one peer: the next starts once the last is acknowledged,
-/// so bulk never fills quinn's send window and blocks the higher classes' writes.
-async fn backlog_loop(node: Rc<Node>, peer: u32, conn: quinn::Connection, class: u8) {
+/// so bulk never fills the transport's send window and blocks the higher classes' writes.
+async fn backlog_loop(node: Rc<Node>, peer: u32, conn: Conn, class: u8) {
     loop {
         // A connection replaced by a newer one (an upgrade) carries no new bulk.
         if !node.is_current(peer, &conn) {
@@ -504,7 +489,7 @@ async fn backlog_loop(node: Rc<Node>, peer: u32, conn: quinn::Connection, class:
         let Some((h, priority)) = next else { return };
         node.dispatch();
         let result = match send_object(&node, &conn, priority, &h).await {
-            Ok(s) => s.stopped().await.map(|_| ()).map_err(anyhow::Error::from),
+            Ok(s) => s.acknowledged().await,
             Err(e) => Err(e),
         };
         if let Err(e) = result {
@@ -514,11 +499,11 @@ async fn backlog_loop(node: Rc<Node>, peer: u32, conn: quinn::Connection, class:
     }
 }
 
-async fn receive_loop(node: Rc<Node>, peer: u32, conn: quinn::Connection) {
-    while let Ok(rs) = conn.accept_uni().await {
+async fn receive_loop(node: Rc<Node>, peer: u32, conn: Conn) {
+    while let Some(object) = conn.next_object().await {
         let (node, conn) = (node.clone(), conn.clone());
         tokio::task::spawn_local(async move {
-            if let Err(e) = receive_object(&node, peer, rs).await {
+            if let Err(e) = receive_object(&node, peer, object).await {
                 node.error_on(peer, &conn, format!("receiving from node {peer}: {e:#}"));
             }
         });
@@ -526,18 +511,12 @@ async fn receive_loop(node: Rc<Node>, peer: u32, conn: quinn::Connection) {
     node.forget_if_churned(peer, &conn);
 }
 
-async fn receive_object(node: &Rc<Node>, peer: u32, mut rs: quinn::RecvStream) -> Result<()> {
-    let mut hdr = [0u8; HEADER_LEN];
-    rs.read_exact(&mut hdr).await?;
-    let h = ObjectHeader::decode(&hdr)?;
-    let mut got = HEADER_LEN as u64;
-    while got < h.len as u64 {
-        match rs.read_chunk(usize::MAX, true).await? {
-            Some(chunk) => got += chunk.bytes.len() as u64,
-            None => break,
-        }
-    }
-    let now = monotonic_ns();
+async fn receive_object(node: &Rc<Node>, peer: u32, mut object: stack::Arriving) -> Result<()> {
+    let stack::Arrived {
+        header: h,
+        bytes: got,
+        at_ns: now,
+    } = object.read().await?;
     if got != h.len as u64 {
         bail!(
             "object {}:{} truncated: {got} of {} bytes",
@@ -564,7 +543,5 @@ async fn receive_object(node: &Rc<Node>, peer: u32, mut rs: quinn::RecvStream) -
             }
         }
     }
-    // Consume the FIN so the stream closes cleanly instead of being stopped.
-    while rs.read_chunk(usize::MAX, true).await?.is_some() {}
-    Ok(())
+    object.finish().await
 }

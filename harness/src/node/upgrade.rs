@@ -65,7 +65,7 @@ async fn switch(node: &Rc<Node>, plan: &UpgradePlan) -> Result<()> {
         let peers: Vec<u32> = std::mem::take(&mut *node.conns.borrow_mut())
             .into_iter()
             .map(|(p, c)| {
-                c.close(CHURN_CLOSE.into(), b"upgrade restart");
+                c.close(CHURN_CLOSE, b"upgrade restart");
                 p
             })
             .collect();
@@ -74,7 +74,7 @@ async fn switch(node: &Rc<Node>, plan: &UpgradePlan) -> Result<()> {
         }
         let old = node.eps.borrow_mut()[plan.from as usize].take();
         if let Some(old) = old {
-            old.endpoint.close(CHURN_CLOSE.into(), b"upgrade restart");
+            old.endpoint.close(CHURN_CLOSE, b"upgrade restart");
         }
         tokio::time::sleep(plan.downtime).await;
     }
@@ -111,12 +111,12 @@ async fn dial(node: Rc<Node>, to: Slot, peer: u32, grace: Option<Duration>, read
     }
 }
 
-async fn connect(node: &Node, to: Slot, peer: u32) -> Result<quinn::Connection> {
+async fn connect(node: &Node, to: Slot, peer: u32) -> Result<crate::stack::Conn> {
     let (endpoint, d, addr) = node.dial_target(to, peer)?;
-    let connecting = endpoint.connect_with(d.config, addr, &d.server_name)?;
-    Ok(tokio::time::timeout(DIAL_TIMEOUT, connecting)
+    let connecting = endpoint.connect(d.as_ref(), false, addr)?;
+    tokio::time::timeout(DIAL_TIMEOUT, connecting)
         .await
-        .map_err(|_| anyhow!("no handshake within {DIAL_TIMEOUT:?}"))??)
+        .map_err(|_| anyhow!("no handshake within {DIAL_TIMEOUT:?}"))?
 }
 
 /// A later node connected to this one on the new stack.
@@ -158,7 +158,7 @@ fn check_done(node: &Rc<Node>, plan: &UpgradePlan) {
     let (node, grace) = (node.clone(), plan.grace);
     tokio::task::spawn_local(async move {
         tokio::time::sleep(grace).await;
-        old.endpoint.close(CHURN_CLOSE.into(), b"old stack dropped");
+        old.endpoint.close(CHURN_CLOSE, b"old stack dropped");
         let now = since_start(&node, monotonic_ns());
         record(&node, |u| u.old_dropped_us = Some(now));
     });

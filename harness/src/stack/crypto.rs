@@ -2,8 +2,7 @@
 //! Every underlay builds its endpoints through here, so stacks differ only where they must.
 
 use super::{
-    null, tls, transport::transport_config_with, CryptoKind, Dial, NodeContext, PeerInfo,
-    StackError,
+    null, tls, transport::transport_config_with, Dial, NodeContext, PeerInfo, Protocol, StackError,
 };
 use std::sync::Arc;
 
@@ -17,7 +16,7 @@ fn pinned(p: &PeerInfo) -> tls::PinnedPeer {
 /// The server configuration and, per peer, how to dial it. With `ctx.resumption`, TLS
 /// servers issue tickets and accept 0-RTT, and each dial gets a resuming configuration too.
 pub fn quic_configs(
-    crypto: CryptoKind,
+    protocol: Protocol,
     ctx: &NodeContext<'_>,
     max_udp_payload: Option<u16>,
 ) -> Result<(quinn::ServerConfig, Vec<Dial>), StackError> {
@@ -26,13 +25,14 @@ pub fn quic_configs(
         true => tls::Resumption::on(),
         false => tls::Resumption::Off,
     };
-    let mut server = match crypto {
-        CryptoKind::Tls => quinn::ServerConfig::with_crypto(tls::server_crypto_with(
+    let mut server = match protocol {
+        Protocol::QuicTls => quinn::ServerConfig::with_crypto(tls::server_crypto_with(
             ctx.identity,
             ctx.peers.iter().map(pinned).collect(),
             resumption(),
         )?),
-        CryptoKind::Null => quinn::ServerConfig::with_crypto(Arc::new(null::NullServer)),
+        Protocol::QuicNull => quinn::ServerConfig::with_crypto(Arc::new(null::NullServer)),
+        Protocol::Sctp => return Err(StackError::Setup("SCTP has no QUIC configuration".into())),
     };
     server.transport_config(transport.clone());
     let dial = ctx
@@ -40,19 +40,21 @@ pub fn quic_configs(
         .iter()
         .map(|p| {
             let client = |resumption| -> Result<quinn::ClientConfig, StackError> {
-                let mut c = match crypto {
-                    CryptoKind::Tls => quinn::ClientConfig::new(tls::client_crypto_with(
+                let mut c = match protocol {
+                    Protocol::QuicTls => quinn::ClientConfig::new(tls::client_crypto_with(
                         ctx.identity,
                         pinned(p),
                         resumption,
                     )?),
-                    CryptoKind::Null => quinn::ClientConfig::new(Arc::new(null::NullClient)),
+                    Protocol::QuicNull | Protocol::Sctp => {
+                        quinn::ClientConfig::new(Arc::new(null::NullClient))
+                    }
                 };
                 c.transport_config(transport.clone());
                 Ok(c)
             };
-            let resuming = match (crypto, ctx.resumption) {
-                (CryptoKind::Tls, true) => Some(client(resumption())?),
+            let resuming = match (protocol, ctx.resumption) {
+                (Protocol::QuicTls, true) => Some(client(resumption())?),
                 _ => None,
             };
             Ok(Dial {
@@ -67,11 +69,25 @@ pub fn quic_configs(
 }
 
 /// How a stack's crypto is described in results.
-pub fn describe(crypto: CryptoKind) -> &'static str {
-    match crypto {
-        CryptoKind::Tls => "TLS 1.3 (rustls, ring), Ed25519 keys pinned, no resumption",
-        CryptoKind::Null => {
+pub fn describe(protocol: Protocol) -> &'static str {
+    match protocol {
+        Protocol::QuicTls => "TLS 1.3 (rustls, ring), Ed25519 keys pinned, no resumption",
+        Protocol::QuicNull => {
             "none: plaintext packets with an xxh3 integrity tag over the full packet number"
+        }
+        Protocol::Sctp => "none: SCTP's CRC32c checksum only",
+    }
+}
+
+/// How a stack's transport is described in results.
+pub fn transport(protocol: Protocol) -> &'static str {
+    match protocol {
+        Protocol::QuicTls | Protocol::QuicNull => {
+            "QUIC (quinn 0.11), cubic, one uni stream per object at its class's priority"
+        }
+        Protocol::Sctp => {
+            "SCTP (usrsctp 0.9) in UDP datagrams (RFC 6951 framing, fixed ports), one stream per \
+             class, SCTP_SS_PRIORITY with I-DATA, RTO initial/min/max 500/200/10000 ms"
         }
     }
 }

@@ -6,7 +6,7 @@
 use super::{
     wg_netlink::{self, PeerSpec},
     wg_socket,
-    wg_tun::{hex, ip_in, run_keys, uapi, uapi_path, Daemon, QuicWgTun, WG_PORT},
+    wg_tun::{hex, ip_in, run_keys, uapi, uapi_path, Daemon, OverWgTun, WG_PORT},
     wg_tunnel::WgLibrary,
     Automation, LifecycleTimes, StackError,
 };
@@ -133,7 +133,7 @@ fn up_then_peer_change(
 /// set, or `wg setconf`), address the TUN and bring it up, change a peer, then stop the
 /// daemon.
 pub fn tun_daemon(
-    stack: &QuicWgTun,
+    stack: &OverWgTun,
     topology: &Topology,
     opts: &super::StackContext<'_>,
 ) -> Result<LifecycleTimes, StackError> {

@@ -1,10 +1,12 @@
-//! Transport-security stacks: QUIC's crypto × the underlay it runs on.
+//! Transport-security stacks: a transport protocol (QUIC with its crypto, or SCTP) × the
+//! underlay it runs on.
 //!
 //! Every stack sits behind [`Stack`]. The controller asks it whether the host can run it and
-//! has it build its underlay across the topology; each node asks it for a QUIC endpoint.
+//! has it build its underlay across the topology; each node asks it for an endpoint.
 //! The conformance test (`tests/conformance.rs`) runs every available stack through the
 //! same checks.
 
+mod connection;
 mod crypto;
 mod daemon;
 mod lifecycle;
@@ -24,29 +26,54 @@ pub mod wg_socket;
 pub mod wg_tun;
 pub mod wg_tunnel;
 
-pub use quic_udp::QuicUdp;
+pub use connection::{Arrived, Arriving, Conn, Connecting, Endpoint, Incoming, Sent};
+pub use quic_udp::OverUdp;
 pub use transport::{
     bind_udp, transport_config, transport_config_with, TransportPlan, MAX_UNI_STREAMS,
     SOCKET_BUFFER,
 };
-pub use wg_inproc::QuicWgInproc;
-pub use wg_kernel::QuicWgKernel;
-pub use wg_tun::{wireguard_go, Daemon, QuicWgTun};
+pub use wg_inproc::OverWgInproc;
+pub use wg_kernel::OverWgKernel;
+pub use wg_tun::{wireguard_go, Daemon, OverWgTun};
 
 use crate::check::HostCaps;
 use serde::{Deserialize, Serialize};
 use std::{fmt, net::SocketAddr, sync::Arc};
 
-/// The QUIC crypto of a stack.
+/// The transport protocol of a stack, with the crypto it brings itself.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum CryptoKind {
-    /// TLS 1.3 (rustls), peers pinned by public key.
-    Tls,
-    /// No encryption; WireGuard underneath provides confidentiality and authenticity.
-    Null,
+pub enum Protocol {
+    /// QUIC with TLS 1.3 (rustls), peers pinned by public key.
+    QuicTls,
+    /// QUIC without encryption; WireGuard underneath provides confidentiality and
+    /// authenticity.
+    QuicNull,
+    /// SCTP (usrsctp), which has no crypto of its own: WireGuard underneath, or none.
+    Sctp,
 }
 
-/// What QUIC's UDP datagrams travel over.
+impl Protocol {
+    /// The underlays the protocol runs over: SCTP has no GotaTun variants (their QUIC
+    /// stacks already compare GotaTun with boringtun).
+    fn underlays(self) -> Vec<UnderlayKind> {
+        match self {
+            Protocol::QuicTls | Protocol::QuicNull => UnderlayKind::ALL.to_vec(),
+            Protocol::Sctp => vec![
+                UnderlayKind::Udp,
+                UnderlayKind::WgBoringtun,
+                UnderlayKind::WgInproc,
+                UnderlayKind::WgGo,
+            ],
+        }
+    }
+
+    /// Whether the protocol is QUIC (quinn), with TLS or without crypto.
+    pub fn is_quic(self) -> bool {
+        self != Protocol::Sctp
+    }
+}
+
+/// What the transport's UDP datagrams travel over.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum UnderlayKind {
     Udp,
@@ -62,7 +89,7 @@ pub enum UnderlayKind {
 /// A stack's identity; its name is what scenarios, results and reports use.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct StackId {
-    pub crypto: CryptoKind,
+    pub protocol: Protocol,
     pub underlay: UnderlayKind,
 }
 
@@ -105,18 +132,19 @@ impl StackId {
     /// Every stack of the design, in report order.
     pub fn all() -> Vec<StackId> {
         let mut v = vec![];
-        for crypto in [CryptoKind::Tls, CryptoKind::Null] {
-            for underlay in UnderlayKind::ALL {
-                v.push(StackId { crypto, underlay });
+        for protocol in [Protocol::QuicTls, Protocol::QuicNull, Protocol::Sctp] {
+            for underlay in protocol.underlays() {
+                v.push(StackId { protocol, underlay });
             }
         }
         v
     }
 
     pub fn name(&self) -> String {
-        let c = match self.crypto {
-            CryptoKind::Tls => "quic-tls",
-            CryptoKind::Null => "quic-null",
+        let c = match self.protocol {
+            Protocol::QuicTls => "quic-tls",
+            Protocol::QuicNull => "quic-null",
+            Protocol::Sctp => "sctp",
         };
         format!("{c}{}", self.underlay.suffix())
     }
@@ -137,7 +165,7 @@ impl StackId {
         )
     }
 
-    /// Whether QUIC runs inside WireGuard.
+    /// Whether the transport runs inside WireGuard.
     pub fn uses_wireguard(&self) -> bool {
         self.underlay != UnderlayKind::Udp
     }
@@ -147,9 +175,10 @@ impl StackId {
         !self.is_insecure()
     }
 
-    /// Plain QUIC without crypto over plain UDP: a control, never a candidate.
+    /// A transport without crypto over plain UDP (QUIC without crypto, or SCTP): a control,
+    /// never a candidate.
     pub fn is_insecure(&self) -> bool {
-        self.crypto == CryptoKind::Null && self.underlay == UnderlayKind::Udp
+        self.protocol != Protocol::QuicTls && self.underlay == UnderlayKind::Udp
     }
 }
 
@@ -173,6 +202,14 @@ impl Availability {
         match (self, cap) {
             (Availability::Available, Err(why)) => Availability::Unavailable(why.clone()),
             (a, _) => a,
+        }
+    }
+
+    /// This availability, unless `protocol` needs a library the host lacks (SCTP, usrsctp).
+    pub fn with_protocol(self, protocol: Protocol, host: &HostCaps) -> Availability {
+        match protocol {
+            Protocol::Sctp => self.requiring(&host.usrsctp),
+            Protocol::QuicTls | Protocol::QuicNull => self,
         }
     }
 
@@ -236,9 +273,10 @@ pub use stackbench_core::control::{PeerInfo, WgUapi};
 /// Explains, for error messages, why a peer may be unreachable through the underlay.
 pub type Diagnose = Arc<dyn Fn(u32) -> String + Send + Sync>;
 
-/// A node's QUIC endpoint and how to dial each peer it initiates to.
+/// A node's endpoint and how to dial each peer it initiates to (QUIC's configurations;
+/// SCTP dials need none).
 pub struct NodeEndpoint {
-    pub endpoint: quinn::Endpoint,
+    pub endpoint: Endpoint,
     pub dial: Vec<Dial>,
     pub diagnose: Option<Diagnose>,
     /// What churn does to the underlay, from inside the node.
@@ -359,7 +397,7 @@ pub trait Stack: Send + Sync {
         topology: &crate::topology::Topology,
         opts: &StackContext<'_>,
     ) -> Result<Box<dyn PreparedUnderlay>, StackError>;
-    /// Node side: the QUIC endpoint of one node, inside its namespace.
+    /// Node side: the endpoint of one node, inside its namespace.
     fn endpoint(&self, ctx: &NodeContext<'_>) -> Result<NodeEndpoint, StackError>;
     /// Times one interface lifecycle (create, configure, bring up, destroy) beside the
     /// run's own interfaces, with as many peers as a node has. `None` when the stack has
@@ -380,29 +418,29 @@ pub fn registry() -> Vec<Arc<dyn Stack>> {
     StackId::all()
         .into_iter()
         .map(|id| -> Arc<dyn Stack> {
-            match (id.crypto, id.underlay) {
-                (crypto, UnderlayKind::Udp) => Arc::new(QuicUdp { crypto }),
-                (crypto, UnderlayKind::WgInproc) => Arc::new(QuicWgInproc {
-                    crypto,
+            match (id.protocol, id.underlay) {
+                (protocol, UnderlayKind::Udp) => Arc::new(OverUdp { protocol }),
+                (protocol, UnderlayKind::WgInproc) => Arc::new(OverWgInproc {
+                    protocol,
                     library: wg_tunnel::WgLibrary::Boringtun,
                 }),
-                (crypto, UnderlayKind::WgGotatun) => Arc::new(QuicWgInproc {
-                    crypto,
+                (protocol, UnderlayKind::WgGotatun) => Arc::new(OverWgInproc {
+                    protocol,
                     library: wg_tunnel::WgLibrary::Gotatun,
                 }),
-                (crypto, UnderlayKind::WgBoringtun) => Arc::new(QuicWgTun {
-                    crypto,
+                (protocol, UnderlayKind::WgBoringtun) => Arc::new(OverWgTun {
+                    protocol,
                     daemon: Daemon::Boringtun,
                 }),
-                (crypto, UnderlayKind::WgGotatunTun) => Arc::new(QuicWgTun {
-                    crypto,
+                (protocol, UnderlayKind::WgGotatunTun) => Arc::new(OverWgTun {
+                    protocol,
                     daemon: Daemon::Gotatun,
                 }),
-                (crypto, UnderlayKind::WgGo) => Arc::new(QuicWgTun {
-                    crypto,
+                (protocol, UnderlayKind::WgGo) => Arc::new(OverWgTun {
+                    protocol,
                     daemon: Daemon::WireguardGo,
                 }),
-                (crypto, UnderlayKind::WgKernel) => Arc::new(QuicWgKernel { crypto }),
+                (protocol, UnderlayKind::WgKernel) => Arc::new(OverWgKernel { protocol }),
             }
         })
         .collect()
@@ -425,7 +463,7 @@ mod tests {
     #[test]
     fn names_round_trip_and_are_unique() {
         let names = names();
-        assert_eq!(names.len(), 14);
+        assert_eq!(names.len(), 18);
         let set: std::collections::HashSet<_> = names.iter().collect();
         assert_eq!(set.len(), names.len());
         for n in &names {

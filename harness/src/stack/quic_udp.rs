@@ -2,22 +2,23 @@
 //! insecure control: it shows what QUIC costs without any crypto.
 
 use super::{
-    crypto, Availability, CryptoKind, NodeContext, NodeEndpoint, PreparedUnderlay, Stack,
+    crypto, Availability, Endpoint, NodeContext, NodeEndpoint, PreparedUnderlay, Protocol, Stack,
     StackError, StackId, UnderlayKind,
 };
 use crate::{check::HostCaps, topology::Topology};
+use quinn::Runtime;
 use std::{net::SocketAddr, sync::Arc};
 
 /// QUIC with the given crypto directly on UDP.
 #[derive(Debug)]
-pub struct QuicUdp {
-    pub crypto: CryptoKind,
+pub struct OverUdp {
+    pub protocol: Protocol,
 }
 
 /// Plain UDP needs nothing built: nodes listen on their veth addresses.
 struct PlainUdp {
     addrs: Vec<SocketAddr>,
-    crypto: CryptoKind,
+    protocol: Protocol,
 }
 
 impl PreparedUnderlay for PlainUdp {
@@ -27,23 +28,23 @@ impl PreparedUnderlay for PlainUdp {
     fn describe(&self) -> serde_json::Value {
         serde_json::json!({
             "underlay": "udp",
-            "crypto": crypto::describe(self.crypto),
+            "crypto": crypto::describe(self.protocol),
+            "transport": super::crypto::transport(self.protocol),
             "socket_buffer_requested_bytes": super::SOCKET_BUFFER,
-            "congestion_control": "cubic (quinn default)",
         })
     }
 }
 
-impl Stack for QuicUdp {
+impl Stack for OverUdp {
     fn id(&self) -> StackId {
         StackId {
-            crypto: self.crypto,
+            protocol: self.protocol,
             underlay: UnderlayKind::Udp,
         }
     }
 
     fn availability(&self, host: &HostCaps) -> Availability {
-        Availability::with_namespaces(host)
+        Availability::with_namespaces(host).with_protocol(self.protocol, host)
     }
 
     fn prepare(
@@ -60,37 +61,74 @@ impl Stack for QuicUdp {
             .collect();
         Ok(Box::new(PlainUdp {
             addrs,
-            crypto: self.crypto,
+            protocol: self.protocol,
         }))
     }
 
     fn endpoint(&self, ctx: &NodeContext<'_>) -> Result<NodeEndpoint, StackError> {
-        udp_endpoint(self.crypto, ctx, None, None, Arc::new(super::NoPeers))
+        udp_endpoint(self.protocol, ctx, None, None, Arc::new(super::NoPeers))
     }
 }
 
-/// A QUIC endpoint on an ordinary UDP socket at `ctx.bind` (a veth or a tunnel address).
+/// An endpoint on an ordinary UDP socket at `ctx.bind` (a veth or a tunnel address), whose
+/// datagrams carry at most `max_udp_payload` bytes (the link's MTU less IP and UDP when
+/// `None`).
 pub fn udp_endpoint(
-    crypto: CryptoKind,
+    protocol: Protocol,
     ctx: &NodeContext<'_>,
     max_udp_payload: Option<u16>,
     diagnose: Option<super::Diagnose>,
     control: Arc<dyn super::PeerControl>,
 ) -> Result<NodeEndpoint, StackError> {
-    let (server, dial) = crypto::quic_configs(crypto, ctx, max_udp_payload)?;
     let bind_err = |source| StackError::Bind {
         addr: ctx.bind,
         source,
     };
     let (socket, rcvbuf) = super::bind_udp(ctx.bind).map_err(bind_err)?;
     tracing::debug!("node {}: UDP receive buffer {rcvbuf} bytes", ctx.index);
-    let endpoint = quinn::Endpoint::new(
-        quinn::EndpointConfig::default(),
-        Some(server),
-        socket,
-        Arc::new(quinn::TokioRuntime),
-    )
-    .map_err(bind_err)?;
+    let socket = quinn::TokioRuntime
+        .wrap_udp_socket(socket)
+        .map_err(bind_err)?;
+    endpoint_on(protocol, ctx, socket, max_udp_payload, diagnose, control)
+}
+
+/// The endpoint of `protocol` on a datagram socket (UDP, or the in-process WireGuard).
+pub fn endpoint_on(
+    protocol: Protocol,
+    ctx: &NodeContext<'_>,
+    socket: Arc<dyn quinn::AsyncUdpSocket>,
+    max_udp_payload: Option<u16>,
+    diagnose: Option<super::Diagnose>,
+    control: Arc<dyn super::PeerControl>,
+) -> Result<NodeEndpoint, StackError> {
+    let bind_err = |source| StackError::Bind {
+        addr: ctx.bind,
+        source,
+    };
+    let (endpoint, dial) = match protocol {
+        Protocol::Sctp => {
+            let mtu = max_udp_payload.unwrap_or(super::sctp::UDP_PAYLOAD_ON_ETHERNET);
+            let ep = super::sctp::endpoint::SctpEndpoint::new(
+                socket,
+                super::sctp::engine::Scheduler::Priority,
+                mtu.into(),
+                crate::workload::HEADER_LEN,
+            )
+            .map_err(|e| StackError::Setup(e.to_string()))?;
+            (Endpoint::Sctp(ep), vec![])
+        }
+        Protocol::QuicTls | Protocol::QuicNull => {
+            let (server, dial) = crypto::quic_configs(protocol, ctx, max_udp_payload)?;
+            let ep = quinn::Endpoint::new_with_abstract_socket(
+                quinn::EndpointConfig::default(),
+                Some(server),
+                socket,
+                Arc::new(quinn::TokioRuntime),
+            )
+            .map_err(bind_err)?;
+            (Endpoint::Quic(ep), dial)
+        }
+    };
     Ok(NodeEndpoint {
         endpoint,
         dial,

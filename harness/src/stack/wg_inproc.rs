@@ -5,7 +5,7 @@ use super::{
     bind_udp, crypto,
     wg_socket::{self, WgPeer, WgSocket},
     wg_tunnel::WgLibrary,
-    Availability, CryptoKind, NodeContext, NodeEndpoint, PreparedUnderlay, Stack, StackError,
+    Availability, NodeContext, NodeEndpoint, PreparedUnderlay, Protocol, Stack, StackError,
     StackId, UnderlayKind,
 };
 use crate::{check::HostCaps, topology::Topology};
@@ -20,14 +20,14 @@ use std::{
 pub const WG_PORT: u16 = 51820;
 
 #[derive(Debug)]
-pub struct QuicWgInproc {
-    pub crypto: CryptoKind,
+pub struct OverWgInproc {
+    pub protocol: Protocol,
     pub library: WgLibrary,
 }
 
 struct InprocUnderlay {
     endpoints: Vec<SocketAddr>,
-    crypto: CryptoKind,
+    protocol: Protocol,
     library: WgLibrary,
 }
 
@@ -48,7 +48,8 @@ impl PreparedUnderlay for InprocUnderlay {
     fn describe(&self) -> serde_json::Value {
         serde_json::json!({
             "underlay": format!("{} inside the node process, one per peer, over UDP", self.library.describe()),
-            "crypto": crypto::describe(self.crypto),
+            "crypto": crypto::describe(self.protocol),
+            "transport": super::crypto::transport(self.protocol),
             "tunnel_mtu": wg_socket::TUNNEL_MTU,
             "quic_max_udp_payload": wg_socket::MAX_QUIC_PAYLOAD,
             "per_packet_overhead_bytes": { "synthetic_ipv4_udp": wg_socket::INNER_HEADER, "wireguard": wg_socket::WG_OVERHEAD },
@@ -63,10 +64,10 @@ impl PreparedUnderlay for InprocUnderlay {
     }
 }
 
-impl Stack for QuicWgInproc {
+impl Stack for OverWgInproc {
     fn id(&self) -> StackId {
         StackId {
-            crypto: self.crypto,
+            protocol: self.protocol,
             underlay: match self.library {
                 WgLibrary::Boringtun => UnderlayKind::WgInproc,
                 WgLibrary::Gotatun => UnderlayKind::WgGotatun,
@@ -76,7 +77,7 @@ impl Stack for QuicWgInproc {
 
     fn availability(&self, host: &HostCaps) -> Availability {
         // The stack itself needs nothing; the harness's namespaces do.
-        Availability::with_namespaces(host)
+        Availability::with_namespaces(host).with_protocol(self.protocol, host)
     }
 
     fn prepare(
@@ -90,7 +91,7 @@ impl Stack for QuicWgInproc {
             .collect();
         Ok(Box::new(InprocUnderlay {
             endpoints,
-            crypto: self.crypto,
+            protocol: self.protocol,
             library: self.library,
         }))
     }
@@ -113,8 +114,6 @@ impl Stack for QuicWgInproc {
                 "no WireGuard endpoint was assigned to this node".into(),
             )
         })?;
-        let (server, dial) =
-            crypto::quic_configs(self.crypto, ctx, Some(wg_socket::MAX_QUIC_PAYLOAD))?;
         let bind_err = |source| StackError::Bind {
             addr: listen,
             source,
@@ -144,21 +143,18 @@ impl Stack for QuicWgInproc {
             });
         }
         let sock = WgSocket::new(outer, ctx.bind, tunnels, peers);
-        let endpoint = quinn::Endpoint::new_with_abstract_socket(
-            quinn::EndpointConfig::default(),
-            Some(server),
-            sock.clone(),
-            Arc::new(quinn::TokioRuntime),
-        )
-        .map_err(bind_err)?;
         let control = sock.clone();
-        let diagnose: Arc<dyn Fn(u32) -> String + Send + Sync> =
-            Arc::new(move |peer| sock.diagnose(peer));
-        Ok(NodeEndpoint {
-            endpoint,
-            dial,
-            diagnose: Some(diagnose),
+        let diagnose: Arc<dyn Fn(u32) -> String + Send + Sync> = {
+            let sock = sock.clone();
+            Arc::new(move |peer| sock.diagnose(peer))
+        };
+        super::quic_udp::endpoint_on(
+            self.protocol,
+            ctx,
+            sock,
+            Some(wg_socket::MAX_QUIC_PAYLOAD),
+            Some(diagnose),
             control,
-        })
+        )
     }
 }

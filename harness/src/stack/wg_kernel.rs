@@ -11,7 +11,7 @@ use super::{
         address_and_up, handshake_verdict, iface_name, not_a_peer, run_keys, setup_err,
         tunnel_addr, wg_peers, WG_PORT,
     },
-    Automation, Availability, CryptoKind, NodeContext, NodeEndpoint, PreparedUnderlay, Stack,
+    Automation, Availability, NodeContext, NodeEndpoint, PreparedUnderlay, Protocol, Stack,
     StackError, StackId, UnderlayKind,
 };
 use crate::{check::HostCaps, topology::Topology};
@@ -23,14 +23,14 @@ use std::{
 };
 
 #[derive(Debug)]
-pub struct QuicWgKernel {
-    pub crypto: CryptoKind,
+pub struct OverWgKernel {
+    pub protocol: Protocol,
 }
 
 /// The kernel interfaces of one topology; dropping it deletes them (deleting the namespaces
 /// would too, but the underlay cleans up what it made).
 struct KernelUnderlay {
-    crypto: CryptoKind,
+    protocol: Protocol,
     /// (namespace, interface) per node.
     ifaces: Vec<(String, String)>,
     kernel: String,
@@ -70,7 +70,8 @@ impl PreparedUnderlay for KernelUnderlay {
         serde_json::json!({
             "underlay": "kernel WireGuard interface per node namespace",
             "kernel": self.kernel,
-            "crypto": super::crypto::describe(self.crypto),
+            "crypto": super::crypto::describe(self.protocol),
+            "transport": super::crypto::transport(self.protocol),
             "tunnel_mtu": wg_socket::TUNNEL_MTU,
             "quic_max_udp_payload": wg_socket::MAX_QUIC_PAYLOAD,
             "configured_over": match self.automation {
@@ -152,10 +153,10 @@ fn peer_state(dump: &str, index: u32) -> String {
         .unwrap_or_else(|| not_a_peer(index))
 }
 
-impl Stack for QuicWgKernel {
+impl Stack for OverWgKernel {
     fn id(&self) -> StackId {
         StackId {
-            crypto: self.crypto,
+            protocol: self.protocol,
             underlay: UnderlayKind::WgKernel,
         }
     }
@@ -175,7 +176,7 @@ impl Stack for QuicWgKernel {
         let n = topology.nodes();
         let (secrets, publics) = run_keys(n);
         let mut u = KernelUnderlay {
-            crypto: self.crypto,
+            protocol: self.protocol,
             ifaces: vec![],
             kernel: std::fs::read_to_string("/proc/sys/kernel/osrelease")
                 .map(|s| s.trim().to_owned())
@@ -220,7 +221,7 @@ impl Stack for QuicWgKernel {
     fn endpoint(&self, ctx: &NodeContext<'_>) -> Result<NodeEndpoint, StackError> {
         let diagnose: super::Diagnose = std::sync::Arc::new(diagnose);
         udp_endpoint(
-            self.crypto,
+            self.protocol,
             ctx,
             Some(wg_socket::MAX_QUIC_PAYLOAD),
             Some(diagnose),

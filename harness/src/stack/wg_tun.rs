@@ -5,7 +5,7 @@
 
 use super::{
     daemon::DaemonProcess, quic_udp::udp_endpoint, wg_netlink::PeerSpec, wg_socket, Automation,
-    Availability, CryptoKind, NodeContext, NodeEndpoint, PreparedUnderlay, Stack, StackError,
+    Availability, NodeContext, NodeEndpoint, PreparedUnderlay, Protocol, Stack, StackError,
     StackId, UnderlayKind,
 };
 use crate::{check::HostCaps, topology::Topology};
@@ -39,8 +39,8 @@ pub enum Daemon {
 }
 
 #[derive(Debug)]
-pub struct QuicWgTun {
-    pub crypto: CryptoKind,
+pub struct OverWgTun {
+    pub protocol: Protocol,
     pub daemon: Daemon,
 }
 
@@ -126,7 +126,7 @@ pub(super) fn tunnel_addr(index: u32) -> SocketAddr {
 
 /// The daemons of one topology; dropping it stops them and removes their sockets.
 struct TunUnderlay {
-    crypto: CryptoKind,
+    protocol: Protocol,
     daemon: Daemon,
     /// Behind a lock so that a shared underlay can still ask whether a daemon has exited.
     children: Mutex<Vec<DaemonProcess>>,
@@ -242,7 +242,8 @@ impl PreparedUnderlay for TunUnderlay {
             "tun_offloads": self.tun_offloads,
             "threads": match self.daemon { Daemon::Boringtun | Daemon::Gotatun => serde_json::json!(BORINGTUN_THREADS), Daemon::WireguardGo => serde_json::json!("GOMAXPROCS default") },
             "multi_queue_tun": false,
-            "crypto": super::crypto::describe(self.crypto),
+            "crypto": super::crypto::describe(self.protocol),
+            "transport": super::crypto::transport(self.protocol),
             "tunnel_mtu": wg_socket::TUNNEL_MTU,
             "quic_max_udp_payload": wg_socket::MAX_QUIC_PAYLOAD,
             "configured_over": "UAPI",
@@ -344,7 +345,7 @@ pub(super) fn setup_err(msg: String) -> StackError {
     StackError::Setup(msg)
 }
 
-impl QuicWgTun {
+impl OverWgTun {
     pub(super) fn spawn_daemon(
         &self,
         topology: &Topology,
@@ -437,7 +438,7 @@ impl QuicWgTun {
     }
 }
 
-impl Stack for QuicWgTun {
+impl Stack for OverWgTun {
     fn id(&self) -> StackId {
         let underlay = match self.daemon {
             Daemon::Boringtun => UnderlayKind::WgBoringtun,
@@ -445,13 +446,15 @@ impl Stack for QuicWgTun {
             Daemon::WireguardGo => UnderlayKind::WgGo,
         };
         StackId {
-            crypto: self.crypto,
+            protocol: self.protocol,
             underlay,
         }
     }
 
     fn availability(&self, host: &HostCaps) -> Availability {
-        let a = Availability::with_namespaces(host).requiring(&host.tun);
+        let a = Availability::with_namespaces(host)
+            .requiring(&host.tun)
+            .with_protocol(self.protocol, host);
         match (self.daemon, host.tools.get("wireguard-go")) {
             (Daemon::WireguardGo, Some(tool)) => a.requiring(tool),
             _ => a,
@@ -466,7 +469,7 @@ impl Stack for QuicWgTun {
         let n = topology.nodes();
         let (secrets, publics) = run_keys(n);
         let mut u = TunUnderlay {
-            crypto: self.crypto,
+            protocol: self.protocol,
             daemon: self.daemon,
             children: Mutex::new(vec![]),
             ifaces: vec![],
@@ -527,7 +530,7 @@ impl Stack for QuicWgTun {
             None => std::sync::Arc::new(super::NoPeers),
         };
         udp_endpoint(
-            self.crypto,
+            self.protocol,
             ctx,
             Some(wg_socket::MAX_QUIC_PAYLOAD),
             diagnose,
@@ -570,7 +573,7 @@ mod tests {
             )
         };
         let mut u = TunUnderlay {
-            crypto: CryptoKind::Null,
+            protocol: Protocol::QuicNull,
             daemon: Daemon::Gotatun,
             children: Mutex::new(vec![
                 spawn("sleep 60"),

@@ -8,8 +8,12 @@
 //! pending chunks per association and has neither a stream scheduler nor I-DATA, so it
 //! cannot give a class priority.
 
+pub mod endpoint;
 pub mod engine;
 pub mod ffi;
 pub mod memory;
 #[cfg(test)]
 mod tests;
+
+/// The largest UDP payload on a 1500-byte Ethernet link (less IPv4's 20 and UDP's 8).
+pub const UDP_PAYLOAD_ON_ETHERNET: u16 = 1472;

@@ -1,6 +1,6 @@
 //! usrsctp in memory: two sockets on one link, packets moved by hand.
 
-use super::engine::{tick, Scheduler};
+use super::engine::{tick, Arrival, Scheduler};
 use super::memory::SctpPair;
 
 const BLOCK: u16 = 0;
@@ -30,7 +30,8 @@ fn bulk_before_block(scheduler: Scheduler) -> usize {
         // A narrow wire with a short queue: four packets a step, the rest dropped (SCTP
         // retransmits them), so the sender's scheduler decides what goes first.
         pair.link.deliver(4).expect("input");
-        while let Some(r) = pair.server.recv(&mut buf).expect("recv") {
+        while let Some(a) = pair.server.recv(&mut buf).expect("recv") {
+            let Arrival::Data(r) = a else { continue };
             match r.stream {
                 BULK => bulk_got.extend_from_slice(&buf[..r.len]),
                 _ => {
@@ -62,4 +63,73 @@ fn a_block_overtakes_bulk_only_with_the_priority_scheduler() {
     eprintln!("bulk bytes before the block completed: priority {prio}, round-robin {shared}");
     assert!(prio < 32 << 10, "priority: {prio} B of bulk first");
     assert!(shared > 96 << 10, "round-robin: {shared} B of bulk first");
+}
+
+/// Two endpoints on UDP sockets of this host: a dial, an accept, and messages both ways,
+/// whole and in order per stream.
+#[test]
+fn endpoints_over_udp_carry_messages_both_ways() {
+    use super::endpoint::SctpEndpoint;
+    use quinn::Runtime;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("a runtime");
+    tokio::task::LocalSet::new().block_on(&rt, async {
+        let socket = || {
+            let s = std::net::UdpSocket::bind("127.0.0.1:0").expect("a UDP socket");
+            let addr = s.local_addr().expect("its address");
+            (
+                quinn::TokioRuntime.wrap_udp_socket(s).expect("wrapped"),
+                addr,
+            )
+        };
+        let ((a, _), (b, b_addr)) = (socket(), socket());
+        let a = SctpEndpoint::new(a, Scheduler::Priority, 1200, 8).expect("endpoint a");
+        let b = SctpEndpoint::new(b, Scheduler::Priority, 1200, 8).expect("endpoint b");
+        let dial = a.connect(b_addr).expect("dial");
+        let (ca, cb) = tokio::time::timeout(std::time::Duration::from_secs(5), async {
+            tokio::join!(dial, b.accept())
+        })
+        .await
+        .expect("the handshake completes");
+        let (ca, cb) = (ca.expect("dialled"), cb.expect("accepted"));
+        for (k, len) in [(0u8, 100usize), (1, 1 << 20), (2, 5)] {
+            ca.send(u16::from(k) + 3, 10, &[k; 8], len)
+                .await
+                .expect("sent");
+        }
+        cb.send(1, 0, b"answer..", 64).await.expect("sent back");
+        let mut got = vec![];
+        for _ in 0..3 {
+            let m = tokio::time::timeout(std::time::Duration::from_secs(5), cb.next_message())
+                .await
+                .expect("a message within 5 s")
+                .expect("the association is up");
+            got.push((m.stream, m.head[0], m.len));
+        }
+        got.sort();
+        assert_eq!(got, vec![(3, 0, 100), (4, 1, 1 << 20), (5, 2, 5)]);
+        let back = ca.next_message().await.expect("the answer");
+        assert_eq!(
+            (back.stream, &back.head[..], back.len),
+            (1, &b"answer.."[..], 64)
+        );
+        ca.acknowledged().await.expect("everything acknowledged");
+        let (sent, _) = ca.stats();
+        assert!(
+            sent.sent > 800,
+            "1 MiB takes over 800 datagrams of 1200 B: {sent:?}"
+        );
+        assert_eq!(
+            sent.largest_sent, 1200,
+            "datagrams fill the path MTU and no more"
+        );
+        ca.close();
+        assert_eq!(
+            cb.next_message().await,
+            None,
+            "the peer's shutdown ends the association"
+        );
+    });
 }
