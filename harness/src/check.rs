@@ -18,7 +18,7 @@ pub struct HostCaps {
     pub kernel_wireguard: Capability,
     /// Kernel SCTP sockets (the VM's kernel has them; this project's host kernel has not).
     pub kernel_sctp: Capability,
-    /// usrsctp, the userspace SCTP library the host's SCTP stacks will load.
+    /// usrsctp, the userspace SCTP library the host's SCTP stacks load.
     pub usrsctp: Capability,
     pub netem: Capability,
     pub tbf: Capability,

@@ -308,7 +308,7 @@ fn dispatch(cli: Cli) -> Result<ExitCode> {
                 } else {
                     ""
                 };
-                println!("{:<24} {}{note}", id.name(), id.underlay.privileges());
+                println!("{:<24} {}{note}", id.name(), id.privileges());
             }
             Ok(ExitCode::SUCCESS)
         }

@@ -104,6 +104,8 @@ const STACKS: &[&str] = &[
     "quic-tls+wg-boringtun",
     "quic-null+wg-gotatun-tun",
     "quic-null+wg-go",
+    "sctp+wg-inproc",
+    "sctp+wg-boringtun",
 ];
 
 #[test]
@@ -155,24 +157,31 @@ fn churn_is_measured_on_every_underlay() {
         );
 
         // Every kind of step was taken and timed, or said why not.
-        for k in [
-            "remove_peer",
-            "add_peer",
-            "add_peer_dialler",
-            "key_update",
-            "restart",
-        ] {
+        for k in ["remove_peer", "add_peer", "add_peer_dialler", "restart"] {
             assert!(
                 c.apply_us.contains_key(k),
                 "{name}: no {k} in {:?}",
                 c.apply_us
             );
         }
+        let is_quic = id.protocol.is_quic();
+        assert_eq!(c.apply_us.contains_key("key_update"), is_quic, "{name}");
         let has_iface = id.has_interface();
         assert_eq!(c.apply_us.contains_key("iface_down"), has_iface, "{name}");
+        let not_applicable = |what: &str| {
+            c.step_notes
+                .iter()
+                .any(|n| n.contains(what) && n.contains("not applicable"))
+        };
         assert_eq!(
-            c.step_notes.iter().any(|n| n.contains("not applicable")),
+            not_applicable("iface"),
             !has_iface,
+            "{name}: {:?}",
+            c.step_notes
+        );
+        assert_eq!(
+            not_applicable("key_update"),
+            !is_quic,
             "{name}: {:?}",
             c.step_notes
         );

@@ -127,10 +127,16 @@ pub async fn run(node: Rc<Node>) {
             }
             Action::KeyUpdate => {
                 let t0 = monotonic_ns();
+                let mut updated = false;
                 for c in node.conns.borrow().values() {
-                    c.force_key_update();
+                    updated |= c.force_key_update();
                 }
                 record.apply_us = (monotonic_ns() - t0) / 1000;
+                if !updated && !node.conns.borrow().is_empty() {
+                    record.outcome = StepOutcome::NotApplicable(
+                        "the transport has no keys of its own (SCTP)".into(),
+                    );
+                }
                 Ok(())
             }
         };
@@ -160,6 +166,7 @@ async fn restart(
             p
         })
         .collect();
+    tracing::debug!("node {}: restarting; will redial {peers:?}", node.index);
     // Every handle must go for the old endpoint (and an in-process tunnel) to release its
     // sockets.
     let old = node.eps.borrow_mut()[CHURN_SLOT as usize].take();
@@ -223,6 +230,7 @@ async fn dial(
     began: u64,
 ) -> Result<u64> {
     let (endpoint, d, addr) = node.dial_target(CHURN_SLOT, peer)?;
+    tracing::debug!("node {}: dialling node {peer} at {addr}", node.index);
     let resumes = d.as_ref().is_some_and(|d| d.resuming.is_some());
     let connecting = endpoint.connect(
         d.as_ref(),
@@ -271,6 +279,7 @@ async fn dial(
         }
     };
     let handshake_us = (monotonic_ns() - began) / 1000;
+    tracing::debug!("node {}: connected to node {peer} ({how:?})", node.index);
     node.install(peer, CHURN_SLOT, conn.clone(), None);
     send_object(node, &conn, i32::MAX, &probe(how))
         .await

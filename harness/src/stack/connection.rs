@@ -221,10 +221,14 @@ impl Conn {
         }
     }
 
-    /// Starts a QUIC key update; SCTP has no keys.
-    pub fn force_key_update(&self) {
-        if let Conn::Quic(c) = self {
-            c.force_key_update();
+    /// Starts a QUIC key update, and says whether there was one: SCTP has no keys.
+    pub fn force_key_update(&self) -> bool {
+        match self {
+            Conn::Quic(c) => {
+                c.force_key_update();
+                true
+            }
+            Conn::Sctp(_) => false,
         }
     }
 
@@ -241,8 +245,7 @@ impl Conn {
             }
             Conn::Sctp(c) => {
                 let len = HEADER_LEN + body.len();
-                c.send(u16::from(h.class), priority, &h.encode(), len)
-                    .await?;
+                c.send(priority, &h.encode(), len).await?;
                 Ok(Sent::Sctp(c.clone()))
             }
         }

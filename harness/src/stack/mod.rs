@@ -14,6 +14,7 @@ pub mod memory;
 pub mod null;
 mod quic_udp;
 pub mod sctp;
+pub mod sctp_kernel;
 pub mod tls;
 mod transport;
 mod wg_control;
@@ -54,7 +55,8 @@ pub enum Protocol {
 
 impl Protocol {
     /// The underlays the protocol runs over: SCTP has no GotaTun variants (their QUIC
-    /// stacks already compare GotaTun with boringtun).
+    /// stacks already compare GotaTun with boringtun); over kernel WireGuard it is kernel
+    /// SCTP, not built yet.
     fn underlays(self) -> Vec<UnderlayKind> {
         match self {
             Protocol::QuicTls | Protocol::QuicNull => UnderlayKind::ALL.to_vec(),
@@ -63,6 +65,7 @@ impl Protocol {
                 UnderlayKind::WgBoringtun,
                 UnderlayKind::WgInproc,
                 UnderlayKind::WgGo,
+                UnderlayKind::WgKernel,
             ],
         }
     }
@@ -147,6 +150,20 @@ impl StackId {
             Protocol::Sctp => "sctp",
         };
         format!("{c}{}", self.underlay.suffix())
+    }
+
+    /// What the operator must grant or install to run the stack.
+    pub fn privileges(&self) -> String {
+        match self.protocol {
+            Protocol::Sctp if self.underlay == UnderlayKind::WgKernel => {
+                "network namespace + kernel WireGuard and SCTP (sctp) modules".to_owned()
+            }
+            Protocol::Sctp => format!(
+                "{} + libusrsctp2 (userspace SCTP, no kernel module)",
+                self.underlay.privileges()
+            ),
+            Protocol::QuicTls | Protocol::QuicNull => self.underlay.privileges().to_owned(),
+        }
     }
 
     pub fn parse(name: &str) -> Option<StackId> {
@@ -440,6 +457,9 @@ pub fn registry() -> Vec<Arc<dyn Stack>> {
                     protocol,
                     daemon: Daemon::WireguardGo,
                 }),
+                (Protocol::Sctp, UnderlayKind::WgKernel) => {
+                    Arc::new(sctp_kernel::KernelSctpOverWgKernel)
+                }
                 (protocol, UnderlayKind::WgKernel) => Arc::new(OverWgKernel { protocol }),
             }
         })

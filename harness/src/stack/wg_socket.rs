@@ -204,6 +204,9 @@ impl WgSocket {
     }
 
     fn send_outer(&self, dest: SocketAddr, contents: &[u8]) {
+        if contents.first().is_some_and(|&t| (1..=3).contains(&t)) {
+            tracing::trace!("WireGuard: handshake message {} to {dest}", contents[0]);
+        }
         self.send_outer_batch(dest, contents, None);
     }
 
@@ -216,7 +219,9 @@ impl WgSocket {
             src_ip: None,
         };
         // A full socket buffer is a loss, which QUIC recovers from like any other.
-        let _ = self.outer.try_send(&t);
+        if let Err(e) = self.outer.try_send(&t) {
+            tracing::trace!("WireGuard: sending {} bytes to {dest}: {e}", contents.len());
+        }
     }
 
     /// Why nothing may be arriving from peer `index`, for error messages.
@@ -256,6 +261,9 @@ impl WgSocket {
         else {
             return;
         };
+        if data.first().is_some_and(|&t| (1..=3).contains(&t)) {
+            tracing::trace!("WireGuard: handshake message {} from {from}", data[0]);
+        }
         let mut p = lock(&peer.state);
         let WgPeer {
             tunnel,

@@ -300,7 +300,7 @@ impl Shared {
             phase: Cell::new(phase),
             partial: RefCell::default(),
             messages: RefCell::default(),
-            priorities: RefCell::default(),
+            lanes: RefCell::default(),
             datagrams: link.datagrams.clone(),
             srtt_ms: Cell::new(None),
             endpoint: self.me.clone(),
@@ -385,12 +385,20 @@ impl Shared {
 async fn drive(endpoint: Weak<Shared>) {
     let mut tick = tokio::time::interval(TICK);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let mut poller: Option<Pin<Box<dyn UdpPoller>>> = None;
+    let mut poller = match endpoint.upgrade() {
+        Some(sh) => sh.socket.clone().create_io_poller(),
+        None => return,
+    };
+    // A new socket is not known to be writable until the reactor has polled it, and a send
+    // before then fails with WouldBlock. Through an in-process tunnel that loses WireGuard's
+    // handshake initiation, which is retried only after 5 s: a restarted node's first dials
+    // took 5 s until this wait.
+    let _ = poll_fn(|cx| poller.as_mut().poll_writable(cx)).await;
+    let poller = &mut poller;
     let mut buf = vec![0u8; DATAGRAM_BUFFER];
     let (mut last, mut carried) = (Instant::now(), Duration::ZERO);
     loop {
         let Some(sh) = endpoint.upgrade() else { return };
-        let poller = poller.get_or_insert_with(|| sh.socket.clone().create_io_poller());
         let mut meta = [RecvMeta::default()];
         tokio::select! {
             r = poll_fn(|cx| sh.socket.poll_recv(cx, &mut [IoSliceMut::new(&mut buf)], &mut meta)) => {
@@ -478,8 +486,8 @@ struct Association {
     /// Per stream, the message being received: its first bytes and length so far.
     partial: RefCell<HashMap<u16, (Vec<u8>, u64)>>,
     messages: RefCell<VecDeque<Message>>,
-    /// The priority each stream was last given.
-    priorities: RefCell<HashMap<u16, i32>>,
+    /// Each priority's stream (its lane), in the order priorities were first sent.
+    lanes: RefCell<HashMap<i32, u16>>,
     datagrams: Rc<Cell<Datagrams>>,
     srtt_ms: Cell<Option<u32>>,
     endpoint: Weak<Shared>,
@@ -580,16 +588,16 @@ impl SctpConn {
         drop(self.0.socket.borrow_mut().take());
     }
 
-    /// Sends a message of `len` bytes on `stream` at `priority` (higher first): `head`,
-    /// then bytes that carry nothing. Waits while the send buffer is full.
-    pub async fn send(
-        &self,
-        stream: u16,
-        priority: i32,
-        head: &[u8],
-        len: usize,
-    ) -> Result<(), SctpError> {
+    /// Sends a message of `len` bytes at `priority` (higher first): `head`, then bytes that
+    /// carry nothing. Waits while the send buffer is full.
+    ///
+    /// Each priority is a stream of its own, so messages of equal priority queue in one
+    /// FIFO, as QUIC's streams of equal priority share one level. A stream per class would
+    /// let the round-robin between streams favour a class of small messages even at equal
+    /// priority.
+    pub async fn send(&self, priority: i32, head: &[u8], len: usize) -> Result<(), SctpError> {
         let sh = self.endpoint()?;
+        let stream = self.lane(priority, sh.scheduler)?;
         loop {
             let mut changed = pin!(sh.changed.notified());
             changed.as_mut().enable();
@@ -599,12 +607,6 @@ impl SctpConn {
             {
                 let socket = self.0.socket.borrow();
                 let s = socket.as_ref().ok_or(SctpError::Closed("closed here"))?;
-                if sh.scheduler == Scheduler::Priority
-                    && self.0.priorities.borrow().get(&stream) != Some(&priority)
-                {
-                    s.set_priority(stream, priority)?;
-                    self.0.priorities.borrow_mut().insert(stream, priority);
-                }
                 let mut scratch = sh.scratch.borrow_mut();
                 if scratch.len() < len {
                     scratch.resize(len, 0);
@@ -618,6 +620,24 @@ impl SctpConn {
             }
             changed.await;
         }
+    }
+
+    /// The stream that carries `priority`, given that priority on first use.
+    fn lane(&self, priority: i32, scheduler: Scheduler) -> Result<u16, SctpError> {
+        if let Some(&stream) = self.0.lanes.borrow().get(&priority) {
+            return Ok(stream);
+        }
+        let stream = u16::try_from(self.0.lanes.borrow().len())
+            .ok()
+            .filter(|&n| n < STREAMS)
+            .ok_or(SctpError::Lanes(STREAMS))?;
+        if scheduler == Scheduler::Priority {
+            let socket = self.0.socket.borrow();
+            let s = socket.as_ref().ok_or(SctpError::Closed("closed here"))?;
+            s.set_priority(stream, priority)?;
+        }
+        self.0.lanes.borrow_mut().insert(priority, stream);
+        Ok(stream)
     }
 
     /// Waits until nothing this association sent is unacknowledged.

@@ -17,6 +17,8 @@ pub enum SctpError {
     Handshake(String),
     #[error("the SCTP association is closed: {0}")]
     Closed(&'static str),
+    #[error("more than {0} priorities: each is a stream of its own")]
+    Lanes(u16),
     #[error("usrsctp {call} failed: {source}")]
     Call {
         call: &'static str,

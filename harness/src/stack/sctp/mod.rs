@@ -1,6 +1,6 @@
 //! SCTP, the seed's other candidate transport, in userspace: usrsctp (the FreeBSD stack
 //! that browsers use for WebRTC data channels) over a link the harness carries: plain UDP,
-//! or an in-process WireGuard tunnel. Each class has its stream, and strict stream priority
+//! or an in-process WireGuard tunnel. Each priority has its stream, and strict stream priority
 //! (`SCTP_SS_PRIORITY`) with I-DATA (RFC 8260) lets a vote overtake a bulk message already
 //! being sent; without I-DATA a message once started is sent to its end.
 //!

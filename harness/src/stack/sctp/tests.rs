@@ -94,12 +94,11 @@ fn endpoints_over_udp_carry_messages_both_ways() {
         .await
         .expect("the handshake completes");
         let (ca, cb) = (ca.expect("dialled"), cb.expect("accepted"));
-        for (k, len) in [(0u8, 100usize), (1, 1 << 20), (2, 5)] {
-            ca.send(u16::from(k) + 3, 10, &[k; 8], len)
-                .await
-                .expect("sent");
+        // Priorities take streams in the order first sent: 10 is stream 0, 0 is stream 1.
+        for (k, priority, len) in [(0u8, 10, 100usize), (1, 0, 1 << 20), (2, 10, 5)] {
+            ca.send(priority, &[k; 8], len).await.expect("sent");
         }
-        cb.send(1, 0, b"answer..", 64).await.expect("sent back");
+        cb.send(0, b"answer..", 64).await.expect("sent back");
         let mut got = vec![];
         for _ in 0..3 {
             let m = tokio::time::timeout(std::time::Duration::from_secs(5), cb.next_message())
@@ -109,11 +108,11 @@ fn endpoints_over_udp_carry_messages_both_ways() {
             got.push((m.stream, m.head[0], m.len));
         }
         got.sort();
-        assert_eq!(got, vec![(3, 0, 100), (4, 1, 1 << 20), (5, 2, 5)]);
+        assert_eq!(got, vec![(0, 0, 100), (0, 2, 5), (1, 1, 1 << 20)]);
         let back = ca.next_message().await.expect("the answer");
         assert_eq!(
             (back.stream, &back.head[..], back.len),
-            (1, &b"answer.."[..], 64)
+            (0, &b"answer.."[..], 64)
         );
         ca.acknowledged().await.expect("everything acknowledged");
         let (sent, _) = ca.stats();
