@@ -108,9 +108,9 @@ fn constrained(vote_priority: i32) -> String {
         r#"
 name = "conformance-priority"
 seed = 12
-duration = "3s"
-warmup = "1500ms"
-drain = "1s"
+duration = "4s"
+warmup = "2s"
+drain = "2s"
 stacks = ["quic-tls"]
 
 [topology]
