@@ -15,17 +15,36 @@ set -euo pipefail
 if [ "$(id -u)" -ne 0 ]; then
   echo "setup-vm.sh: run as root (it installs Debian packages)" >&2; exit 1
 fi
+cd "$(dirname "$0")/.."
+. scripts/apt-backports.sh
 need=()
-command -v qemu-system-x86_64 >/dev/null || need+=(qemu-system-x86)
+# qemu-system-x86 comes from the release an installed qemu-utils came from: bookworm-backports'
+# qemu-utils (10.x) Breaks bookworm's qemu-system-common (7.2), and apt gives up on the pair.
+qemu_from=()
+if ! command -v qemu-system-x86_64 >/dev/null; then
+  qemu_utils=$(dpkg-query -W -f '${Version}' qemu-utils 2>/dev/null || true)
+  case "$qemu_utils" in
+    *~bpo*)
+      ensure_backports "" "because qemu-utils $qemu_utils came from there" | sed 's/^/setup-vm.sh: /'
+      qemu_from=(-t "$(os_codename)-backports")
+      echo "setup-vm.sh: qemu-utils $qemu_utils is a backport; qemu-system-x86 will come from $(os_codename)-backports too" ;;
+  esac
+  [ ${#qemu_from[@]} -gt 0 ] || need+=(qemu-system-x86)
+fi
 ls /boot/vmlinuz-* >/dev/null 2>&1 || need+=(linux-image-amd64)
 command -v wg >/dev/null || need+=(wireguard-tools)
 dpkg -s busybox-static >/dev/null 2>&1 || need+=(busybox-static)
 python3 -c 'import venv, ensurepip' 2>/dev/null || need+=(python3-venv)
+if [ ${#need[@]} -gt 0 ] || [ ${#qemu_from[@]} -gt 0 ]; then apt-get update -qq; fi
 if [ ${#need[@]} -gt 0 ]; then
   echo "setup-vm.sh: installing ${need[*]}"
-  apt-get update -qq
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
 fi
+if [ ${#qemu_from[@]} -gt 0 ]; then
+  echo "setup-vm.sh: installing qemu-system-x86 ${qemu_from[*]}"
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${qemu_from[@]}" qemu-system-x86 >/dev/null
+fi
+command -v qemu-system-x86_64 >/dev/null || { echo "setup-vm.sh: qemu-system-x86_64 is still missing after the install" >&2; exit 1; }
 venv=/opt/stackbench-vm
 if [ ! -x "$venv/bin/vng" ] || [ ! -x "$venv/bin/virtme-run" ]; then
   echo "setup-vm.sh: installing virtme-ng into $venv"

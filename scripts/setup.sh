@@ -49,18 +49,9 @@ if [ ${#need_apt[@]} -gt 0 ]; then
 fi
 
 # The newest wireguard-go the distribution offers (bookworm: from bookworm-backports).
-codename=$(. /etc/os-release 2>/dev/null; echo "${VERSION_CODENAME:-}")
-backports=/etc/apt/sources.list.d/stackbench-bookworm-backports.sources
-if [ "$codename" = bookworm ] && command -v apt-cache >/dev/null \
-   && ! grep -rqs '^[^#]*bookworm-backports' /etc/apt/sources.list /etc/apt/sources.list.d/; then
-  if [ "$sudo" = none ]; then
-    echo "setup.sh: note: bookworm's wireguard-go predates its offloads; as root, add bookworm-backports to apt's sources and run: apt-get install -t bookworm-backports wireguard-go" >&2
-  else
-    printf 'Types: deb\nURIs: http://deb.debian.org/debian\nSuites: bookworm-backports\nComponents: main\nSigned-By: /usr/share/keyrings/debian-archive-keyring.gpg\n' \
-      | $sudo tee "$backports" >/dev/null
-    echo "setup.sh: changed: added bookworm-backports to apt's sources ($backports), for a wireguard-go with offloads"
-    $sudo apt-get update -qq
-  fi
+. scripts/apt-backports.sh
+if ! ensure_backports "$sudo" "for a wireguard-go with offloads" | sed 's/^/setup.sh: /'; then
+  echo "setup.sh: note: bookworm's wireguard-go predates its offloads; as root, add bookworm-backports to apt's sources and run: apt-get install -t bookworm-backports wireguard-go" >&2
 fi
 installed=$(dpkg-query -W -f '${Version}' wireguard-go 2>/dev/null || true)
 newest=$(apt-cache madison wireguard-go 2>/dev/null | awk -F'|' '{gsub(/ /, "", $2); print $2}' \

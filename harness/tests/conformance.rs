@@ -137,6 +137,10 @@ arrival = {{ process = "poisson", rate = "700/s" }}
 fn priority_lets_votes_overtake_saturating_transactions() {
     let _g = serial();
     let host = require_namespaces();
+    // The equal-priority control shows the workload queues votes behind transactions when
+    // priority is not used. That is the protocol's scheduler and the workload, not the
+    // tunnel, so it runs once per protocol (on its first available stack), not per stack.
+    let mut control_done = std::collections::HashSet::new();
     for stack in available_stacks(&host) {
         let name = stack.id().name();
         let dir = tempfile::tempdir().expect("tempdir");
@@ -149,16 +153,18 @@ fn priority_lets_votes_overtake_saturating_transactions() {
             ),
             &name,
         );
-        let dir = tempfile::tempdir().expect("tempdir");
-        let flat = summary(
-            &run(
-                &scenario(&constrained(0)),
+        let flat = control_done.insert(stack.id().protocol).then(|| {
+            let dir = tempfile::tempdir().expect("tempdir");
+            summary(
+                &run(
+                    &scenario(&constrained(0)),
+                    &name,
+                    dir.path(),
+                    Faults::default(),
+                ),
                 &name,
-                dir.path(),
-                Faults::default(),
-            ),
-            &name,
-        );
+            )
+        });
         let class = |s: &stackbench_core::schema::RepetitionSummary, n: &str| {
             s.classes
                 .iter()
@@ -168,10 +174,9 @@ fn priority_lets_votes_overtake_saturating_transactions() {
                 .clone()
         };
         let (vote, tx) = (class(&prio, "vote"), class(&prio, "tx"));
-        let vote_flat = class(&flat, "vote");
         eprintln!(
-            "{name}: prioritized vote p99 {}µs, tx p50 {}µs; equal-priority vote p50 {}µs",
-            vote.p99, tx.p50, vote_flat.p50
+            "{name}: prioritized vote p99 {}µs, tx p50 {}µs",
+            vote.p99, tx.p50
         );
         assert!(
             vote.p99 < tx.p50,
@@ -179,12 +184,16 @@ fn priority_lets_votes_overtake_saturating_transactions() {
             vote.p99,
             tx.p50
         );
-        assert!(
-            vote.p99 < vote_flat.p50,
-            "{name}: priority made no difference: {}µs vs {}µs",
-            vote.p99,
-            vote_flat.p50
-        );
+        if let Some(flat) = &flat {
+            let vote_flat = class(flat, "vote");
+            eprintln!("{name}: equal-priority vote p50 {}µs", vote_flat.p50);
+            assert!(
+                vote.p99 < vote_flat.p50,
+                "{name}: priority made no difference: {}µs vs {}µs",
+                vote.p99,
+                vote_flat.p50
+            );
+        }
         let tx_goodput: f64 = prio.classes.iter().map(|c| c.goodput_bytes_per_sec).sum();
         // The links are saturated: the two 20 Mbit/s (2.5 MB/s) uplinks carry most of that.
         assert!(
