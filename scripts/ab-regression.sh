@@ -51,6 +51,13 @@ for side in B A; do
     continue
   fi
   git worktree add --detach -q "$work/$side" "$rev"
+  if [ ! -d "target/ab-target-$side/release" ] && [ -d target/release/deps ]; then
+    # Start from this checkout's release build: the dependencies both sides share are not
+    # built again (about 4 of 5 minutes on 2 cores); the workspace's own crates are, from
+    # the worktree's sources, which are newer than anything copied.
+    mkdir -p "target/ab-target-$side"
+    cp -a target/release "target/ab-target-$side/"
+  fi
   cargo build --release -q --manifest-path "$work/$side/Cargo.toml" \
     --target-dir "$PWD/target/ab-target-$side" --bin stackbench
   cp "target/ab-target-$side/release/stackbench" "$out/bin/stackbench-$side"

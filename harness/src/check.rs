@@ -117,31 +117,30 @@ pub fn euid() -> u32 {
 /// Whether this kernel has SCTP. A module that is not loaded is reported, not loaded: an
 /// SCTP socket would load it, and the host is not the run's to change.
 fn kernel_sctp() -> Capability {
-    if !std::path::Path::new("/sys/module/sctp").exists() {
-        let release = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
-        let module = std::path::Path::new("/lib/modules")
-            .join(release.trim())
-            .join("kernel/net/sctp");
-        return Err(if module.is_dir() {
-            format!(
-                "the sctp module is not loaded ({} has it): modprobe sctp",
-                module.display()
-            )
-        } else {
-            "kernel has no SCTP (no sctp module); the VM's kernel has it (stackbench vm run)".into()
-        });
-    }
-    // SAFETY: socket(2) with constant arguments; the descriptor is closed at once.
+    // SAFETY: socket(2) with constant arguments; the descriptor is closed at once. Creating
+    // it loads the sctp module where the kernel has it as a module, as `ip link add type
+    // wireguard` does for WireGuard.
     let fd = unsafe { libc::socket(libc::AF_INET, libc::SOCK_STREAM, libc::IPPROTO_SCTP) };
-    if fd < 0 {
-        return Err(format!(
-            "kernel SCTP sockets cannot be created ({})",
-            std::io::Error::last_os_error()
-        ));
+    if fd >= 0 {
+        // SAFETY: a descriptor this function opened.
+        unsafe { libc::close(fd) };
+        return Ok("SCTP sockets can be created".into());
     }
-    // SAFETY: a descriptor this function opened.
-    unsafe { libc::close(fd) };
-    Ok("SCTP sockets can be created".into())
+    let err = std::io::Error::last_os_error();
+    let release = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
+    let module = std::path::Path::new("/lib/modules")
+        .join(release.trim())
+        .join("kernel/net/sctp");
+    Err(if std::path::Path::new("/sys/module/sctp").exists() {
+        format!("kernel SCTP sockets cannot be created ({err})")
+    } else if module.is_dir() {
+        format!(
+            "the sctp module did not load ({} has it; {err}): modprobe sctp",
+            module.display()
+        )
+    } else {
+        "kernel has no SCTP (no sctp module); the VM's kernel has it (stackbench vm run)".into()
+    })
 }
 
 impl HostCaps {

@@ -163,7 +163,7 @@ fn inner_command(exe: &Path, opts: &VmOptions, emulated: Option<&str>) -> String
         .map(|e| format!("export STACKBENCH_EMULATED={}; ", quote(e)))
         .unwrap_or_default();
     format!(
-        "modprobe tun 2>/dev/null; [ -e /dev/net/tun ] || {{ mkdir -p /dev/net && mknod /dev/net/tun c 10 200; }}; {mark}exec {}",
+        "modprobe tun 2>/dev/null; modprobe sctp 2>/dev/null; [ -e /dev/net/tun ] || {{ mkdir -p /dev/net && mknod /dev/net/tun c 10 200; }}; {mark}exec {}",
         run.join(" ")
     )
 }

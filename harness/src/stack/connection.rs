@@ -1,8 +1,10 @@
 //! What the node runtime sees of a transport: an endpoint that dials and accepts, and
 //! connections that carry objects, each at its class's priority. QUIC (quinn) gives each
-//! object a uni stream of its own; SCTP (usrsctp) a message on its class's stream.
+//! object a uni stream of its own; SCTP (usrsctp or the kernel's) a message on the stream of
+//! its priority.
 
 use super::sctp::endpoint::{Ended, Message, SctpConn, SctpEndpoint};
+use super::sctp_kernel::{KernelSctpConn, KernelSctpEndpoint};
 use super::Dial;
 use crate::workload::{ObjectHeader, HEADER_LEN};
 use anyhow::{anyhow, bail, Result};
@@ -14,6 +16,7 @@ use std::{future::Future, future::IntoFuture, net::SocketAddr, pin::Pin};
 pub enum Endpoint {
     Quic(quinn::Endpoint),
     Sctp(SctpEndpoint),
+    KernelSctp(KernelSctpEndpoint),
 }
 
 /// A connection to one peer.
@@ -21,24 +24,27 @@ pub enum Endpoint {
 pub enum Conn {
     Quic(quinn::Connection),
     Sctp(SctpConn),
+    KernelSctp(KernelSctpConn),
 }
 
 /// A connection a peer opened, not yet accepted.
 pub enum Incoming {
     Quic(Box<quinn::Incoming>),
     Sctp(SctpConn),
+    KernelSctp(KernelSctpConn),
 }
 
 /// A dial under way.
 pub enum Connecting {
     Quic(quinn::Connecting),
-    Sctp(Pin<Box<dyn Future<Output = Result<SctpConn>>>>),
+    Sctp(Pin<Box<dyn Future<Output = Result<Conn>>>>),
 }
 
 /// An object sent, whose acknowledgement can be awaited.
 pub enum Sent {
     Quic(quinn::SendStream),
     Sctp(SctpConn),
+    KernelSctp(KernelSctpConn),
 }
 
 /// An object arriving: a QUIC stream still to be read, or a whole SCTP message.
@@ -90,7 +96,15 @@ impl Endpoint {
             }
             Endpoint::Sctp(ep) => {
                 let f = ep.connect(addr)?;
-                Ok(Connecting::Sctp(Box::pin(async move { Ok(f.await?) })))
+                Ok(Connecting::Sctp(Box::pin(async move {
+                    Ok(Conn::Sctp(f.await?))
+                })))
+            }
+            Endpoint::KernelSctp(ep) => {
+                let f = ep.connect(addr)?;
+                Ok(Connecting::Sctp(Box::pin(async move {
+                    Ok(Conn::KernelSctp(f.await?))
+                })))
             }
         }
     }
@@ -100,6 +114,7 @@ impl Endpoint {
         match self {
             Endpoint::Quic(ep) => ep.accept().await.map(|i| Incoming::Quic(Box::new(i))),
             Endpoint::Sctp(ep) => ep.accept().await.map(Incoming::Sctp),
+            Endpoint::KernelSctp(ep) => ep.accept().await.map(Incoming::KernelSctp),
         }
     }
 
@@ -108,6 +123,7 @@ impl Endpoint {
         match self {
             Endpoint::Quic(ep) => ep.close(code.into(), reason),
             Endpoint::Sctp(ep) => ep.close(),
+            Endpoint::KernelSctp(ep) => ep.close(),
         }
     }
 
@@ -118,6 +134,7 @@ impl Endpoint {
                 let _ = tokio::time::timeout(within, ep.wait_idle()).await;
             }
             Endpoint::Sctp(ep) => ep.wait_idle(within).await,
+            Endpoint::KernelSctp(ep) => ep.wait_idle(within).await,
         }
     }
 }
@@ -127,6 +144,7 @@ impl Incoming {
         match self {
             Incoming::Quic(i) => i.remote_address(),
             Incoming::Sctp(c) => c.remote(),
+            Incoming::KernelSctp(c) => c.remote(),
         }
     }
 
@@ -135,6 +153,7 @@ impl Incoming {
         match self {
             Incoming::Quic(i) => i.refuse(),
             Incoming::Sctp(c) => c.close(),
+            Incoming::KernelSctp(c) => c.close(),
         }
     }
 
@@ -153,6 +172,7 @@ impl Incoming {
                 Ok(Conn::Quic(c))
             }
             Incoming::Sctp(c) => Ok(Conn::Sctp(c)),
+            Incoming::KernelSctp(c) => Ok(Conn::KernelSctp(c)),
         }
     }
 }
@@ -177,7 +197,7 @@ impl IntoFuture for Connecting {
     fn into_future(self) -> Self::IntoFuture {
         match self {
             Connecting::Quic(c) => Box::pin(async move { Ok(Conn::Quic(c.await?)) }),
-            Connecting::Sctp(f) => Box::pin(async move { Ok(Conn::Sctp(f.await?)) }),
+            Connecting::Sctp(f) => f,
         }
     }
 }
@@ -188,6 +208,7 @@ impl Conn {
         match self {
             Conn::Quic(c) => c.stable_id(),
             Conn::Sctp(c) => c.id(),
+            Conn::KernelSctp(c) => c.id(),
         }
     }
 
@@ -197,6 +218,7 @@ impl Conn {
         match self {
             Conn::Quic(c) => c.close(code.into(), reason),
             Conn::Sctp(c) => c.close(),
+            Conn::KernelSctp(c) => c.close(),
         }
     }
 
@@ -209,7 +231,10 @@ impl Conn {
                 Some(quinn::ConnectionError::ApplicationClosed(a)) => a.error_code == code.into(),
                 _ => false,
             },
-            Conn::Sctp(c) => matches!(c.ended(), Some(Ended::Locally | Ended::PeerShutdown)),
+            Conn::Sctp(_) | Conn::KernelSctp(_) => matches!(
+                self.sctp_ended(),
+                Some(Ended::Locally | Ended::PeerShutdown)
+            ),
         }
     }
 
@@ -217,7 +242,7 @@ impl Conn {
     pub fn was_reset(&self) -> bool {
         match self {
             Conn::Quic(c) => matches!(c.close_reason(), Some(quinn::ConnectionError::Reset)),
-            Conn::Sctp(c) => c.ended() == Some(Ended::Lost),
+            Conn::Sctp(_) | Conn::KernelSctp(_) => self.sctp_ended() == Some(Ended::Lost),
         }
     }
 
@@ -228,7 +253,16 @@ impl Conn {
                 c.force_key_update();
                 true
             }
-            Conn::Sctp(_) => false,
+            Conn::Sctp(_) | Conn::KernelSctp(_) => false,
+        }
+    }
+
+    /// How an SCTP association ended, if it has (`None` for QUIC).
+    fn sctp_ended(&self) -> Option<Ended> {
+        match self {
+            Conn::Quic(_) => None,
+            Conn::Sctp(c) => c.ended(),
+            Conn::KernelSctp(c) => c.ended(),
         }
     }
 
@@ -248,6 +282,11 @@ impl Conn {
                 c.send(priority, &h.encode(), len).await?;
                 Ok(Sent::Sctp(c.clone()))
             }
+            Conn::KernelSctp(c) => {
+                let len = HEADER_LEN + body.len();
+                c.send(priority, &h.encode(), len).await?;
+                Ok(Sent::KernelSctp(c.clone()))
+            }
         }
     }
 
@@ -256,6 +295,7 @@ impl Conn {
         match self {
             Conn::Quic(c) => c.accept_uni().await.ok().map(Arriving::Quic),
             Conn::Sctp(c) => c.next_message().await.map(Arriving::Sctp),
+            Conn::KernelSctp(c) => c.next_message().await.map(Arriving::Sctp),
         }
     }
 
@@ -272,17 +312,20 @@ impl Conn {
                     min_rtt_us: Some(st.path.min_rtt.as_micros() as u64),
                 }
             }
-            Conn::Sctp(c) => {
-                let (d, srtt_ms) = c.stats();
-                ConnStats {
-                    sent_packets: d.sent,
-                    udp_tx_datagrams: d.sent,
-                    udp_rx_datagrams: d.received,
-                    min_rtt_us: srtt_ms.map(|ms| u64::from(ms) * 1000),
-                    ..Default::default()
-                }
-            }
+            Conn::Sctp(c) => sctp_stats(c.stats()),
+            Conn::KernelSctp(c) => sctp_stats(c.stats()),
         }
+    }
+}
+
+/// An SCTP association's counters: its packets (or datagrams) and smoothed RTT, ms.
+fn sctp_stats((d, srtt_ms): (super::sctp::endpoint::Datagrams, Option<u32>)) -> ConnStats {
+    ConnStats {
+        sent_packets: d.sent,
+        udp_tx_datagrams: d.sent,
+        udp_rx_datagrams: d.received,
+        min_rtt_us: srtt_ms.map(|ms| u64::from(ms) * 1000),
+        ..Default::default()
     }
 }
 
@@ -296,6 +339,7 @@ impl Sent {
                 Ok(())
             }
             Sent::Sctp(c) => Ok(c.acknowledged().await?),
+            Sent::KernelSctp(c) => Ok(c.acknowledged().await?),
         }
     }
 }

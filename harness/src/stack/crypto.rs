@@ -87,7 +87,7 @@ pub fn transport(protocol: Protocol) -> &'static str {
         }
         Protocol::Sctp => {
             "SCTP (usrsctp 0.9) in UDP datagrams (RFC 6951 framing, fixed ports), one stream per \
-             class, SCTP_SS_PRIORITY with I-DATA, RTO initial/min/max 500/200/10000 ms"
+             priority, SCTP_SS_PRIORITY with I-DATA, RTO initial/min/max 500/200/10000 ms"
         }
     }
 }

@@ -71,7 +71,10 @@ impl PreparedUnderlay for KernelUnderlay {
             "underlay": "kernel WireGuard interface per node namespace",
             "kernel": self.kernel,
             "crypto": super::crypto::describe(self.protocol),
-            "transport": super::crypto::transport(self.protocol),
+            "transport": match self.protocol {
+                Protocol::Sctp => super::sctp_kernel::TRANSPORT,
+                p => super::crypto::transport(p),
+            },
             "tunnel_mtu": wg_socket::TUNNEL_MTU,
             "quic_max_udp_payload": wg_socket::MAX_QUIC_PAYLOAD,
             "configured_over": match self.automation {
@@ -219,22 +222,29 @@ impl Stack for OverWgKernel {
     }
 
     fn endpoint(&self, ctx: &NodeContext<'_>) -> Result<NodeEndpoint, StackError> {
-        let diagnose: super::Diagnose = std::sync::Arc::new(diagnose);
+        let (diagnose, control) = diagnose_and_control(ctx.automation);
         udp_endpoint(
             self.protocol,
             ctx,
             Some(wg_socket::MAX_QUIC_PAYLOAD),
             Some(diagnose),
-            match ctx.automation {
-                super::Automation::Library => {
-                    std::sync::Arc::new(super::wg_control::NetlinkControl::new())
-                }
-                super::Automation::Processes => {
-                    std::sync::Arc::new(super::wg_control::WgToolControl::new())
-                }
-            },
+            control,
         )
     }
+}
+
+/// What a node on kernel WireGuard diagnoses failed connections with, and drives its peers
+/// and interface with during churn (netlink or `wg`/`ip` processes, as `automation` says).
+pub(super) fn diagnose_and_control(
+    automation: super::Automation,
+) -> (super::Diagnose, std::sync::Arc<dyn super::PeerControl>) {
+    let control: std::sync::Arc<dyn super::PeerControl> = match automation {
+        super::Automation::Library => std::sync::Arc::new(super::wg_control::NetlinkControl::new()),
+        super::Automation::Processes => {
+            std::sync::Arc::new(super::wg_control::WgToolControl::new())
+        }
+    };
+    (std::sync::Arc::new(diagnose), control)
 }
 
 #[cfg(test)]

@@ -211,17 +211,7 @@ impl WgSocket {
     }
 
     fn send_outer_batch(&self, dest: SocketAddr, contents: &[u8], segment_size: Option<usize>) {
-        let t = Transmit {
-            destination: dest,
-            ecn: None,
-            contents,
-            segment_size,
-            src_ip: None,
-        };
-        // A full socket buffer is a loss, which QUIC recovers from like any other.
-        if let Err(e) = self.outer.try_send(&t) {
-            tracing::trace!("WireGuard: sending {} bytes to {dest}: {e}", contents.len());
-        }
+        send_or_retry_handshake(&self.outer, dest, contents, segment_size);
     }
 
     /// Why nothing may be arriving from peer `index`, for error messages.
@@ -500,9 +490,90 @@ pub fn is_virtual(ip: IpAddr) -> bool {
     matches!(ip, IpAddr::V4(v) if v.octets()[..3] == [198, 19, 0])
 }
 
+/// Sends `contents` on `outer`. A full socket buffer is a loss, which the transport inside
+/// recovers from like any other; but a handshake message that finds the socket not writable
+/// (a fresh socket is not, to tokio, until its reactor has polled it once) is sent again once
+/// it is: lost, WireGuard would retry only after REKEY_TIMEOUT, 5 s.
+fn send_or_retry_handshake(
+    outer: &Arc<dyn AsyncUdpSocket>,
+    dest: SocketAddr,
+    contents: &[u8],
+    segment_size: Option<usize>,
+) {
+    fn transmit(
+        destination: SocketAddr,
+        contents: &[u8],
+        segment_size: Option<usize>,
+    ) -> Transmit<'_> {
+        Transmit {
+            destination,
+            ecn: None,
+            contents,
+            segment_size,
+            src_ip: None,
+        }
+    }
+    let Err(e) = outer.try_send(&transmit(dest, contents, segment_size)) else {
+        return;
+    };
+    tracing::trace!("WireGuard: sending {} bytes to {dest}: {e}", contents.len());
+    let handshake =
+        segment_size.is_none() && contents.first().is_some_and(|&t| (1..=3).contains(&t));
+    let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+        return;
+    };
+    if e.kind() != io::ErrorKind::WouldBlock || !handshake {
+        return;
+    }
+    let (outer, packet) = (outer.clone(), contents.to_vec());
+    runtime.spawn(async move {
+        let mut poller = outer.clone().create_io_poller();
+        for _ in 0..HANDSHAKE_SEND_ATTEMPTS {
+            if std::future::poll_fn(|cx| poller.as_mut().poll_writable(cx))
+                .await
+                .is_err()
+            {
+                return;
+            }
+            match outer.try_send(&transmit(dest, &packet, None)) {
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+                _ => return,
+            }
+        }
+    });
+}
+
+/// How often a handshake message is offered to a socket that keeps saying it is full.
+const HANDSHAKE_SEND_ATTEMPTS: usize = 8;
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A fresh socket refuses tokio's first `try_send`; the handshake message goes out anyway.
+    #[test]
+    fn a_handshake_message_is_sent_when_a_fresh_socket_becomes_writable() {
+        use quinn::Runtime;
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime");
+        let receiver = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind");
+        receiver
+            .set_read_timeout(Some(Duration::from_secs(2)))
+            .expect("timeout");
+        let dest = receiver.local_addr().expect("addr");
+        rt.block_on(async {
+            let sender = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind");
+            let outer = quinn::TokioRuntime.wrap_udp_socket(sender).expect("wrap");
+            let initiation = [1u8, 0, 0, 0, 42];
+            send_or_retry_handshake(&outer, dest, &initiation, None);
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        });
+        let mut buf = [0u8; 16];
+        let n = receiver.recv(&mut buf).expect("the initiation arrived");
+        assert_eq!(&buf[..n], &[1, 0, 0, 0, 42]);
+    }
 
     #[test]
     fn inner_header_round_trips_with_a_valid_checksum() {

@@ -690,7 +690,8 @@ impl SctpConn {
     }
 }
 
-fn ended_text(how: Ended) -> &'static str {
+/// How an association ended, in words for an error.
+pub(crate) fn ended_text(how: Ended) -> &'static str {
     match how {
         Ended::Locally => "closed here",
         Ended::PeerShutdown => "the peer shut it down",

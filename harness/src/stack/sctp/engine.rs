@@ -413,7 +413,7 @@ impl SctpSocket {
     /// Sets `stream`'s priority for the priority scheduler (other schedulers refuse it): a
     /// higher `priority` is sent first (usrsctp sends the lowest value first).
     pub fn set_priority(&self, stream: u16, priority: i32) -> Result<(), SctpError> {
-        let value = (1000 - priority).clamp(0, i32::from(u16::MAX)) as u16;
+        let value = scheduler_value(priority);
         self.set(
             "SCTP_SS_VALUE",
             ffi::SCTP_SS_VALUE,
@@ -506,4 +506,10 @@ impl Drop for SctpSocket {
         // SAFETY: the socket is live and closed once.
         unsafe { (self.u.close)(self.raw) };
     }
+}
+
+/// The scheduler value of a stream carrying `priority`: SCTP schedulers (usrsctp's and the
+/// kernel's) send the lowest value first, and stackbench's priorities put the highest first.
+pub(crate) fn scheduler_value(priority: i32) -> u16 {
+    (1000 - priority).clamp(0, i32::from(u16::MAX)) as u16
 }
