@@ -18,6 +18,10 @@ stacks = ["quic-tls"]
 [topology]
 nodes = 3
 
+# The links are not what this test checks: a short self-check (the default probes for 2 s).
+[links]
+probe = "500ms"
+
 [[class]]
 name = "block"
 priority = 20
@@ -117,6 +121,9 @@ stacks = ["quic-tls"]
 nodes = 2
 uplink = "20Mbit"
 queue = "20ms"
+
+[links]
+probe = "500ms"
 
 [[class]]
 name = "vote"
