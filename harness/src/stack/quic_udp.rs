@@ -80,10 +80,7 @@ pub fn udp_endpoint(
     diagnose: Option<super::Diagnose>,
     control: Arc<dyn super::PeerControl>,
 ) -> Result<NodeEndpoint, StackError> {
-    let bind_err = |source| StackError::Bind {
-        addr: ctx.bind,
-        source,
-    };
+    let bind_err = bind_error(ctx.bind);
     let (socket, rcvbuf) = super::bind_udp(ctx.bind).map_err(bind_err)?;
     tracing::debug!("node {}: UDP receive buffer {rcvbuf} bytes", ctx.index);
     let socket = quinn::TokioRuntime
@@ -101,10 +98,7 @@ pub fn endpoint_on(
     diagnose: Option<super::Diagnose>,
     control: Arc<dyn super::PeerControl>,
 ) -> Result<NodeEndpoint, StackError> {
-    let bind_err = |source| StackError::Bind {
-        addr: ctx.bind,
-        source,
-    };
+    let bind_err = bind_error(ctx.bind);
     let (endpoint, dial) = match protocol {
         Protocol::Sctp => {
             let mtu = max_udp_payload.unwrap_or(super::sctp::UDP_PAYLOAD_ON_ETHERNET);
@@ -135,4 +129,9 @@ pub fn endpoint_on(
         diagnose,
         control,
     })
+}
+
+/// Turns an I/O error on the socket at `addr` into the stack's error for it.
+fn bind_error(addr: SocketAddr) -> impl Fn(std::io::Error) -> StackError + Copy {
+    move |source| StackError::Bind { addr, source }
 }

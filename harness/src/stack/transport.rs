@@ -53,7 +53,9 @@ pub fn bind_udp(addr: SocketAddr) -> std::io::Result<(std::net::UdpSocket, usize
     Ok((s.into(), effective))
 }
 
-fn set_int(s: &socket2::Socket, opt: libc::c_int, value: usize) -> std::io::Result<()> {
+/// Sets the `SOL_SOCKET` integer option `opt` (what socket2 has no setter for, such as
+/// `SO_RCVBUFFORCE`).
+pub(crate) fn set_int(s: &socket2::Socket, opt: libc::c_int, value: usize) -> std::io::Result<()> {
     let v = value as libc::c_int;
     // SAFETY: valid socket fd, pointer to an owned c_int and its size.
     let rc = unsafe {

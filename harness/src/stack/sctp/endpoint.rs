@@ -300,7 +300,7 @@ impl Shared {
             phase: Cell::new(phase),
             partial: RefCell::default(),
             messages: RefCell::default(),
-            lanes: RefCell::default(),
+            lanes: super::Lanes::default(),
             datagrams: link.datagrams.clone(),
             srtt_ms: Cell::new(None),
             endpoint: self.me.clone(),
@@ -487,7 +487,7 @@ struct Association {
     partial: RefCell<HashMap<u16, (Vec<u8>, u64)>>,
     messages: RefCell<VecDeque<Message>>,
     /// Each priority's stream (its lane), in the order priorities were first sent.
-    lanes: RefCell<HashMap<i32, u16>>,
+    lanes: super::Lanes,
     datagrams: Rc<Cell<Datagrams>>,
     srtt_ms: Cell<Option<u32>>,
     endpoint: Weak<Shared>,
@@ -624,20 +624,16 @@ impl SctpConn {
 
     /// The stream that carries `priority`, given that priority on first use.
     fn lane(&self, priority: i32, scheduler: Scheduler) -> Result<u16, SctpError> {
-        if let Some(&stream) = self.0.lanes.borrow().get(&priority) {
-            return Ok(stream);
-        }
-        let stream = u16::try_from(self.0.lanes.borrow().len())
-            .ok()
-            .filter(|&n| n < STREAMS)
-            .ok_or(SctpError::Lanes(STREAMS))?;
-        if scheduler == Scheduler::Priority {
-            let socket = self.0.socket.borrow();
-            let s = socket.as_ref().ok_or(SctpError::Closed("closed here"))?;
-            s.set_priority(stream, priority)?;
-        }
-        self.0.lanes.borrow_mut().insert(priority, stream);
-        Ok(stream)
+        self.0
+            .lanes
+            .stream(priority, SctpError::Lanes(STREAMS), |stream| {
+                if scheduler != Scheduler::Priority {
+                    return Ok(());
+                }
+                let socket = self.0.socket.borrow();
+                let s = socket.as_ref().ok_or(SctpError::Closed("closed here"))?;
+                s.set_priority(stream, priority)
+            })
     }
 
     /// Waits until nothing this association sent is unacknowledged.

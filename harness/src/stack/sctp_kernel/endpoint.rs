@@ -7,6 +7,7 @@ use super::sys::{self, Options, Piece};
 use crate::metrics::monotonic_ns;
 use crate::stack::sctp::endpoint::{ended_text, Datagrams, Ended, Message, STREAMS};
 use crate::stack::sctp::engine::scheduler_value;
+use crate::stack::sctp::Lanes;
 use socket2::Socket;
 use std::{
     cell::{Cell, RefCell},
@@ -152,7 +153,7 @@ impl KernelSctpEndpoint {
             up: Cell::new(false),
             ended: Cell::new(None),
             changed: Notify::new(),
-            lanes: RefCell::new(HashMap::new()),
+            lanes: Lanes::default(),
             partial: RefCell::new(HashMap::new()),
             ready: RefCell::new(VecDeque::new()),
             buf: RefCell::new(vec![0; READ_BUFFER]),
@@ -242,7 +243,7 @@ struct Assoc {
     /// Woken when the association ends.
     changed: Notify,
     /// Priority → stream.
-    lanes: RefCell<HashMap<i32, u16>>,
+    lanes: Lanes,
     /// Messages arriving in pieces, by stream: their first bytes and length so far.
     partial: RefCell<HashMap<u16, (Vec<u8>, u64)>>,
     ready: RefCell<VecDeque<Message>>,
@@ -391,17 +392,12 @@ impl KernelSctpConn {
 
     /// The stream that carries `priority`, given that priority on first use.
     fn lane(&self, priority: i32) -> Result<u16, KernelSctpError> {
-        if let Some(&stream) = self.0.lanes.borrow().get(&priority) {
-            return Ok(stream);
-        }
-        let stream = u16::try_from(self.0.lanes.borrow().len())
-            .ok()
-            .filter(|&n| n < STREAMS)
-            .ok_or(KernelSctpError::Lanes(STREAMS))?;
-        sys::set_stream_value(self.0.fd.get_ref(), stream, scheduler_value(priority))
-            .map_err(io_err("stream priority"))?;
-        self.0.lanes.borrow_mut().insert(priority, stream);
-        Ok(stream)
+        self.0
+            .lanes
+            .stream(priority, KernelSctpError::Lanes(STREAMS), |stream| {
+                sys::set_stream_value(self.0.fd.get_ref(), stream, scheduler_value(priority))
+                    .map_err(io_err("stream priority"))
+            })
     }
 
     /// Waits until nothing this association sent is unacknowledged (asking the kernel every

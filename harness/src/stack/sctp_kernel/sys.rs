@@ -274,23 +274,9 @@ pub fn socket(addr: &SocketAddr, o: &Options) -> io::Result<Socket> {
 }
 
 fn set_buffer_force(s: &Socket, bytes: usize) -> io::Result<()> {
-    let v = bytes.min(i32::MAX as usize) as libc::c_int;
-    for opt in [libc::SO_SNDBUFFORCE, libc::SO_RCVBUFFORCE] {
-        // SAFETY: an int option, passed by pointer with its size.
-        let r = unsafe {
-            libc::setsockopt(
-                s.as_raw_fd(),
-                libc::SOL_SOCKET,
-                opt,
-                (&v as *const libc::c_int).cast(),
-                mem::size_of::<libc::c_int>() as libc::socklen_t,
-            )
-        };
-        if r < 0 {
-            return Err(io::Error::last_os_error());
-        }
-    }
-    Ok(())
+    let bytes = bytes.min(i32::MAX as usize);
+    crate::stack::transport::set_int(s, libc::SO_SNDBUFFORCE, bytes)?;
+    crate::stack::transport::set_int(s, libc::SO_RCVBUFFORCE, bytes)
 }
 
 /// An accepted socket: non-blocking, with what `socket` sets for receiving and scheduling
