@@ -52,6 +52,13 @@ pub enum ToNode {
     Start {
         start_ns: u64,
     },
+    /// To a node's process started again after a crash (instead of `Connect`): the run
+    /// began at `start_ns`; recover as firing `firing` of the churn plan says, dialling
+    /// every peer, and run the workload from there.
+    Rejoin {
+        start_ns: u64,
+        firing: u32,
+    },
     Shutdown,
 }
 
@@ -209,6 +216,19 @@ pub struct NodeChurn {
     pub cold_connects: Vec<ColdConnect>,
     /// (peer, CLOCK_MONOTONIC ns) of each WireGuard handshake seen completing.
     pub wg_handshakes: Vec<(u32, u64)>,
+    /// Connections to peers that ended other than by churn's own close: how the node
+    /// finds out that a peer crashed.
+    #[serde(default)]
+    pub peers_lost: Vec<PeerLost>,
+}
+
+/// A connection to `peer` given up by the transport at `at_ns` (CLOCK_MONOTONIC).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PeerLost {
+    pub peer: u32,
+    pub at_ns: u64,
+    /// What the transport said.
+    pub how: String,
 }
 
 /// A step as it happened.

@@ -9,6 +9,7 @@
 
 pub mod ceiling;
 pub mod control;
+pub mod crash;
 pub mod graph;
 pub mod link;
 pub mod node;

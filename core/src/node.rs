@@ -124,6 +124,14 @@ impl NodeCore {
         self.index
     }
 
+    /// A node whose process starts again after a crash at `now_ns`: what it was meant to
+    /// originate while it was down is gone with the process (the results count it as lost
+    /// to the crash), and it goes on from now. Returns how many objects each class skipped.
+    pub fn resume_at(&mut self, now_ns: u64) -> Vec<(u8, u64)> {
+        let offset = Duration::from_nanos(now_ns.saturating_sub(self.start_ns));
+        self.schedule.skip_until(offset)
+    }
+
     /// The peers this node connects to: its neighbours on the plan's graph.
     pub fn neighbours(&self) -> &[u32] {
         &self.neighbours
@@ -150,7 +158,11 @@ impl NodeCore {
                 }
                 Action::Restart => self.up.clear(),
                 // Peers come back with their connections (PeerUp).
-                Action::AddPeer { .. } | Action::Iface { .. } | Action::KeyUpdate => {}
+                Action::Crash => self.up.clear(),
+                Action::AddPeer { .. }
+                | Action::Iface { .. }
+                | Action::KeyUpdate
+                | Action::Recover => {}
             },
         }
     }

@@ -87,6 +87,8 @@ pub struct RepetitionContext<'a> {
     /// The host's cumulative busy CPU seconds, sampled every 100 ms: (s from the start of
     /// sending, seconds).
     pub host_busy_samples: &'a [(f64, f64)],
+    /// Nodes that crashed during the repetition.
+    pub crashes: &'a [stackbench_core::crash::ObservedCrash],
 }
 
 /// Bytes sent on the nodes' veths per byte of object delivered.
@@ -117,6 +119,8 @@ pub fn summarize(
             by_object.entry((origin, class, seq)).or_default().push(us);
         }
     }
+    let crash_view = (!ctx.crashes.is_empty())
+        .then(|| stackbench_core::crash::CrashView::new(plan, ctx.crashes, reports));
     let mut hlogs = vec![];
     let mut classes = vec![];
     for (ci, c) in plan.classes.iter().enumerate() {
@@ -182,10 +186,16 @@ pub fn summarize(
             let mut hists: Vec<Histogram<u64>> =
                 REACH_PERCENTS.iter().map(|_| new_histogram()).collect();
             let mut reached = [0u64; 4];
-            for ((_, class, _), lats) in by_object.iter_mut() {
-                if *class as usize != ci {
+            for (key, lats) in by_object.iter_mut() {
+                if key.1 as usize != ci {
                     continue;
                 }
+                // Under crashes, shares of the receivers that were up and whose records
+                // survive.
+                let receivers = crash_view
+                    .as_ref()
+                    .and_then(|v| v.reachable(*key))
+                    .unwrap_or(receivers);
                 for (k, t) in reach_times(lats, receivers).iter().enumerate() {
                     if let Some(t) = t {
                         metrics::record(&mut hists[k], *t);
@@ -277,6 +287,15 @@ pub fn summarize(
         hlogs.extend(files);
         summary
     });
+    let crashes = (!ctx.crashes.is_empty())
+        .then(|| stackbench_core::crash::summarize(plan, ctx.crashes, reports));
+    if let Some(c) = &crashes {
+        // A crashed process's counters died with it: the stack's loss is what the crash
+        // accounting leaves to it, not sent minus delivered.
+        for (class, account) in classes.iter_mut().filter(|c| !c.bulk).zip(&c.classes) {
+            class.lost = account.lost_by_stack;
+        }
+    }
     let summary = RepetitionSummary {
         schema: SCHEMA_VERSION,
         stack: ctx.stack.to_owned(),
@@ -317,6 +336,7 @@ pub fn summarize(
         churn,
         lifecycle: ctx.lifecycle[0].clone(),
         lifecycle_other: ctx.lifecycle[1].clone(),
+        crashes,
         network: stackbench_core::upgrade::summarize(
             plan,
             reports,

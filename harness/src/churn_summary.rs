@@ -31,6 +31,8 @@ fn action_name(a: &Action) -> &'static str {
         Action::Iface { up: true } => "iface_up",
         Action::Iface { up: false } => "iface_down",
         Action::KeyUpdate => "key_update",
+        Action::Crash => "crash",
+        Action::Recover => "recover",
     }
 }
 
@@ -183,7 +185,9 @@ fn classify_handshakes(plan: &WorkloadPlan, reports: &[NodeReport]) -> (Vec<f64>
         for &(peer, at_ns) in &r.churn.wg_handshakes {
             let near_step = plan.churn.steps.iter().any(|s| {
                 let involved = match s.action {
-                    Action::Restart => s.node == r.index || s.node == peer,
+                    Action::Restart | Action::Crash | Action::Recover => {
+                        s.node == r.index || s.node == peer
+                    }
                     Action::AddPeer { peer: p, .. } | Action::RemovePeer { peer: p } => {
                         (s.node == r.index && p == peer) || (s.node == peer && p == r.index)
                     }

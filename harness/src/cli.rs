@@ -132,6 +132,10 @@ enum Command {
         /// Folder for the report (node-<index>.report.json).
         #[arg(long, requires = "inputs")]
         results: Option<PathBuf>,
+        /// Where the node keeps its keys for the run (created 0600 if absent, read if
+        /// present: a node started again after a crash keeps its identity).
+        #[arg(long, requires = "control")]
+        key_file: Option<PathBuf>,
     },
     /// Write one inputs file per node, so that nodes can run without a controller
     /// (`stackbench node --inputs`): elsewhere than in namespaces, e.g. on the given
@@ -263,6 +267,7 @@ fn dispatch(cli: Cli) -> Result<ExitCode> {
             index,
             inputs,
             results,
+            key_file,
         } => {
             let source = match (control, inputs, results) {
                 (Some(c), None, None) => crate::node::ControlSource::parse_control(&c),
@@ -275,7 +280,7 @@ fn dispatch(cli: Cli) -> Result<ExitCode> {
                     )
                 }
             };
-            crate::node::main(source, index.unwrap_or(0)).map(|()| ExitCode::SUCCESS)
+            crate::node::main(source, index.unwrap_or(0), key_file).map(|()| ExitCode::SUCCESS)
         }
         Command::NodeInputs {
             scenario,

@@ -1,6 +1,7 @@
 //! Run identity, and the ownership markers that let a later run remove what a killed run
 //! left behind — only runs of ours, identified by prefix and marker, whose owner is gone.
 
+use std::os::unix::fs::PermissionsExt;
 use std::{
     fs,
     path::{Path, PathBuf},
@@ -71,6 +72,8 @@ impl RunId {
         let ticks = process_start_ticks(pid).unwrap_or(0);
         fs::write(run.marker(), format!("{pid} {ticks}\n"))?;
         fs::create_dir_all(run.socket_dir())?;
+        // Control sockets and the nodes' key files live here: the runner's alone.
+        fs::set_permissions(run.socket_dir(), fs::Permissions::from_mode(0o700))?;
         Ok(run)
     }
 

@@ -31,6 +31,21 @@ pub struct Churn {
     /// ("processes"). Lifecycle samples time both, whichever this says.
     #[serde(default)]
     pub automation: Automation,
+    /// What a node that dies without a `node_crash` event does to the run: it is reported
+    /// as an unscheduled crash and the run goes on ("report"), or the run fails ("fail").
+    #[serde(default)]
+    pub on_unscheduled_crash: UnscheduledCrash,
+}
+
+/// What a node dying outside the scenario's `node_crash` events does to the run.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum UnscheduledCrash {
+    /// Reported as a crash, marked unscheduled; the run goes on without the node.
+    #[default]
+    Report,
+    /// The repetition fails, naming the node.
+    Fail,
 }
 
 impl Default for Churn {
@@ -41,6 +56,7 @@ impl Default for Churn {
             tls_handshakes: default_handshakes(),
             lifecycle_samples: 0,
             automation: Automation::default(),
+            on_unscheduled_crash: UnscheduledCrash::default(),
         }
     }
 }
@@ -138,6 +154,12 @@ pub enum EventKind {
     IfaceUp,
     /// `node` forces a QUIC key update on every connection.
     KeyUpdate,
+    /// `node`'s process is killed (SIGKILL: nothing drains, nothing says goodbye). Its
+    /// peers find out as their transport does.
+    NodeCrash,
+    /// A crashed `node`'s process starts again with its keys, dials its peers and rejoins
+    /// the workload from now on.
+    NodeRecover,
 }
 
 impl EventKind {
@@ -151,6 +173,8 @@ impl EventKind {
             EventKind::IfaceDown => "iface_down",
             EventKind::IfaceUp => "iface_up",
             EventKind::KeyUpdate => "key_update",
+            EventKind::NodeCrash => "node_crash",
+            EventKind::NodeRecover => "node_recover",
         }
     }
     pub fn needs_peer(self) -> bool {

@@ -2,6 +2,7 @@
 //! read it. Every file describes itself: units are in the field names.
 
 pub mod churn;
+pub mod crash;
 pub mod network;
 
 use serde::{Deserialize, Serialize};
@@ -145,6 +146,9 @@ pub struct RepetitionSummary {
     /// Which stacks ran where (a mix or an upgrade), and what the upgrade did.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub network: Option<network::NetworkSummary>,
+    /// Nodes that crashed (scheduled or not), and what the crashes cost.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub crashes: Option<crash::CrashSummary>,
 }
 
 /// What the userspace link emulator did and cost during one repetition.

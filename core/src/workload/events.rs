@@ -43,6 +43,10 @@ pub enum Action {
         up: bool,
     },
     KeyUpdate,
+    /// The node's process kills itself (SIGKILL): a crash.
+    Crash,
+    /// The node's process has just started again after a crash: it dials every peer.
+    Recover,
 }
 
 /// `action` by `node` at `at` (from the start), on behalf of firing number `firing`.
@@ -52,6 +56,16 @@ pub struct Step {
     pub node: u32,
     pub firing: u32,
     pub action: Action,
+}
+
+/// A `node_crash` firing and the `node_recover` that ends it, if any.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ScheduledCrash {
+    pub firing: u32,
+    pub node: u32,
+    pub at: Duration,
+    /// The recovering firing and when it fires.
+    pub recover: Option<(u32, Duration)>,
 }
 
 /// Everything churn asks of the nodes during one repetition.
@@ -66,6 +80,9 @@ pub struct ChurnPlan {
     /// How WireGuard peers and interfaces are driven.
     #[serde(default)]
     pub automation: crate::scenario::churn::Automation,
+    /// What a node dying outside the scheduled crashes does to the run.
+    #[serde(default)]
+    pub on_unscheduled_crash: crate::scenario::churn::UnscheduledCrash,
 }
 
 impl Default for ChurnPlan {
@@ -78,6 +95,7 @@ impl Default for ChurnPlan {
             timeline: Duration::from_secs(1),
             handshakes: vec![HandshakeMode::Full],
             automation: Default::default(),
+            on_unscheduled_crash: Default::default(),
         }
     }
 }
@@ -93,6 +111,7 @@ impl ChurnSteps {
         let mut absent: BTreeSet<(u32, u32)> = BTreeSet::new();
         let mut away: BTreeSet<u32> = BTreeSet::new();
         let mut down: BTreeSet<u32> = BTreeSet::new();
+        let mut crashed: BTreeSet<u32> = BTreeSet::new();
         let mut steps = vec![];
         for (i, f) in firings.iter().enumerate() {
             let n = f.node;
@@ -117,6 +136,20 @@ impl ChurnSteps {
             };
             if away.contains(&n) && f.kind != EventKind::NodeJoin {
                 return fail(format!("node {n} has left"));
+            }
+            if crashed.contains(&n) && f.kind != EventKind::NodeRecover {
+                return fail(format!("node {n} has crashed and not recovered"));
+            }
+            // Peer changes reach every side's process; a crashed one has none to reach.
+            let involves_crashed = match f.kind {
+                EventKind::PeerRemove | EventKind::PeerAdd => {
+                    f.peer.filter(|p| crashed.contains(p))
+                }
+                EventKind::NodeLeave | EventKind::NodeJoin => crashed.iter().next().copied(),
+                _ => None,
+            };
+            if let Some(c) = involves_crashed {
+                return fail(format!("node {c} has crashed and not recovered"));
             }
             let present = |x: u32, absent: &BTreeSet<(u32, u32)>, away: &BTreeSet<u32>| {
                 x != n && !away.contains(&x) && !absent.contains(&pair(n, x))
@@ -176,8 +209,31 @@ impl ChurnSteps {
                 }
                 EventKind::NodeRestart => steps.push(step(n, f.at, Action::Restart)),
                 EventKind::KeyUpdate => steps.push(step(n, f.at, Action::KeyUpdate)),
+                EventKind::NodeCrash => {
+                    // A recovered node dials every peer of the plan's graph: it must have
+                    // had them all when it crashed.
+                    if let Some(&(a, b)) = absent.iter().find(|&&(a, b)| a == n || b == n) {
+                        let other = if a == n { b } else { a };
+                        return fail(format!(
+                            "node {n} has removed peer {other}; a node crashes with all its peers"
+                        ));
+                    }
+                    if down.contains(&n) {
+                        return fail(format!(
+                            "node {n}'s interface is down; a node crashes with it up"
+                        ));
+                    }
+                    crashed.insert(n);
+                    steps.push(step(n, f.at, Action::Crash));
+                }
+                EventKind::NodeRecover => {
+                    if !crashed.remove(&n) {
+                        return fail(format!("node {n} has not crashed"));
+                    }
+                    steps.push(step(n, f.at, Action::Recover));
+                }
             }
-            if away.len() as u32 + 1 >= nodes {
+            if (away.len() + crashed.len()) as u32 + 1 >= nodes {
                 return fail("fewer than two nodes would be left".into());
             }
         }
@@ -202,12 +258,39 @@ impl ChurnPlan {
             timeline: s.churn.timeline.get_ref().0,
             handshakes: s.churn.tls_handshakes.get_ref().clone(),
             automation: s.churn.automation,
+            on_unscheduled_crash: s.churn.on_unscheduled_crash,
         }
     }
 
     /// Whether the run has any events.
     pub fn is_active(&self) -> bool {
         !self.firings.is_empty()
+    }
+
+    /// The scheduled crashes, in time order: (firing, node, when, when it recovers).
+    pub fn crashes(&self) -> Vec<ScheduledCrash> {
+        self.firings
+            .iter()
+            .enumerate()
+            .filter(|(_, f)| f.kind == EventKind::NodeCrash)
+            .map(|(i, f)| ScheduledCrash {
+                firing: i as u32,
+                node: f.node,
+                at: f.at,
+                recover: self.firings[i + 1..]
+                    .iter()
+                    .enumerate()
+                    .find(|(_, r)| r.kind == EventKind::NodeRecover && r.node == f.node)
+                    .map(|(k, r)| ((i + 1 + k) as u32, r.at)),
+            })
+            .collect()
+    }
+
+    /// Whether `node` is scheduled to crash at some point of the run.
+    pub fn crashes_node(&self, node: u32) -> bool {
+        self.firings
+            .iter()
+            .any(|f| f.kind == EventKind::NodeCrash && f.node == node)
     }
 
     /// Whether TLS servers must issue tickets and accept 0-RTT for the dial modes.
@@ -334,6 +417,77 @@ mod tests {
             vec![0, 2, 3],
             "joining reconnects to every present node"
         );
+    }
+
+    #[test]
+    fn a_crash_and_its_recovery_are_the_crashed_nodes_own_steps() {
+        let firings = [
+            f(100, EventKind::NodeCrash, 2, None),
+            f(200, EventKind::KeyUpdate, 0, None),
+            f(900, EventKind::NodeRecover, 2, None),
+            f(1000, EventKind::NodeCrash, 1, None),
+        ];
+        let steps = ChurnSteps::build(&firings, 4).expect("valid");
+        let of = |n: u32| -> Vec<Action> {
+            steps
+                .iter()
+                .filter(|s| s.node == n)
+                .map(|s| s.action)
+                .collect()
+        };
+        assert_eq!(of(2), vec![Action::Crash, Action::Recover]);
+        assert_eq!(of(1), vec![Action::Crash]);
+        let plan = ChurnPlan {
+            firings: firings.to_vec(),
+            steps,
+            ..ChurnPlan::default()
+        };
+        let crashes = plan.crashes();
+        assert_eq!(crashes.len(), 2);
+        assert_eq!(
+            (crashes[0].node, crashes[0].recover),
+            (2, Some((2, Duration::from_millis(900))))
+        );
+        assert_eq!((crashes[1].node, crashes[1].recover), (1, None));
+        assert!(plan.crashes_node(1) && !plan.crashes_node(0));
+    }
+
+    #[test]
+    fn a_crashed_node_takes_part_in_nothing_until_it_recovers() {
+        let refused = |firings: &[Firing]| ChurnSteps::build(firings, 4).err();
+        let crash = f(100, EventKind::NodeCrash, 1, None);
+        for (second, why) in [
+            (f(200, EventKind::KeyUpdate, 1, None), "node 1 has crashed"),
+            (
+                f(200, EventKind::PeerRemove, 0, Some(1)),
+                "node 1 has crashed",
+            ),
+            (f(200, EventKind::NodeCrash, 1, None), "node 1 has crashed"),
+            (f(200, EventKind::NodeLeave, 3, None), "node 1 has crashed"),
+            (
+                f(200, EventKind::NodeRecover, 0, None),
+                "node 0 has not crashed",
+            ),
+        ] {
+            let (i, msg) = refused(&[crash, second]).expect("refused");
+            assert_eq!(i, 1, "{msg}");
+            assert!(msg.contains(why), "{msg}");
+        }
+        let (i, msg) = refused(&[
+            f(50, EventKind::PeerRemove, 1, Some(2)),
+            f(100, EventKind::NodeCrash, 1, None),
+        ])
+        .expect("refused");
+        assert_eq!(i, 1);
+        assert!(msg.contains("has removed peer 2"), "{msg}");
+        let (i, msg) = refused(&[
+            f(100, EventKind::NodeCrash, 1, None),
+            f(110, EventKind::NodeCrash, 2, None),
+            f(120, EventKind::NodeCrash, 3, None),
+        ])
+        .expect("refused");
+        assert_eq!(i, 2);
+        assert!(msg.contains("fewer than two"), "{msg}");
     }
 
     #[test]

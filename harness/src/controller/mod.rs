@@ -256,6 +256,7 @@ pub async fn run(scenario: &Scenario, opts: &RunOptions) -> Result<RunOutcome> {
                     link_emulator: data.link_emulator,
                     lifecycle,
                     host_busy_samples: &data.busy_samples,
+                    crashes: &data.crashes,
                 };
                 let (summary, hlogs) = aggregate::summarize(&ctx, &data.reports)?;
                 writer.write_repetition(&summary, &hlogs)?;
@@ -345,6 +346,8 @@ fn lifecycle(
 /// What one repetition measured, before aggregation.
 struct RepetitionData {
     reports: Vec<crate::control::NodeReport>,
+    /// Nodes that crashed, as scheduled or not.
+    crashes: Vec<stackbench_core::crash::ObservedCrash>,
     handshakes: Vec<u64>,
     softirq: f64,
     underlay_cpu: f64,
@@ -475,9 +478,9 @@ async fn repetition(
             || {},
         )
         .await?;
-    nodes
-        .send_all(|i| {
-            // Connections exist only along the fanout graph's edges (all pairs when direct).
+    // Connections exist only along the fanout graph's edges (all pairs when direct).
+    let setups: Vec<NodeSetup> = (0..topology.nodes())
+        .map(|i| {
             let neighbours = plan.fanout.graph.neighbours(i);
             let slots = plan
                 .network
@@ -505,11 +508,14 @@ async fn repetition(
                         .collect(),
                 })
                 .collect();
-            ToNode::Setup(Box::new(NodeSetup {
+            NodeSetup {
                 plan: plan.clone(),
                 slots,
-            }))
+            }
         })
+        .collect();
+    nodes
+        .send_all(|i| ToNode::Setup(Box::new(setups[i as usize].clone())))
         .await?;
     nodes
         .gather(
@@ -550,14 +556,13 @@ async fn repetition(
     // The host's busy CPU every 100 ms, for the busiest second.
     let t_start = std::time::Instant::now();
     let mut busy_samples = vec![(0.0, metrics::host_cpu_seconds().1)];
-    let reports = nodes
-        .gather(
-            "the run",
+    let outcome = nodes
+        .run_phase(
+            topology,
+            plan,
+            &setups,
+            start_ns,
             total + REPORT_SLACK,
-            |m| match m {
-                ToController::Report(r) => Some(*r),
-                _ => None,
-            },
             || {
                 busy_samples.push((
                     t_start.elapsed().as_secs_f64(),
@@ -593,11 +598,12 @@ async fn repetition(
         // The likelier cause of any failed report, and a broken underlay either way.
         anyhow::bail!("{failure}");
     }
-    let reports = reports?;
+    let nodes::RunOutcome { reports, crashes } = outcome?;
     nodes.shutdown().await;
     let _ = std::fs::remove_file(sock);
     Ok(RepetitionData {
         reports,
+        crashes,
         handshakes,
         softirq,
         underlay_cpu,

@@ -7,7 +7,10 @@ use crate::{
 };
 use anyhow::{anyhow, bail, Context, Result};
 use std::{
-    collections::VecDeque, os::unix::process::ExitStatusExt, path::Path, process::ExitStatus,
+    collections::VecDeque,
+    os::unix::process::ExitStatusExt,
+    path::{Path, PathBuf},
+    process::ExitStatus,
     time::Duration,
 };
 use tokio::{
@@ -15,6 +18,9 @@ use tokio::{
     net::{unix::OwnedWriteHalf, UnixListener},
     sync::mpsc,
 };
+
+mod run_phase;
+pub use run_phase::RunOutcome;
 
 const STDERR_TAIL: usize = 12;
 
@@ -32,6 +38,13 @@ pub struct NodeSet {
     netns: Vec<String>,
     writers: Vec<Option<OwnedWriteHalf>>,
     events: mpsc::UnboundedReceiver<NodeEvent>,
+    tx: mpsc::UnboundedSender<NodeEvent>,
+    exe: PathBuf,
+    sock: PathBuf,
+    verbose: bool,
+    /// Each node's keys for the repetition (0600; removed with the set).
+    key_files: Vec<PathBuf>,
+    accept: tokio::task::JoinHandle<()>,
 }
 
 fn describe_exit(status: ExitStatus) -> String {
@@ -50,58 +63,73 @@ impl NodeSet {
         let listener = UnixListener::bind(sock)
             .with_context(|| format!("binding control socket {}", sock.display()))?;
         let (tx, events) = mpsc::unbounded_channel();
+        let n = topology.nodes();
         let mut set = NodeSet {
-            pids: vec![],
-            netns: vec![],
-            writers: vec![],
+            pids: vec![None; n as usize],
+            netns: (0..n).map(|i| topology.node_netns(i)).collect(),
+            writers: (0..n).map(|_| None).collect(),
             events,
+            tx: tx.clone(),
+            exe: exe.to_owned(),
+            sock: sock.to_owned(),
+            verbose,
+            key_files: (0..n)
+                .map(|i| sock.with_extension(format!("n{i}.key")))
+                .collect(),
+            // The accept loop owns the socket; the controller removes its file at the end.
+            accept: tokio::spawn(accept_loop(listener, tx, n)),
         };
-        for i in 0..topology.nodes() {
-            let mut cmd = topology.command_in(i, exe);
-            cmd.arg("node")
-                .arg("--control")
-                .arg(sock)
-                .arg("--index")
-                .arg(i.to_string());
-            if verbose {
-                cmd.arg("-v");
-            }
-            cmd.stdin(std::process::Stdio::null())
-                .stdout(std::process::Stdio::null())
-                .stderr(std::process::Stdio::piped())
-                .kill_on_drop(true);
-            // SAFETY: guard_child makes only async-signal-safe calls.
-            unsafe { cmd.pre_exec(|| crate::process::guard_child()) };
-            let mut child = cmd
-                .spawn()
-                .with_context(|| format!("starting node {i} in {}", topology.node_netns(i)))?;
-            set.pids.push(child.id());
-            set.netns.push(topology.node_netns(i));
-            set.writers.push(None);
-            let stderr = child.stderr.take();
-            let tx = tx.clone();
-            tokio::spawn(async move {
-                let mut tail = VecDeque::new();
-                if let Some(err) = stderr {
-                    let mut lines = BufReader::new(err).lines();
-                    while let Ok(Some(l)) = lines.next_line().await {
-                        tracing::debug!("node {i}: {l}");
-                        if tail.len() == STDERR_TAIL {
-                            tail.pop_front();
-                        }
-                        tail.push_back(l);
-                    }
-                }
-                let status = child
-                    .wait()
-                    .await
-                    .unwrap_or_else(|_| ExitStatus::from_raw(-1));
-                let _ = tx.send(NodeEvent::Exited(i, status, tail.into()));
-            });
+        for i in 0..n {
+            set.start(topology, i)?;
         }
-        // The accept loop owns the socket; the controller removes its file at the end.
-        tokio::spawn(accept_loop(listener, tx, topology.nodes()));
         Ok(set)
+    }
+
+    /// Starts node `i`'s process (again, after a crash: with the same key file).
+    pub fn start(&mut self, topology: &Topology, i: u32) -> Result<()> {
+        let mut cmd = topology.command_in(i, &self.exe);
+        cmd.arg("node")
+            .arg("--control")
+            .arg(&self.sock)
+            .arg("--index")
+            .arg(i.to_string())
+            .arg("--key-file")
+            .arg(&self.key_files[i as usize]);
+        if self.verbose {
+            cmd.arg("-v");
+        }
+        cmd.stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .kill_on_drop(true);
+        // SAFETY: guard_child makes only async-signal-safe calls.
+        unsafe { cmd.pre_exec(|| crate::process::guard_child()) };
+        let mut child = cmd
+            .spawn()
+            .with_context(|| format!("starting node {i} in {}", topology.node_netns(i)))?;
+        self.pids[i as usize] = child.id();
+        self.writers[i as usize] = None;
+        let stderr = child.stderr.take();
+        let tx = self.tx.clone();
+        tokio::spawn(async move {
+            let mut tail = VecDeque::new();
+            if let Some(err) = stderr {
+                let mut lines = BufReader::new(err).lines();
+                while let Ok(Some(l)) = lines.next_line().await {
+                    tracing::debug!("node {i}: {l}");
+                    if tail.len() == STDERR_TAIL {
+                        tail.pop_front();
+                    }
+                    tail.push_back(l);
+                }
+            }
+            let status = child
+                .wait()
+                .await
+                .unwrap_or_else(|_| ExitStatus::from_raw(-1));
+            let _ = tx.send(NodeEvent::Exited(i, status, tail.into()));
+        });
+        Ok(())
     }
 
     fn who(&self, i: u32) -> String {
@@ -123,6 +151,19 @@ impl NodeSet {
         }
     }
 
+    /// What node `i`'s death says, with its last output.
+    fn death(&mut self, i: u32, status: ExitStatus, tail: &[String], phase: &str) -> String {
+        let who = self.who(i);
+        self.pids[i as usize] = None;
+        self.writers[i as usize] = None;
+        let tail = if tail.is_empty() {
+            String::new()
+        } else {
+            format!("; its last output:\n    {}", tail.join("\n    "))
+        };
+        format!("{who} {} during {phase}{tail}", describe_exit(status))
+    }
+
     /// Handles an event every phase treats alike; returns the message if it was one.
     fn common(&mut self, ev: NodeEvent, phase: &str) -> Result<Option<(u32, ToController)>> {
         match ev {
@@ -130,16 +171,7 @@ impl NodeSet {
                 self.writers[i as usize] = Some(w);
                 Ok(None)
             }
-            NodeEvent::Exited(i, status, tail) => {
-                let who = self.who(i);
-                self.pids[i as usize] = None;
-                let tail = if tail.is_empty() {
-                    String::new()
-                } else {
-                    format!("; its last output:\n    {}", tail.join("\n    "))
-                };
-                bail!("{who} {} during {phase}{tail}", describe_exit(status))
-            }
+            NodeEvent::Exited(i, status, tail) => bail!("{}", self.death(i, status, &tail, phase)),
             NodeEvent::Message(i, ToController::Failed { error }) => {
                 bail!("{} failed during {phase}: {error}", self.who(i))
             }
@@ -181,16 +213,21 @@ impl NodeSet {
     }
 
     pub async fn send_all(&mut self, msg: impl Fn(u32) -> ToNode) -> Result<()> {
-        for i in 0..self.writers.len() {
-            let who = self.who(i as u32);
-            let w = self.writers[i]
-                .as_mut()
-                .ok_or_else(|| anyhow!("{who} has not connected"))?;
-            control::send(w, &msg(i as u32))
-                .await
-                .with_context(|| format!("sending to {who}"))?;
+        for i in 0..self.writers.len() as u32 {
+            self.send(i, &msg(i)).await?;
         }
         Ok(())
+    }
+
+    /// Sends `msg` to node `i`.
+    pub async fn send(&mut self, i: u32, msg: &ToNode) -> Result<()> {
+        let who = self.who(i);
+        let w = self.writers[i as usize]
+            .as_mut()
+            .ok_or_else(|| anyhow!("{who} has not connected"))?;
+        control::send(w, msg)
+            .await
+            .with_context(|| format!("sending to {who}"))
     }
 
     /// Asks nodes to leave and waits briefly for them; stragglers are killed on drop.
@@ -211,6 +248,10 @@ impl NodeSet {
 
 impl Drop for NodeSet {
     fn drop(&mut self) {
+        self.accept.abort();
+        for f in &self.key_files {
+            let _ = std::fs::remove_file(f);
+        }
         for pid in self.pids.iter().flatten() {
             // SAFETY: kill has no memory-safety preconditions; the pid is our unreaped child,
             // so it cannot have been reused by another process.
@@ -219,8 +260,10 @@ impl Drop for NodeSet {
     }
 }
 
+/// Accepts node processes' control connections, for as long as the set lives: a node
+/// started again after a crash connects anew.
 async fn accept_loop(listener: UnixListener, tx: mpsc::UnboundedSender<NodeEvent>, nodes: u32) {
-    for _ in 0..nodes {
+    loop {
         let Ok((stream, _)) = listener.accept().await else {
             return;
         };

@@ -82,6 +82,11 @@ pub async fn run(node: Rc<Node>) {
     };
     for step in steps {
         let due = node.start_ns + step.at.as_nanos() as u64;
+        // A recovered process takes only the steps after its recovery (which is its own
+        // start), not those of the process that crashed.
+        if due < node.resumed_ns.get() {
+            continue;
+        }
         if timer.sleep_until(due).await.is_err() {
             return;
         }
@@ -113,6 +118,9 @@ pub async fn run(node: Rc<Node>) {
                 r
             }
             Action::Restart => restart(&node, &step, began, &mut dials, &mut record).await,
+            Action::Crash => crash(&node),
+            // The recovered process dialled its peers as it started.
+            Action::Recover => continue,
             Action::Iface { up } => {
                 let (r, us) = blocking(&control(), move |c| c.set_interface(up)).await;
                 record.apply_us = us;
@@ -149,6 +157,54 @@ pub async fn run(node: Rc<Node>) {
         }
         node.rec.borrow_mut().churn.steps.push(record);
     }
+}
+
+/// Starts a recovered process's part: its schedule and churn steps resume at the
+/// recovery's planned instant (what fell due before is the crash's loss), and it dials
+/// every peer, each a cold connect the peer times.
+pub fn rejoin(node: &Rc<Node>, firing: u32) -> Result<()> {
+    let step = node
+        .plan()
+        .churn
+        .steps_of(node.index)
+        .find(|s| s.firing == firing && s.action == Action::Recover)
+        .copied()
+        .ok_or_else(|| {
+            anyhow!(
+                "node {}: the churn plan has no recovery of this node as firing {firing}",
+                node.index
+            )
+        })?;
+    let resumed = node.start_ns + step.at.as_nanos() as u64;
+    node.resume_at(resumed);
+    let began = monotonic_ns();
+    let peers: Vec<u32> = node
+        .setup
+        .peers(node.index)
+        .iter()
+        .map(|p| p.index)
+        .collect();
+    tracing::debug!("node {}: rejoining; dialling {peers:?}", node.index);
+    for peer in peers {
+        tokio::task::spawn_local(cold_connect(
+            node.clone(),
+            step,
+            peer,
+            HandshakeMode::Full,
+            began,
+        ));
+    }
+    Ok(())
+}
+
+/// A crash: the process dies at once, as SIGKILL leaves it: no connection is closed, no
+/// report sent. The controller, which expects it, restarts the node at `node_recover`.
+fn crash(node: &Node) -> ! {
+    tracing::debug!("node {}: crashing (SIGKILL)", node.index);
+    // SAFETY: kill has no memory-safety preconditions; the target is this process.
+    unsafe { libc::kill(libc::getpid(), libc::SIGKILL) };
+    // SIGKILL cannot be caught or ignored; the process does not run past it.
+    std::process::abort()
 }
 
 /// Closes every connection, builds the endpoint anew and dials every peer it had.

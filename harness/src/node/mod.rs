@@ -56,8 +56,10 @@ impl ControlSource {
     }
 }
 
-/// Runs node `index` (from the inputs file when there is no controller).
-pub fn main(source: ControlSource, index: u32) -> Result<()> {
+/// Runs node `index` (from the inputs file when there is no controller). With a
+/// `key_file`, the node's keys persist there for the run, as a real node's do: a process
+/// that starts again after a crash comes back with the same identity.
+pub fn main(source: ControlSource, index: u32, key_file: Option<PathBuf>) -> Result<()> {
     // Linux delays timer wake-ups by up to 50 µs of "slack" by default; the send schedule
     // needs µs precision, and that delay would be charged to every stack.
     // SAFETY: prctl with PR_SET_TIMERSLACK takes plain integers.
@@ -73,7 +75,7 @@ pub fn main(source: ControlSource, index: u32) -> Result<()> {
                     format!("connecting to the controller at {}", path.display())
                 })?;
                 let (r, w) = stream.into_split();
-                serve(BufReader::new(r), w, index).await
+                serve(BufReader::new(r), w, index, key_file.as_deref()).await
             }
             ControlSource::Tcp(addr) => {
                 let stream = TcpStream::connect(&addr)
@@ -81,20 +83,56 @@ pub fn main(source: ControlSource, index: u32) -> Result<()> {
                     .with_context(|| format!("connecting to the controller at tcp:{addr}"))?;
                 stream.set_nodelay(true)?;
                 let (r, w) = stream.into_split();
-                serve(BufReader::new(r), w, index).await
+                serve(BufReader::new(r), w, index, key_file.as_deref()).await
             }
             ControlSource::Files { inputs, results } => standalone::run(&inputs, &results).await,
         }
     })
 }
 
+/// The node's identity: the one in `key_file` when an earlier process of this node wrote
+/// it (a restart after a crash), else a fresh one, saved there when there is a file. The
+/// file is created exclusively, readable by its owner only.
+fn identity(index: u32, key_file: Option<&std::path::Path>) -> Result<NodeIdentity> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let Some(path) = key_file else {
+        return Ok(NodeIdentity::generate(index)?);
+    };
+    match std::fs::read(path) {
+        Ok(bytes) => {
+            let keys: control::NodeKeys = serde_json::from_slice(&bytes)
+                .with_context(|| format!("reading the node's keys from {}", path.display()))?;
+            return Ok(NodeIdentity::import(&keys)?);
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(e).with_context(|| format!("reading {}", path.display())),
+    }
+    let identity = NodeIdentity::generate(index)?;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+        .with_context(|| format!("creating the node's key file {}", path.display()))?;
+    f.write_all(&serde_json::to_vec(&identity.export())?)
+        .and_then(|()| f.sync_all())
+        .with_context(|| format!("writing {}", path.display()))?;
+    Ok(identity)
+}
+
 /// Runs one repetition as the controller at the other end of `r` and `w` directs.
-async fn serve<R, W>(mut r: R, mut w: W, index: u32) -> Result<()>
+async fn serve<R, W>(
+    mut r: R,
+    mut w: W,
+    index: u32,
+    key_file: Option<&std::path::Path>,
+) -> Result<()>
 where
     R: AsyncBufRead + Unpin,
     W: AsyncWrite + Unpin,
 {
-    let identity = Rc::new(NodeIdentity::generate(index)?);
+    let identity = Rc::new(identity(index, key_file)?);
     let pid = std::process::id();
     control::send(
         &mut w,
@@ -147,6 +185,19 @@ where
     control::send(w, &ToController::Bound).await?;
     match control::recv(r).await? {
         Some(ToNode::Connect) => {}
+        Some(ToNode::Rejoin { start_ns, firing }) => {
+            let node = session::Node::new(
+                index,
+                identity.clone(),
+                setup,
+                eps,
+                Connected::none(),
+                start_ns,
+            )?;
+            churn::rejoin(&node, firing)?;
+            let report = session::workload(&node).await?;
+            return Ok(Some((report, node)));
+        }
         _ => return Ok(None),
     }
     let connected = connect_all(index, &eps, setup).await?;
@@ -221,6 +272,17 @@ pub(crate) struct Connected {
     pub handshake_us: Vec<u64>,
     /// Dials on a preferred stack that failed, and the stack that served instead.
     pub fallbacks: Vec<String>,
+}
+
+impl Connected {
+    /// No connections yet: a node that rejoins after a crash dials its peers as it runs.
+    fn none() -> Connected {
+        Connected {
+            conns: BTreeMap::new(),
+            handshake_us: vec![],
+            fallbacks: vec![],
+        }
+    }
 }
 
 /// Dials higher-numbered peers, a few at a time in a seeded order, each on the first stack

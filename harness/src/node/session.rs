@@ -57,6 +57,9 @@ pub struct Node {
     pub timer: PreciseTimer,
     /// Set once sending has ended: no more backlog loops start.
     done: Cell<bool>,
+    /// For a process started again after a crash: the recovery instant it resumed at
+    /// (earlier steps were the crashed process's); 0 otherwise.
+    pub resumed_ns: Cell<u64>,
     /// The churn timer's busy-wait so far: harness work, like the generator's.
     pub churn_spin_ns: Cell<u64>,
     /// Per slot, how to tell which peer a connection comes from.
@@ -122,6 +125,7 @@ impl Node {
             start_ns,
             timer: PreciseTimer::new().context("creating the send timer")?,
             done: Cell::new(false),
+            resumed_ns: Cell::new(0),
             churn_spin_ns: Cell::new(0),
             upgrade: RefCell::new(None),
             usage: RefCell::new(vec![]),
@@ -194,6 +198,12 @@ impl Node {
                 tokio::task::spawn_local(backlog_loop(self.clone(), peer, conn.clone(), class));
             }
         }
+    }
+
+    /// This process rejoins after a crash at `now_ns`: what fell due before is not sent.
+    pub fn resume_at(&self, now_ns: u64) {
+        self.resumed_ns.set(now_ns);
+        self.core.borrow_mut().resume_at(now_ns);
     }
 
     /// The connection to `peer` ended: nothing more is sent to it.
@@ -282,16 +292,40 @@ impl Node {
         self.start_peer(peer, &conn);
     }
 
-    /// Forgets `conn` as the connection to `peer` if churn at the peer closed it (a
-    /// restart, or the peer removing this node), so objects are no longer sent on it.
-    fn forget_if_churned(&self, peer: u32, conn: &Conn) {
+    /// The connection `conn` to `peer` ended. If it was the one objects go on, it is
+    /// forgotten, so nothing more is sent on it. Churn's own closes are expected; any other
+    /// end while the workload runs (a crashed peer's idle timeout or reset) is recorded as
+    /// the peer lost, and as an error unless the plan crashes that peer.
+    fn connection_ended(&self, peer: u32, conn: &Conn) {
         let mut conns = self.conns.borrow_mut();
-        if self.ended_by_churn(peer, conn) && conns.get(&peer).is_some_and(|c| c.id() == conn.id())
-        {
-            conns.remove(&peer);
-            drop(conns);
-            self.peer_down(peer);
+        if conns.get(&peer).is_none_or(|c| c.id() != conn.id()) {
+            return;
         }
+        let churned = self.ended_by_churn(peer, conn);
+        let reported =
+            self.start_ns + (self.plan().send_end() + self.plan().drain).as_nanos() as u64;
+        if !churned && monotonic_ns() >= reported {
+            // Peers leave once everyone has reported.
+            return;
+        }
+        conns.remove(&peer);
+        drop(conns);
+        self.peer_down(peer);
+        if churned {
+            return;
+        }
+        let how = conn
+            .end_reason()
+            .unwrap_or_else(|| "the peer stopped sending".into());
+        let mut rec = self.rec.borrow_mut();
+        if !self.plan().churn.crashes_node(peer) {
+            rec.error(format!("the connection to node {peer} ended: {how}"));
+        }
+        rec.churn.peers_lost.push(crate::control::PeerLost {
+            peer,
+            at_ns: monotonic_ns(),
+            how,
+        });
     }
 
     /// Whether churn ended the connection to `peer`: churn closed it, or the peer restarted
@@ -304,9 +338,15 @@ impl Node {
         churned(conn) || reset_by_restart
     }
 
+    /// Whether an error on `conn` is the crash of `peer` the plan schedules: the
+    /// connection died with the peer's process.
+    fn ended_by_crash(&self, peer: u32, conn: &Conn) -> bool {
+        self.plan().churn.crashes_node(peer) && conn.end_reason().is_some()
+    }
+
     /// Records a stream error on the connection to `peer` unless churn caused it.
     fn error_on(&self, peer: u32, conn: &Conn, e: String) {
-        if !self.ended_by_churn(peer, conn) {
+        if !self.ended_by_churn(peer, conn) && !self.ended_by_crash(peer, conn) {
             self.rec.borrow_mut().error(e);
         }
     }
@@ -508,7 +548,7 @@ async fn receive_loop(node: Rc<Node>, peer: u32, conn: Conn) {
             }
         });
     }
-    node.forget_if_churned(peer, &conn);
+    node.connection_ended(peer, &conn);
 }
 
 async fn receive_object(node: &Rc<Node>, peer: u32, mut object: stack::Arriving) -> Result<()> {

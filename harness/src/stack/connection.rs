@@ -246,6 +246,22 @@ impl Conn {
         }
     }
 
+    /// How the connection ended, as its transport put it; `None` while it is open.
+    pub fn end_reason(&self) -> Option<String> {
+        match self {
+            Conn::Quic(c) => c.close_reason().map(|e| e.to_string()),
+            Conn::Sctp(_) | Conn::KernelSctp(_) => self.sctp_ended().map(|e| {
+                match e {
+                    Ended::Locally => "closed locally",
+                    Ended::PeerShutdown => "shut down by the peer",
+                    Ended::Lost => "association lost (aborted or timed out)",
+                    Ended::Refused => "association refused",
+                }
+                .into()
+            }),
+        }
+    }
+
     /// Starts a QUIC key update, and says whether there was one: SCTP has no keys.
     pub fn force_key_update(&self) -> bool {
         match self {
