@@ -11,6 +11,9 @@ pub struct Faults {
     pub wrong_peer_key: Option<(u32, u32)>,
     /// Only on this stack, where a network runs several (all of them when `None`).
     pub only_on: Option<String>,
+    /// Kill node `.0` with SIGKILL this long after the start of sending, from outside: a
+    /// crash the scenario does not schedule.
+    pub kill_node: Option<(u32, std::time::Duration)>,
 }
 
 impl Faults {

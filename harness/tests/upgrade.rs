@@ -208,6 +208,7 @@ fn a_dual_stack_dial_that_fails_on_the_tunnel_falls_back_to_tls() {
     let faults = Faults {
         wrong_peer_key: Some((u, v)),
         only_on: Some("quic-null+wg-inproc".into()),
+        ..Faults::default()
     };
     let out = run_networks(&s, None, dir.path(), faults);
     assert_eq!(

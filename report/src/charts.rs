@@ -203,6 +203,9 @@ pub fn build(report: &Report) -> Vec<(String, Chart)> {
         if let Some(bars) = crate::churn::disruption_bars(report, c) {
             out.push((format!("{c}-disruption"), bars));
         }
+        if let Some(chart) = crate::crash::reach_timeline(&report.run, c) {
+            out.push((format!("{c}-crash-reach"), chart));
+        }
     }
     let cpu = report
         .entries

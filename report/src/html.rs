@@ -367,6 +367,9 @@ pub fn page(
     if let Some(c) = crate::churn::section(&report.run, &table) {
         section("Churn", c);
     }
+    if let Some(c) = crate::crash::section(&report.run, &table) {
+        section("Crashes", c);
+    }
     if let Some(u) = crate::upgrade::section(&report.run, &table) {
         section("Mixed stacks and upgrades", u);
     }

@@ -5,6 +5,7 @@ mod ceiling;
 mod charts;
 mod churn;
 pub mod compare;
+mod crash;
 pub mod document;
 mod floor;
 pub mod hist;

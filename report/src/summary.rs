@@ -424,6 +424,10 @@ pub fn summary_markdown(run: &LoadedRun) -> String {
         s.push_str("\n### Churn\n\n");
         s.push_str(&c);
     }
+    if let Some(c) = crate::crash::section(run, &|h, r| markdown_table(h, r)) {
+        s.push_str("\n### Crashes\n\n");
+        s.push_str(&c);
+    }
     if let Some(u) = crate::upgrade::section(run, &|h, r| markdown_table(h, r)) {
         s.push_str("\n### Mixed stacks and upgrades\n\n");
         s.push_str(&u);
@@ -467,6 +471,7 @@ pub fn summary_table(run: &LoadedRun) -> String {
     s.push_str(&crate::ceiling::terminal_lines(run));
     s.push_str(&crate::network::terminal_lines(run));
     s.push_str(&crate::churn::terminal_lines(run));
+    s.push_str(&crate::crash::terminal_lines(run));
     s.push_str(&crate::upgrade::terminal_lines(run));
     for x in warnings(run) {
         s.push_str(&format!("warning: {x}\n"));

@@ -563,6 +563,7 @@ async fn repetition(
             &setups,
             start_ns,
             total + REPORT_SLACK,
+            opts.faults.kill_node,
             || {
                 busy_samples.push((
                     t_start.elapsed().as_secs_f64(),

@@ -35,6 +35,7 @@ struct Recovery {
 impl NodeSet {
     /// Waits for every node's report (a node that crashed for good has none) within
     /// `timeout`, handling crashes and recoveries on the way; `on_tick` runs every 100 ms.
+    #[allow(clippy::too_many_arguments)]
     pub async fn run_phase(
         &mut self,
         topology: &Topology,
@@ -42,6 +43,7 @@ impl NodeSet {
         setups: &[NodeSetup],
         start_ns: u64,
         timeout: Duration,
+        kill: Option<(u32, Duration)>,
         mut on_tick: impl FnMut(),
     ) -> Result<RunOutcome> {
         let phase = "the run";
@@ -65,6 +67,7 @@ impl NodeSet {
         let mut crashes = vec![];
         let now = || Duration::from_nanos(monotonic_ns().saturating_sub(start_ns));
         let mut tick = tokio::time::interval(Duration::from_millis(100));
+        let mut kill = kill;
         loop {
             let done = (0..n).all(|i| {
                 reports[i].is_some()
@@ -86,7 +89,16 @@ impl NodeSet {
                     )
                 })
                 .unwrap_or(Duration::from_secs(3600));
+            let until_kill = kill.map_or(Duration::from_secs(3600), |(_, at)| {
+                at.saturating_sub(now())
+            });
             let ev = tokio::select! {
+                _ = tokio::time::sleep(until_kill), if kill.is_some() => {
+                    if let Some((node, _)) = kill.take() {
+                        self.kill(node);
+                    }
+                    continue;
+                }
                 _ = tokio::time::sleep(next_recovery) => {
                     self.start_due(topology, &mut recoveries, &mut rejoining, &mut expected, now())?;
                     continue;
@@ -170,6 +182,15 @@ impl NodeSet {
             reports: reports.into_iter().flatten().collect(),
             crashes,
         })
+    }
+
+    /// Kills node `i`'s process with SIGKILL, as something outside the run might.
+    fn kill(&self, i: u32) {
+        if let Some(pid) = self.pids[i as usize] {
+            // SAFETY: kill has no memory-safety preconditions; the pid is our unreaped
+            // child, so it cannot have been reused by another process.
+            unsafe { libc::kill(pid as i32, libc::SIGKILL) };
+        }
     }
 
     /// Starts again every node whose recovery is due by `now` and whose crash was seen.

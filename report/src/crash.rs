@@ -1,0 +1,226 @@
+//! The crash part of a report: each crash and how its neighbours found out, where every
+//! (object, receiver) pair went, and reach times while a node was down beside the rest.
+
+use crate::{
+    links::TableFn,
+    plots::{Axis, Chart, Series},
+    schema::{crash::CrashSummary, Percentiles, RepetitionSummary},
+    summary::fmt_us,
+    LoadedRun,
+};
+
+fn p50_p99(p: &Percentiles) -> String {
+    if p.count == 0 {
+        return "–".into();
+    }
+    format!("{} / {}", fmt_us(p.p50), fmt_us(p.p99))
+}
+
+fn ms(v: f64) -> String {
+    fmt_us((v * 1e3).round() as u64)
+}
+
+fn with_crashes(run: &LoadedRun) -> Vec<(&RepetitionSummary, &CrashSummary)> {
+    run.repetitions
+        .iter()
+        .filter_map(|r| r.crashes.as_ref().map(|c| (r, c)))
+        .collect()
+}
+
+/// The crash section: prose and tables (each table drawn by `table`).
+pub fn section(run: &LoadedRun, table: TableFn) -> Option<String> {
+    let reps = with_crashes(run);
+    let (_, first) = reps.first()?;
+    let mut s = format!(
+        "A crash is SIGKILL: nothing drains and no connection is closed; the neighbours find out when their transport gives the connection up. A recovered node's process starts again with its keys, dials its neighbours and resumes its schedule. Every (object, receiver) pair is counted once: delivered; **lost to the crash** (the receiver was down, from the crash until it had an object again, or the origin was down when the object fell due); **unobserved** (the receiver crashed later, and its records died with it); lost near a crash (due within {:.0} ms before an outage or during it, to a node that was up: in flight through the crashed node); or **lost by the stack**. Reach times count only receivers that were up and observed.\n",
+        first.window_ms
+    );
+    let mut rows = vec![];
+    for (r, c) in &reps {
+        for k in &c.crashes {
+            let noticed = if k.noticed.is_empty() {
+                "–".to_owned()
+            } else {
+                let mut hows: Vec<&str> = k.noticed.iter().map(|n| n.how.as_str()).collect();
+                hows.sort_unstable();
+                hows.dedup();
+                format!(
+                    "{} of {}: p50 {} max {} ({})",
+                    k.noticed.len(),
+                    k.noticed.len() + k.not_noticed.len(),
+                    fmt_us(k.noticed_us.p50),
+                    fmt_us(k.noticed_us.max),
+                    hows.join(", ")
+                )
+            };
+            rows.push(vec![
+                r.stack.clone(),
+                r.repetition.to_string(),
+                k.node.to_string(),
+                if k.scheduled {
+                    "scheduled"
+                } else {
+                    "UNSCHEDULED"
+                }
+                .into(),
+                format!("{:.2} s", k.at_s),
+                k.recovered_at_s
+                    .map_or("never".into(), |t| format!("{t:.2} s")),
+                noticed,
+                k.first_delivery_ms.map_or("–".into(), ms),
+                p50_p99(&k.reconnect_us),
+            ]);
+        }
+    }
+    s.push('\n');
+    s.push_str(&table(
+        &[
+            "stack",
+            "rep",
+            "node",
+            "crash",
+            "at",
+            "recovered",
+            "neighbours noticed after",
+            "recovery → 1st object",
+            "reconnect p50 / p99",
+        ],
+        &rows,
+    ));
+    let mut rows = vec![];
+    for (r, c) in &reps {
+        for a in &c.classes {
+            rows.push(vec![
+                r.stack.clone(),
+                r.repetition.to_string(),
+                a.class.clone(),
+                a.expected.to_string(),
+                a.delivered.to_string(),
+                a.lost_to_crash.to_string(),
+                a.unobserved.to_string(),
+                a.lost_near_crash.to_string(),
+                a.lost_by_stack.to_string(),
+            ]);
+        }
+    }
+    s.push('\n');
+    s.push_str(&table(
+        &[
+            "stack",
+            "rep",
+            "class",
+            "pairs expected",
+            "delivered",
+            "lost to the crash",
+            "unobserved",
+            "lost near a crash",
+            "lost by the stack",
+        ],
+        &rows,
+    ));
+    let mut rows = vec![];
+    for (r, c) in &reps {
+        for a in &c.classes {
+            rows.push(vec![
+                r.stack.clone(),
+                r.repetition.to_string(),
+                a.class.clone(),
+                p50_p99(&a.steady_reach90_us),
+                p50_p99(&a.down_reach90_us),
+                p50_p99(&a.steady_reach100_us),
+                p50_p99(&a.down_reach100_us),
+                a.down_unreached90.to_string(),
+            ]);
+        }
+    }
+    s.push('\n');
+    s.push_str(&table(
+        &[
+            "stack",
+            "rep",
+            "class",
+            "reach 90% p50 / p99, no node down",
+            "… while a node was down",
+            "reach 100%, no node down",
+            "… while a node was down",
+            "objects due while down that never reached 90%",
+        ],
+        &rows,
+    ));
+    Some(s)
+}
+
+/// Median reach-90% time of `class` over the run, per stack, with each crash and recovery
+/// marked: the excursion a crash causes.
+pub fn reach_timeline(run: &LoadedRun, class: &str) -> Option<Chart> {
+    let reps = with_crashes(run);
+    let (_, first) = reps.first()?;
+    let mut markers: Vec<f64> = first.crashes.iter().map(|k| k.at_s).collect();
+    markers.extend(first.crashes.iter().filter_map(|k| k.recovered_at_s));
+    let series: Vec<Series> = reps
+        .iter()
+        .filter(|(r, _)| r.repetition == 0)
+        .filter_map(|(r, c)| {
+            let a = c.classes.iter().find(|a| a.class == class)?;
+            let step = a.timeline_step_ms / 1e3;
+            let points: Vec<(f64, f64)> = a
+                .reach90_timeline_ms
+                .iter()
+                .enumerate()
+                .filter_map(|(i, v)| v.map(|v| (i as f64 * step, v * 1e3)))
+                .collect();
+            (!points.is_empty()).then(|| Series {
+                name: r.stack.clone(),
+                points,
+            })
+        })
+        .collect();
+    (!series.is_empty()).then(|| Chart::Lines {
+        title: format!(
+            "{class}: median time to reach 90% of the nodes up, crashes and recoveries marked"
+        ),
+        x_desc: "s of intended send time".into(),
+        y_desc: "reach 90% (µs)".into(),
+        x_axis: Axis::Linear,
+        y_axis: Axis::Log,
+        series,
+        markers,
+    })
+}
+
+/// One line per repetition with crashes, for the terminal.
+pub fn terminal_lines(run: &LoadedRun) -> String {
+    let mut s = String::new();
+    for (r, c) in with_crashes(run) {
+        let each: Vec<String> = c
+            .crashes
+            .iter()
+            .map(|k| {
+                format!(
+                    "node {} at {:.2} s{}, {} of {} neighbours noticed (p50 {} later), {}",
+                    k.node,
+                    k.at_s,
+                    if k.scheduled { "" } else { " (UNSCHEDULED)" },
+                    k.noticed.len(),
+                    k.noticed.len() + k.not_noticed.len(),
+                    fmt_us(k.noticed_us.p50),
+                    match (k.recovered_at_s, k.first_delivery_ms) {
+                        (Some(t), Some(f)) =>
+                            format!("back at {t:.2} s, 1st object {} later", ms(f)),
+                        (Some(t), None) => format!("back at {t:.2} s, no object since"),
+                        (None, _) => "not back".into(),
+                    }
+                )
+            })
+            .collect();
+        let lost: u64 = c.classes.iter().map(|a| a.lost_to_crash).sum();
+        let by_stack: u64 = c.classes.iter().map(|a| a.lost_by_stack).sum();
+        s.push_str(&format!(
+            "crashes: {} #{}: {}; pairs lost to crashes {lost}, by the stack {by_stack}\n",
+            r.stack,
+            r.repetition,
+            each.join("; ")
+        ));
+    }
+    s
+}
