@@ -132,6 +132,62 @@ pub struct NodeInputs {
     pub start_unix_ns: u64,
 }
 
+/// The longest control message a controller reads: a long run's report with every
+/// delivery fits many times over; a node that sends more is refused, not buffered.
+pub const MAX_MESSAGE: usize = 256 << 20;
+
+/// One control message from its line.
+pub fn decode<M: serde::de::DeserializeOwned>(line: &str) -> Result<M, serde_json::Error> {
+    serde_json::from_str(line)
+}
+
+impl NodeReport {
+    /// Checks what the controller relies on in a report from node `from` of `plan`: that
+    /// it names its sender, has one entry per class, reports deliveries of objects that can
+    /// exist and histograms this build can read. A misbehaving node's report is refused
+    /// with the reason, rather than summarised into nonsense.
+    pub fn check(&self, plan: &WorkloadPlan, from: u32) -> Result<(), String> {
+        if self.index != from {
+            return Err(format!("a report naming node {} came from node {from}", self.index));
+        }
+        if self.classes.len() != plan.classes.len() {
+            return Err(format!(
+                "{} classes reported, the plan has {}",
+                self.classes.len(),
+                plan.classes.len()
+            ));
+        }
+        if let Some(&(origin, class, ..)) = self
+            .deliveries
+            .iter()
+            .find(|&&(o, c, ..)| u32::from(o) >= plan.nodes || usize::from(c) >= plan.classes.len())
+        {
+            return Err(format!(
+                "a delivery from node {origin} of class {class}: no such node or class"
+            ));
+        }
+        let hist = |what: &str, s: &str| {
+            crate::histogram::decode_histogram(s)
+                .map(|_| ())
+                .map_err(|e| format!("{what}: {e}"))
+        };
+        hist("send lag", &self.send_lag_hist)?;
+        for (c, cc) in plan.classes.iter().zip(&self.classes) {
+            hist(&c.name, &cc.latency_hist)?;
+            for h in cc
+                .timeline_hists
+                .iter()
+                .chain(cc.disrupted_hists.values())
+                .chain([&cc.hop_latency_hist, &cc.steady_hist])
+                .filter(|h| !h.is_empty())
+            {
+                hist(&c.name, h)?;
+            }
+        }
+        Ok(())
+    }
+}
+
 /// What one node measured during a repetition.
 #[derive(Debug, Default, Serialize, Deserialize)]
 pub struct NodeReport {
@@ -319,4 +375,53 @@ pub struct ClassCounters {
     pub disrupted_hists: BTreeMap<String, String>,
     #[serde(default)]
     pub steady_hist: String,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::histogram::{encode_histogram, new_histogram};
+
+    fn report(plan: &WorkloadPlan, index: u32) -> NodeReport {
+        let h = encode_histogram(&new_histogram()).expect("encodes");
+        NodeReport {
+            index,
+            classes: plan
+                .classes
+                .iter()
+                .map(|_| ClassCounters {
+                    latency_hist: h.clone(),
+                    ..Default::default()
+                })
+                .collect(),
+            send_lag_hist: h,
+            deliveries: vec![(1, 0, 0, 100)],
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn a_misbehaving_nodes_report_is_refused_with_the_reason() {
+        let plan = crate::workload::example_plan();
+        assert_eq!(report(&plan, 2).check(&plan, 2), Ok(()));
+        let refused = |r: NodeReport, why: &str| {
+            let e = r.check(&plan, 2).expect_err(why);
+            assert!(e.contains(why), "{e}");
+        };
+        refused(report(&plan, 1), "naming node 1 came from node 2");
+        let mut r = report(&plan, 2);
+        r.classes.pop();
+        refused(r, "2 classes reported, the plan has 3");
+        let mut r = report(&plan, 2);
+        r.deliveries.push((9, 0, 0, 1));
+        refused(r, "from node 9");
+        let mut r = report(&plan, 2);
+        r.classes[1].latency_hist = "garbage".into();
+        refused(r, "tx: histogram decoding failed");
+        // A half-dead node's last line, cut off.
+        let line = serde_json::to_string(&ToController::Report(Box::new(report(&plan, 2))))
+            .expect("serializes");
+        assert!(decode::<ToController>(&line[..line.len() / 2]).is_err());
+        assert!(decode::<ToController>(&line).is_ok());
+    }
 }

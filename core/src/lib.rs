@@ -11,6 +11,7 @@ pub mod ceiling;
 pub mod control;
 pub mod crash;
 pub mod graph;
+pub mod histogram;
 pub mod link;
 pub mod node;
 pub mod scenario;

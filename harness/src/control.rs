@@ -3,7 +3,7 @@
 
 use serde::{de::DeserializeOwned, Serialize};
 pub use stackbench_core::control::*;
-use tokio::io::{AsyncBufRead, AsyncBufReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::io::{AsyncBufRead, AsyncBufReadExt, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ProtocolError {
@@ -11,6 +11,8 @@ pub enum ProtocolError {
     Io(#[from] std::io::Error),
     #[error("malformed control message: {0}")]
     Decode(#[from] serde_json::Error),
+    #[error("a control message longer than {MAX_MESSAGE} bytes")]
+    TooLong,
 }
 
 pub async fn send<W: AsyncWrite + Unpin, M: Serialize>(
@@ -29,8 +31,12 @@ pub async fn recv<R: AsyncBufRead + Unpin, M: DeserializeOwned>(
     r: &mut R,
 ) -> Result<Option<M>, ProtocolError> {
     let mut line = String::new();
-    if r.read_line(&mut line).await? == 0 {
+    let n = r.take(MAX_MESSAGE as u64 + 1).read_line(&mut line).await?;
+    if n == 0 {
         return Ok(None);
     }
-    Ok(Some(serde_json::from_str(&line)?))
+    if n > MAX_MESSAGE {
+        return Err(ProtocolError::TooLong);
+    }
+    Ok(Some(decode(&line)?))
 }

@@ -2,52 +2,11 @@
 //! the shared monotonic clock.
 
 use crate::control::NetCounters;
-use base64::Engine;
-use hdrhistogram::{
-    serialization::{Deserializer, Serializer, V2DeflateSerializer},
-    Histogram,
-};
 use std::collections::BTreeMap;
 
-/// Highest recordable latency: 10 minutes in µs.
-const MAX_US: u64 = 600_000_000;
-
-/// A latency histogram in µs with 3 significant digits.
-pub fn new_histogram() -> Histogram<u64> {
-    // 1..MAX_US with 3 significant figures is a valid configuration.
-    Histogram::new_with_bounds(1, MAX_US, 3).unwrap_or_else(|_| unreachable!("static bounds"))
-}
-
-/// Records `value_us`, clamped into the histogram's range.
-pub fn record(h: &mut Histogram<u64>, value_us: u64) {
-    h.saturating_record(value_us.clamp(1, MAX_US));
-}
-
-#[derive(Debug, thiserror::Error)]
-pub enum HistogramCodecError {
-    #[error("histogram encoding failed: {0}")]
-    Encode(String),
-    #[error("histogram decoding failed: {0}")]
-    Decode(String),
-}
-
-/// HdrHistogram V2 compressed, base64: the payload format of HdrHistogram interval logs.
-pub fn encode_histogram(h: &Histogram<u64>) -> Result<String, HistogramCodecError> {
-    let mut buf = Vec::new();
-    V2DeflateSerializer::new()
-        .serialize(h, &mut buf)
-        .map_err(|e| HistogramCodecError::Encode(format!("{e:?}")))?;
-    Ok(base64::engine::general_purpose::STANDARD.encode(buf))
-}
-
-pub fn decode_histogram(s: &str) -> Result<Histogram<u64>, HistogramCodecError> {
-    let bytes = base64::engine::general_purpose::STANDARD
-        .decode(s)
-        .map_err(|e| HistogramCodecError::Decode(e.to_string()))?;
-    Deserializer::new()
-        .deserialize(&mut bytes.as_slice())
-        .map_err(|e| HistogramCodecError::Decode(format!("{e:?}")))
-}
+pub use stackbench_core::histogram::{
+    decode_histogram, encode_histogram, new_histogram, record, HistogramCodecError,
+};
 
 /// CLOCK_MONOTONIC in ns: one clock for every process (and namespace) on the host.
 pub fn monotonic_ns() -> u64 {

@@ -167,7 +167,12 @@ impl NodeSet {
                     })?;
                     self.send(i, &ToNode::Rejoin { start_ns, firing }).await?;
                 }
-                NodeEvent::Message(i, ToController::Report(r)) => reports[i as usize] = Some(*r),
+                NodeEvent::Message(i, ToController::Report(r)) => {
+                    r.check(plan, i).map_err(|e| {
+                        anyhow!("{} sent a report that cannot be used: {e}", self.who(i))
+                    })?;
+                    reports[i as usize] = Some(*r);
+                }
                 NodeEvent::Message(i, ToController::Failed { error }) => {
                     bail!("{} failed during {phase}: {error}", self.who(i))
                 }
