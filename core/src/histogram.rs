@@ -75,11 +75,13 @@ mod tests {
     #[test]
     fn a_histogram_survives_the_round_trip_and_garbage_is_refused() {
         let mut h = new_histogram();
-        for v in [1, 50, 1_000, 10_000_000] {
+        for v in [1, 50, 75, 1_000, 250_000, MAX_US * 2] {
             record(&mut h, v);
         }
         let back = decode_histogram(&encode_histogram(&h).expect("encodes")).expect("decodes");
-        assert_eq!((back.len(), back.max()), (4, h.max()));
+        assert_eq!((back.len(), back.max()), (6, h.max()));
+        assert_eq!(back.value_at_quantile(0.5), h.value_at_quantile(0.5));
+        assert!(back.max() >= MAX_US - MAX_US / 1000, "clamped into range");
         assert!(decode_histogram("not base64!").is_err());
         assert!(decode_histogram("AAAA").is_err());
         let wide = Histogram::<u64>::new_with_bounds(1, u64::MAX / 2, 3).expect("valid");
