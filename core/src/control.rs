@@ -148,7 +148,10 @@ impl NodeReport {
     /// with the reason, rather than summarised into nonsense.
     pub fn check(&self, plan: &WorkloadPlan, from: u32) -> Result<(), String> {
         if self.index != from {
-            return Err(format!("a report naming node {} came from node {from}", self.index));
+            return Err(format!(
+                "a report naming node {} came from node {from}",
+                self.index
+            ));
         }
         if self.classes.len() != plan.classes.len() {
             return Err(format!(

@@ -49,7 +49,10 @@ pub fn encode_histogram(h: &Histogram<u64>) -> Result<String, HistogramCodecErro
 pub fn decode_histogram(s: &str) -> Result<Histogram<u64>, HistogramCodecError> {
     let bad = |what: String| HistogramCodecError::Decode(what);
     if s.len() > MAX_ENCODED {
-        return Err(bad(format!("{} bytes of base64, above {MAX_ENCODED}", s.len())));
+        return Err(bad(format!(
+            "{} bytes of base64, above {MAX_ENCODED}",
+            s.len()
+        )));
     }
     let bytes = base64::engine::general_purpose::STANDARD
         .decode(s)

@@ -13,11 +13,33 @@ use std::{
     path::{Path, PathBuf},
 };
 
-/// Writes `bytes` to `path` via a temporary file and rename, so readers never see half a file.
+/// Writes `bytes` to `path` atomically (see [`stackbench_report::write_atomic`]).
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
-    let tmp = path.with_extension("tmp~");
-    fs::write(&tmp, bytes).with_context(|| format!("writing {}", tmp.display()))?;
-    fs::rename(&tmp, path).with_context(|| format!("renaming into {}", path.display()))
+    stackbench_report::write_atomic(path, bytes)
+        .with_context(|| format!("writing {}", path.display()))
+}
+
+/// The lock a run holds on its results folder: one writer at a time, released when the
+/// process ends however it ends.
+const LOCK_FILE: &str = ".stackbench.lock";
+
+fn lock_folder(dir: &Path) -> Result<fs::File> {
+    use std::os::unix::io::AsRawFd;
+    let path = dir.join(LOCK_FILE);
+    let f = fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .with_context(|| format!("creating {}", path.display()))?;
+    // SAFETY: flock takes a descriptor this File owns and plain flags.
+    if unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
+        anyhow::bail!(
+            "another stackbench run is writing to {}; give each run a folder of its own",
+            dir.display()
+        );
+    }
+    Ok(f)
 }
 
 /// Where and on what a run happened.
@@ -173,6 +195,8 @@ pub struct RunWriter {
     dir: PathBuf,
     manifest: RunManifest,
     finished: bool,
+    /// The folder's lock, held until the run is finished.
+    lock: Option<fs::File>,
 }
 
 impl RunWriter {
@@ -184,6 +208,15 @@ impl RunWriter {
     ) -> Result<Self> {
         fs::create_dir_all(&dir)
             .with_context(|| format!("creating results folder {}", dir.display()))?;
+        let lock = lock_folder(&dir)?;
+        if dir.join("run.json").exists() {
+            drop(lock);
+            let _ = fs::remove_file(dir.join(LOCK_FILE));
+            anyhow::bail!(
+                "{} already holds a run (its run.json); give each run a folder of its own",
+                dir.display()
+            );
+        }
         write_atomic(
             &dir.join("scenario.resolved.toml"),
             scenario.to_resolved_toml().as_bytes(),
@@ -204,6 +237,7 @@ impl RunWriter {
             },
             dir,
             finished: false,
+            lock: Some(lock),
         };
         w.save()?;
         Ok(w)
@@ -268,21 +302,29 @@ impl RunWriter {
         hlogs: &[(String, String)],
     ) -> Result<()> {
         let stack_dir = self.dir.join(&summary.stack);
-        fs::create_dir_all(&stack_dir)?;
         let final_dir = stack_dir.join(summary.repetition.to_string());
         let tmp = stack_dir.join(format!(".{}.partial", summary.repetition));
-        let _ = fs::remove_dir_all(&tmp);
-        fs::create_dir_all(&tmp)?;
-        fs::write(
-            tmp.join("summary.json"),
-            serde_json::to_vec_pretty(summary)?,
-        )?;
-        for (name, text) in hlogs {
-            fs::write(tmp.join(name), text)?;
+        let published = (|| -> Result<()> {
+            fs::create_dir_all(&stack_dir)?;
+            let _ = fs::remove_dir_all(&tmp);
+            fs::create_dir_all(&tmp)?;
+            fs::write(
+                tmp.join("summary.json"),
+                serde_json::to_vec_pretty(summary)?,
+            )?;
+            for (name, text) in hlogs {
+                fs::write(tmp.join(name), text)?;
+            }
+            let _ = fs::remove_dir_all(&final_dir);
+            fs::rename(&tmp, &final_dir)?;
+            Ok(())
+        })()
+        .with_context(|| format!("writing {}", final_dir.display()));
+        if published.is_err() {
+            // Half a repetition is none: nothing of it stays.
+            let _ = fs::remove_dir_all(&tmp);
         }
-        let _ = fs::remove_dir_all(&final_dir);
-        fs::rename(&tmp, &final_dir)
-            .with_context(|| format!("publishing {}", final_dir.display()))?;
+        published?;
         if let Some(s) = self
             .manifest
             .stacks
@@ -300,7 +342,11 @@ impl RunWriter {
         self.manifest.status = status;
         self.manifest.error = error;
         self.manifest.finished_unix = Some(crate::runid::unix_now());
-        self.save()
+        let saved = self.save();
+        if self.lock.take().is_some() {
+            let _ = fs::remove_file(self.dir.join(LOCK_FILE));
+        }
+        saved
     }
 
     pub fn manifest(&self) -> &RunManifest {

@@ -175,9 +175,24 @@ impl Report {
 }
 
 fn write(path: &Path, bytes: &[u8]) -> Result<(), ReportError> {
-    let tmp = path.with_extension("tmp~");
-    std::fs::write(&tmp, bytes).map_err(|e| ReportError::Io(tmp.clone(), e))?;
-    std::fs::rename(&tmp, path).map_err(|e| ReportError::Io(path.to_owned(), e))
+    write_atomic(path, bytes).map_err(|e| ReportError::Write(path.to_owned(), e))
+}
+
+/// Writes `bytes` to `path` via a temporary file of this process's and a rename, so
+/// readers never see half a file, two writers never share a temporary, and a failed write
+/// (a full disk) leaves nothing behind.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let name = path
+        .file_name()
+        .map_or("file".into(), |f| f.to_string_lossy());
+    let tmp = path.with_file_name(format!(".{name}.{}.{n}.tmp~", std::process::id()));
+    let written = std::fs::write(&tmp, bytes).and_then(|()| std::fs::rename(&tmp, path));
+    if written.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    written
 }
 
 fn csv_field(s: &str) -> String {
@@ -219,7 +234,7 @@ pub fn csv(findings: &[Finding]) -> String {
 pub fn write_report(dirs: &[PathBuf], out: &Path) -> Result<PathBuf, ReportError> {
     let report = Report::load(dirs)?;
     let plots_dir = out.join("plots");
-    std::fs::create_dir_all(&plots_dir).map_err(|e| ReportError::Io(plots_dir.clone(), e))?;
+    std::fs::create_dir_all(&plots_dir).map_err(|e| ReportError::Write(plots_dir.clone(), e))?;
     let font = plots::init_fonts();
     let mut rendered = vec![];
     let mut problems = vec![];

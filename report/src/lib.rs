@@ -27,4 +27,4 @@ pub use summary::{
     ReportError, CPU_SATURATED,
 };
 
-pub use document::{write_report, Report};
+pub use document::{write_atomic, write_report, Report};

@@ -11,6 +11,8 @@ use std::path::{Path, PathBuf};
 pub enum ReportError {
     #[error("reading {0}: {1}")]
     Io(PathBuf, std::io::Error),
+    #[error("writing {0}: {1}")]
+    Write(PathBuf, std::io::Error),
     #[error("parsing {0}: {1}")]
     Parse(PathBuf, serde_json::Error),
     #[error("{0}: {1}")]
@@ -86,6 +88,18 @@ pub fn load_run(dir: &Path) -> Result<LoadedRun, ReportError> {
     let manifest: RunManifest = read_json(&dir.join("run.json"))?;
     let mut repetitions = vec![];
     for s in &manifest.stacks {
+        // A stack's name is a folder of the run's: nothing that reaches outside it.
+        let plain = Path::new(&s.name).components().count() == 1
+            && matches!(
+                Path::new(&s.name).components().next(),
+                Some(std::path::Component::Normal(_))
+            );
+        if !plain {
+            return Err(ReportError::Config(
+                dir.join("run.json"),
+                format!("stack {:?} is not a stack folder of the run", s.name),
+            ));
+        }
         for rep in 0..s.repetitions_done {
             repetitions.push(read_json(
                 &dir.join(&s.name).join(rep.to_string()).join("summary.json"),
