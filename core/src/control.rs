@@ -232,6 +232,9 @@ pub struct NodeReport {
     /// A dual-stack node's setup dials that failed on the preferred stack and fell back.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub fallbacks: Vec<String>,
+    /// The node's memory and descriptors, every [`crate::schema::RESOURCE_INTERVAL_S`].
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub resources: Vec<crate::schema::ResourceSample>,
 }
 
 /// One node's upgrade as it happened; times are µs from the start of sending.

@@ -89,6 +89,8 @@ pub struct RepetitionContext<'a> {
     pub host_busy_samples: &'a [(f64, f64)],
     /// Nodes that crashed during the repetition.
     pub crashes: &'a [stackbench_core::crash::ObservedCrash],
+    /// The controller's memory and descriptors through the repetition.
+    pub controller_resources: &'a [stackbench_core::schema::ResourceSample],
 }
 
 /// Bytes sent on the nodes' veths per byte of object delivered.
@@ -337,6 +339,13 @@ pub fn summarize(
         lifecycle: ctx.lifecycle[0].clone(),
         lifecycle_other: ctx.lifecycle[1].clone(),
         crashes,
+        resources: Some(stackbench_core::schema::ResourceSummary {
+            controller: ctx.controller_resources.to_vec(),
+            nodes: reports
+                .iter()
+                .map(|r| (r.index, r.resources.clone()))
+                .collect(),
+        }),
         network: stackbench_core::upgrade::summarize(
             plan,
             reports,

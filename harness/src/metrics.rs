@@ -32,12 +32,26 @@ pub fn process_cpu_us() -> (u64, u64) {
 /// User plus system CPU seconds of process `pid` (all its threads) so far, from /proc.
 /// This process's peak resident memory (VmHWM), bytes; 0 where /proc does not say.
 pub fn max_rss_bytes() -> u64 {
+    status_kib("VmHWM:") * 1024
+}
+
+/// A `kB` field of `/proc/self/status`, 0 where it is missing.
+fn status_kib(field: &str) -> u64 {
     let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
     status
         .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .find_map(|l| l.strip_prefix(field))
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
-        .map_or(0, |kb| kb * 1024)
+        .unwrap_or(0)
+}
+
+/// This process's resident memory and open file descriptors now, `t_s` into the run.
+pub fn resource_sample(t_s: f64) -> stackbench_core::schema::ResourceSample {
+    stackbench_core::schema::ResourceSample {
+        t_s,
+        rss_bytes: status_kib("VmRSS:") * 1024,
+        fds: std::fs::read_dir("/proc/self/fd").map_or(0, |d| d.count() as u32),
+    }
 }
 
 pub fn pid_cpu_seconds(pid: u32) -> f64 {

@@ -370,6 +370,9 @@ pub fn page(
     if let Some(c) = crate::crash::section(&report.run, &table) {
         section("Crashes", c);
     }
+    if let Some(c) = crate::resources::section(&report.run, &table) {
+        section("Memory and descriptors over the run", c);
+    }
     if let Some(u) = crate::upgrade::section(&report.run, &table) {
         section("Mixed stacks and upgrades", u);
     }

@@ -13,6 +13,7 @@ mod html;
 mod links;
 mod network;
 pub mod plots;
+mod resources;
 pub mod scale;
 pub mod stats;
 mod summary;

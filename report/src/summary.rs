@@ -442,6 +442,10 @@ pub fn summary_markdown(run: &LoadedRun) -> String {
         s.push_str("\n### Crashes\n\n");
         s.push_str(&c);
     }
+    if let Some(c) = crate::resources::section(run, &|h, r| markdown_table(h, r)) {
+        s.push_str("\n### Memory and descriptors over the run\n\n");
+        s.push_str(&c);
+    }
     if let Some(u) = crate::upgrade::section(run, &|h, r| markdown_table(h, r)) {
         s.push_str("\n### Mixed stacks and upgrades\n\n");
         s.push_str(&u);

@@ -149,6 +149,32 @@ pub struct RepetitionSummary {
     /// Nodes that crashed (scheduled or not), and what the crashes cost.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub crashes: Option<crash::CrashSummary>,
+    /// Resident memory and open descriptors of the controller and each node, sampled
+    /// through the repetition: a leak shows as a slope.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resources: Option<ResourceSummary>,
+}
+
+/// How often processes sample their memory and descriptors.
+pub const RESOURCE_INTERVAL_S: f64 = 10.0;
+
+/// One process's resident memory and open file descriptors at one instant.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+pub struct ResourceSample {
+    /// s from the start of sending.
+    #[serde(deserialize_with = "nullable_f64")]
+    pub t_s: f64,
+    pub rss_bytes: u64,
+    pub fds: u32,
+}
+
+/// The samples of one repetition. A crashed node's samples die with it; a recovered one's
+/// start again.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct ResourceSummary {
+    pub controller: Vec<ResourceSample>,
+    /// Per node that reported: (index, samples).
+    pub nodes: Vec<(u32, Vec<ResourceSample>)>,
 }
 
 /// What the userspace link emulator did and cost during one repetition.

@@ -257,6 +257,7 @@ pub async fn run(scenario: &Scenario, opts: &RunOptions) -> Result<RunOutcome> {
                     lifecycle,
                     host_busy_samples: &data.busy_samples,
                     crashes: &data.crashes,
+                    controller_resources: &data.controller_resources,
                 };
                 let (summary, hlogs) = aggregate::summarize(&ctx, &data.reports)?;
                 writer.write_repetition(&summary, &hlogs)?;
@@ -348,6 +349,8 @@ struct RepetitionData {
     reports: Vec<crate::control::NodeReport>,
     /// Nodes that crashed, as scheduled or not.
     crashes: Vec<stackbench_core::crash::ObservedCrash>,
+    /// The controller's memory and descriptors through the run.
+    controller_resources: Vec<stackbench_core::schema::ResourceSample>,
     handshakes: Vec<u64>,
     softirq: f64,
     underlay_cpu: f64,
@@ -556,6 +559,8 @@ async fn repetition(
     // The host's busy CPU every 100 ms, for the busiest second.
     let t_start = std::time::Instant::now();
     let mut busy_samples = vec![(0.0, metrics::host_cpu_seconds().1)];
+    let since_start = || (metrics::monotonic_ns() as f64 - start_ns as f64) / 1e9;
+    let mut resources = vec![metrics::resource_sample(since_start())];
     let outcome = nodes
         .run_phase(
             topology,
@@ -569,6 +574,13 @@ async fn repetition(
                     t_start.elapsed().as_secs_f64(),
                     metrics::host_cpu_seconds().1,
                 ));
+                let t = since_start();
+                if resources
+                    .last()
+                    .is_some_and(|r| t - r.t_s >= stackbench_core::schema::RESOURCE_INTERVAL_S)
+                {
+                    resources.push(metrics::resource_sample(t));
+                }
                 pb.set_position(
                     (metrics::monotonic_ns().saturating_sub(start_ns) / 1_000_000)
                         .min(total.as_millis() as u64),
@@ -605,6 +617,7 @@ async fn repetition(
     Ok(RepetitionData {
         reports,
         crashes,
+        controller_resources: resources,
         handshakes,
         softirq,
         underlay_cpu,

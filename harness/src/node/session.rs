@@ -381,6 +381,8 @@ pub async fn workload(node: &Rc<Node>) -> Result<NodeReport> {
         .upgrade
         .is_some()
         .then(|| tokio::task::spawn_local(sample_usage(node.clone())));
+    let resources = Rc::new(RefCell::new(vec![]));
+    let resource_task = tokio::task::spawn_local(sample_resources(start_ns, resources.clone()));
     node.timer.sleep_until(start_ns).await?;
     let (cpu0, net0, snmp0) = (
         metrics::process_cpu_us(),
@@ -423,6 +425,7 @@ pub async fn workload(node: &Rc<Node>) -> Result<NodeReport> {
     for t in [churn_task, watch_task, upgrade_task].into_iter().flatten() {
         t.abort();
     }
+    resource_task.abort();
     let (cpu1, net1, snmp1) = (
         metrics::process_cpu_us(),
         metrics::net_counters(),
@@ -452,6 +455,7 @@ pub async fn workload(node: &Rc<Node>) -> Result<NodeReport> {
         }
         None => vec![],
     };
+    let resources = std::mem::take(&mut *resources.borrow_mut());
     let mut r = node.rec.borrow_mut();
     let (classes, deliveries) = r.finish()?;
     let spin_us = (node.timer.spin_ns() + node.churn_spin_ns.get()) / 1000;
@@ -475,7 +479,23 @@ pub async fn workload(node: &Rc<Node>) -> Result<NodeReport> {
         upgrade: node.upgrade.borrow().clone(),
         usage,
         fallbacks: node.fallbacks.clone(),
+        resources,
     })
+}
+
+/// Samples this process's memory and descriptors from the start until aborted.
+async fn sample_resources(
+    start_ns: u64,
+    out: Rc<RefCell<Vec<stackbench_core::schema::ResourceSample>>>,
+) {
+    let every = std::time::Duration::from_secs_f64(stackbench_core::schema::RESOURCE_INTERVAL_S);
+    let mut tick = tokio::time::interval(every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        let t_s = (monotonic_ns() as f64 - start_ns as f64) / 1e9;
+        out.borrow_mut().push(metrics::resource_sample(t_s));
+    }
 }
 
 /// Sends one object at `priority`.
