@@ -167,11 +167,14 @@ fn ctrl_c_removes_everything_and_says_so() {
 }
 
 #[test]
-fn a_killed_node_is_reported_and_everything_removed() {
+fn a_killed_node_fails_a_run_that_asks_so_and_everything_is_removed() {
     let _g = serial();
     require_namespaces();
     let dir = tempfile::tempdir().expect("tempdir");
-    let child = start(dir.path(), &long());
+    let child = start(
+        dir.path(),
+        &format!("{}\n[churn]\non_unscheduled_crash = \"fail\"\n", long()),
+    );
     let prefix = prefix_of(child.id());
     let victim = node_pid(&prefix, 1);
     sleep(Duration::from_secs(2)); // into the run proper
@@ -193,6 +196,30 @@ fn a_killed_node_is_reported_and_everything_removed() {
             .contains("killed by signal 9"),
         "{status}"
     );
+}
+
+#[test]
+fn a_killed_node_is_an_unscheduled_crash_the_run_outlives_and_everything_is_removed() {
+    let _g = serial();
+    require_namespaces();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let child = start(
+        dir.path(),
+        &common::votes_toml("cleanup-crash", 3, "6s", "500ms", "1s", 100),
+    );
+    let prefix = prefix_of(child.id());
+    let victim = node_pid(&prefix, 1);
+    sleep(Duration::from_secs(2)); // into the run proper
+    signal(victim, libc::SIGKILL);
+    let out = child.wait_with_output().expect("wait");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{err}");
+    assert!(
+        err.contains(&format!("node 1 (pid {victim}")) && err.contains("an unscheduled crash"),
+        "{err}"
+    );
+    assert_nothing_left(&prefix);
+    assert_eq!(run_status(dir.path())["status"], "complete");
 }
 
 #[test]
