@@ -69,21 +69,7 @@ fn lives(node: u32, crashes: &[ObservedCrash], end: Duration) -> Vec<(Duration, 
 }
 
 fn percentiles(mut v: Vec<u64>) -> Percentiles {
-    if v.is_empty() {
-        return Percentiles::default();
-    }
-    v.sort_unstable();
-    let q = |p: f64| v[((v.len() - 1) as f64 * p).round() as usize];
-    Percentiles {
-        count: v.len() as u64,
-        min: v[0],
-        p50: q(0.5),
-        p90: q(0.9),
-        p99: q(0.99),
-        p999: q(0.999),
-        max: v[v.len() - 1],
-        mean: v.iter().sum::<u64>() as f64 / v.len() as f64,
-    }
+    Percentiles::from_samples(&mut v)
 }
 
 /// A repetition's objects seen through its crashes: what each origin sent, when each

@@ -166,27 +166,30 @@ fn ctrl_c_removes_everything_and_says_so() {
     assert_eq!(run_status(dir.path())["status"], "interrupted");
 }
 
-#[test]
-fn a_killed_node_fails_a_run_that_asks_so_and_everything_is_removed() {
-    let _g = serial();
-    require_namespaces();
-    let dir = tempfile::tempdir().expect("tempdir");
-    let child = start(
-        dir.path(),
-        &format!("{}\n[churn]\non_unscheduled_crash = \"fail\"\n", long()),
-    );
+/// Runs `text`, SIGKILLs node 1 two seconds into the run and waits for the controller:
+/// its exit code, its stderr and node 1's pid; nothing of the run may be left.
+fn kill_node_1_mid_run(dir: &Path, text: &str) -> (Option<i32>, String, u32) {
+    let child = start(dir, text);
     let prefix = prefix_of(child.id());
     let victim = node_pid(&prefix, 1);
     sleep(Duration::from_secs(2)); // into the run proper
     signal(victim, libc::SIGKILL);
     let out = child.wait_with_output().expect("wait");
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(1), "{err}");
-    assert!(
-        err.contains(&format!("node 1 (pid {victim}")) && err.contains("killed by signal 9"),
-        "{err}"
-    );
     assert_nothing_left(&prefix);
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(err.contains(&format!("node 1 (pid {victim}")), "{err}");
+    (out.status.code(), err, victim)
+}
+
+#[test]
+fn a_killed_node_fails_a_run_that_asks_so_and_everything_is_removed() {
+    let _g = serial();
+    require_namespaces();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let text = format!("{}\n[churn]\non_unscheduled_crash = \"fail\"\n", long());
+    let (code, err, _) = kill_node_1_mid_run(dir.path(), &text);
+    assert_eq!(code, Some(1), "{err}");
+    assert!(err.contains("killed by signal 9"), "{err}");
     let status = run_status(dir.path());
     assert_eq!(status["status"], "failed");
     assert!(
@@ -203,22 +206,10 @@ fn a_killed_node_is_an_unscheduled_crash_the_run_outlives_and_everything_is_remo
     let _g = serial();
     require_namespaces();
     let dir = tempfile::tempdir().expect("tempdir");
-    let child = start(
-        dir.path(),
-        &common::votes_toml("cleanup-crash", 3, "6s", "500ms", "1s", 100),
-    );
-    let prefix = prefix_of(child.id());
-    let victim = node_pid(&prefix, 1);
-    sleep(Duration::from_secs(2)); // into the run proper
-    signal(victim, libc::SIGKILL);
-    let out = child.wait_with_output().expect("wait");
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(0), "{err}");
-    assert!(
-        err.contains(&format!("node 1 (pid {victim}")) && err.contains("an unscheduled crash"),
-        "{err}"
-    );
-    assert_nothing_left(&prefix);
+    let text = common::votes_toml("cleanup-crash", 3, "6s", "500ms", "1s", 100);
+    let (code, err, _) = kill_node_1_mid_run(dir.path(), &text);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(err.contains("an unscheduled crash"), "{err}");
     assert_eq!(run_status(dir.path())["status"], "complete");
 }
 

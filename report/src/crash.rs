@@ -4,7 +4,10 @@
 use crate::{
     links::TableFn,
     plots::{Axis, Chart, Series},
-    schema::{crash::CrashSummary, Percentiles, RepetitionSummary},
+    schema::{
+        crash::{ClassCrashAccount, CrashSummary},
+        Percentiles, RepetitionSummary,
+    },
     summary::fmt_us,
     LoadedRun,
 };
@@ -18,6 +21,28 @@ fn p50_p99(p: &Percentiles) -> String {
 
 fn ms(v: f64) -> String {
     fmt_us((v * 1e3).round() as u64)
+}
+
+/// One row per repetition and class: stack, repetition, class, then `cells`.
+fn class_rows(
+    reps: &[(&RepetitionSummary, &CrashSummary)],
+    cells: impl Fn(&ClassCrashAccount) -> Vec<String>,
+) -> Vec<Vec<String>> {
+    reps.iter()
+        .flat_map(|(r, c)| {
+            c.classes.iter().map(|a| {
+                let mut row = vec![r.stack.clone(), r.repetition.to_string(), a.class.clone()];
+                row.extend(cells(a));
+                row
+            })
+        })
+        .collect()
+}
+
+/// Appends a table, a blank line before it.
+fn push_table(s: &mut String, table: TableFn, headers: &[&str], rows: &[Vec<String>]) {
+    s.push('\n');
+    s.push_str(&table(headers, rows));
 }
 
 fn with_crashes(run: &LoadedRun) -> Vec<(&RepetitionSummary, &CrashSummary)> {
@@ -72,8 +97,9 @@ pub fn section(run: &LoadedRun, table: TableFn) -> Option<String> {
             ]);
         }
     }
-    s.push('\n');
-    s.push_str(&table(
+    push_table(
+        &mut s,
+        table,
         &[
             "stack",
             "rep",
@@ -86,25 +112,22 @@ pub fn section(run: &LoadedRun, table: TableFn) -> Option<String> {
             "reconnect p50 / p99",
         ],
         &rows,
-    ));
-    let mut rows = vec![];
-    for (r, c) in &reps {
-        for a in &c.classes {
-            rows.push(vec![
-                r.stack.clone(),
-                r.repetition.to_string(),
-                a.class.clone(),
-                a.expected.to_string(),
-                a.delivered.to_string(),
-                a.lost_to_crash.to_string(),
-                a.unobserved.to_string(),
-                a.lost_near_crash.to_string(),
-                a.lost_by_stack.to_string(),
-            ]);
-        }
-    }
-    s.push('\n');
-    s.push_str(&table(
+    );
+    let rows = class_rows(&reps, |a| {
+        [
+            a.expected,
+            a.delivered,
+            a.lost_to_crash,
+            a.unobserved,
+            a.lost_near_crash,
+            a.lost_by_stack,
+        ]
+        .map(|n| n.to_string())
+        .to_vec()
+    });
+    push_table(
+        &mut s,
+        table,
         &[
             "stack",
             "rep",
@@ -117,24 +140,19 @@ pub fn section(run: &LoadedRun, table: TableFn) -> Option<String> {
             "lost by the stack",
         ],
         &rows,
-    ));
-    let mut rows = vec![];
-    for (r, c) in &reps {
-        for a in &c.classes {
-            rows.push(vec![
-                r.stack.clone(),
-                r.repetition.to_string(),
-                a.class.clone(),
-                p50_p99(&a.steady_reach90_us),
-                p50_p99(&a.down_reach90_us),
-                p50_p99(&a.steady_reach100_us),
-                p50_p99(&a.down_reach100_us),
-                a.down_unreached90.to_string(),
-            ]);
-        }
-    }
-    s.push('\n');
-    s.push_str(&table(
+    );
+    let rows = class_rows(&reps, |a| {
+        vec![
+            p50_p99(&a.steady_reach90_us),
+            p50_p99(&a.down_reach90_us),
+            p50_p99(&a.steady_reach100_us),
+            p50_p99(&a.down_reach100_us),
+            a.down_unreached90.to_string(),
+        ]
+    });
+    push_table(
+        &mut s,
+        table,
         &[
             "stack",
             "rep",
@@ -146,7 +164,7 @@ pub fn section(run: &LoadedRun, table: TableFn) -> Option<String> {
             "objects due while down that never reached 90%",
         ],
         &rows,
-    ));
+    );
     Some(s)
 }
 
