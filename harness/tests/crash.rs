@@ -81,10 +81,26 @@ at = "3.5s"
 /// tunnel that dies with the node, a TUN daemon that outlives it.
 const STACKS: &[&str] = &["quic-tls", "quic-null+wg-inproc", "quic-tls+wg-boringtun"];
 
-/// Copies every node key file under the run state directory while `running`, by path.
-fn collect_keys(running: Arc<AtomicBool>, seen: Arc<Mutex<BTreeMap<PathBuf, Vec<u8>>>>) {
+/// Where WireGuard daemons listen for configuration.
+const UAPI_DIR: &str = "/var/run/wireguard";
+
+/// Copies every node key file under the run state directory while `running`, by path, and
+/// notes every UAPI socket's mode and owner (checked once the run's prefix is known).
+fn collect_keys(
+    running: Arc<AtomicBool>,
+    seen: Arc<Mutex<BTreeMap<PathBuf, Vec<u8>>>>,
+    sockets: Arc<Mutex<BTreeMap<PathBuf, (u32, u32)>>>,
+) {
     let state = Path::new(stackbench::runid::STATE_DIR);
     while running.load(Ordering::Relaxed) {
+        for f in std::fs::read_dir(UAPI_DIR).into_iter().flatten().flatten() {
+            if let Ok(meta) = std::fs::symlink_metadata(f.path()) {
+                sockets
+                    .lock()
+                    .expect("lock")
+                    .insert(f.path(), (meta.permissions().mode() & 0o777, meta.uid()));
+            }
+        }
         for dir in std::fs::read_dir(state).into_iter().flatten().flatten() {
             for f in std::fs::read_dir(dir.path())
                 .into_iter()
@@ -166,9 +182,10 @@ fn a_crash_is_measured_and_the_recovered_node_delivers_again() {
         let dir = tempfile::tempdir().expect("tempdir");
         let running = Arc::new(AtomicBool::new(true));
         let keys = Arc::new(Mutex::new(BTreeMap::new()));
+        let sockets = Arc::new(Mutex::new(BTreeMap::new()));
         let watcher = {
-            let (running, keys) = (running.clone(), keys.clone());
-            std::thread::spawn(move || collect_keys(running, keys))
+            let (running, keys, sockets) = (running.clone(), keys.clone(), sockets.clone());
+            std::thread::spawn(move || collect_keys(running, keys, sockets))
         };
         let out = common::run(&scenario, name, dir.path(), Faults::default());
         running.store(false, Ordering::Relaxed);
@@ -231,6 +248,32 @@ fn a_crash_is_measured_and_the_recovered_node_delivers_again() {
             secrets.push(k.key_pkcs8.clone());
         }
         assert_no_secret(&out.dir, &secrets);
+        // A TUN daemon's configuration socket: the runner's alone, and gone after the run.
+        let ours: Vec<(PathBuf, (u32, u32))> = sockets
+            .lock()
+            .expect("lock")
+            .iter()
+            .filter(|(p, _)| {
+                p.file_name()
+                    .is_some_and(|f| f.to_string_lossy().starts_with(&prefix))
+            })
+            .map(|(p, m)| (p.clone(), *m))
+            .collect();
+        let has_daemon = stacks
+            .iter()
+            .find(|s| s.id().name() == *name)
+            .is_some_and(|s| s.id().has_interface());
+        assert_eq!(
+            !ours.is_empty(),
+            has_daemon,
+            "{name}: UAPI sockets {ours:?}"
+        );
+        for (p, (mode, uid)) in ours {
+            // The last sighting: the first may precede the chmod by a moment.
+            assert_eq!(mode, 0o600, "{}", p.display());
+            assert_eq!(uid, unsafe { libc::geteuid() }, "{}", p.display());
+            assert!(!p.exists(), "{name}: {} outlived the run", p.display());
+        }
     }
     assert!(ran > 0, "no crash stack ran here");
 }
