@@ -583,12 +583,12 @@ fn run_command(
 }
 
 fn print_check(host: &HostCaps, json: bool) -> Result<()> {
-    let stacks: Vec<(String, Availability)> = stack::registry()
+    let stacks: Vec<(String, Availability, String)> = stack::registry()
         .iter()
-        .map(|s| (s.id().name(), s.availability(host)))
+        .map(|s| (s.id().name(), s.availability(host), s.id().privileges()))
         .collect();
     if json {
-        let v = serde_json::json!({ "host": host, "stacks": stacks.iter().map(|(n, a)| serde_json::json!({"name": n, "availability": a})).collect::<Vec<_>>() });
+        let v = serde_json::json!({ "host": host, "stacks": stacks.iter().map(|(n, a, needs)| serde_json::json!({"name": n, "availability": a, "needs": needs})).collect::<Vec<_>>() });
         println!("{}", serde_json::to_string_pretty(&v)?);
         return Ok(());
     }
@@ -611,11 +611,16 @@ fn print_check(host: &HostCaps, json: bool) -> Result<()> {
     for (name, c) in &host.tools {
         show(name, c);
     }
-    println!("stacks:");
-    for (name, a) in stacks {
+    println!("stacks (what each needs: as a normal user, `run` gets its network namespaces and TUN devices in a user namespace; kernel modules must be loaded already):");
+    for (name, a, needs) in stacks {
         match a {
-            Availability::Available => println!("  {name:<24} available"),
-            Availability::Unavailable(r) => println!("  {name:<24} unavailable: {r}"),
+            Availability::Available => println!("  {name:<24} available      needs {needs}"),
+            Availability::Unavailable(r) => {
+                println!(
+                    "  {name:<24} unavailable: {r}\n  {:<24}                needs {needs}",
+                    ""
+                )
+            }
         }
     }
     Ok(())

@@ -187,6 +187,10 @@ fn check_json_reports_every_stack_with_a_reason_when_unavailable() {
     let stacks = v["stacks"].as_array().expect("stacks array");
     assert_eq!(stacks.len(), stackbench::stack::names().len());
     for s in stacks {
+        assert!(
+            s["needs"].as_str().is_some_and(|n| !n.is_empty()),
+            "what the stack needs: {s}"
+        );
         let a = &s["availability"];
         match a["status"].as_str() {
             Some("available") => {}
