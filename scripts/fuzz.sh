@@ -2,7 +2,7 @@
 # Runs the fuzz targets (fuzz/): the scenario parser, the results reader on corrupted
 # folders, and the control protocol's decoder. cargo-fuzz on the stable toolchain with
 # `-s none`: libFuzzer's coverage guidance without a sanitizer (ASan needs nightly); Rust's
-# own checks (bounds, overflow in debug assertions) still abort on a bug.
+# own checks (bounds, and with -a overflow and debug assertions) still abort on a bug.
 #
 #   scripts/fuzz.sh [SECONDS] [TARGET...]     default: 60 s each, every target
 #
@@ -30,12 +30,12 @@ for t in "${targets[@]}"; do
   echo "fuzz.sh: $t for ${secs}s"
   # Earlier findings first: each must now pass.
   if compgen -G "regressions/$t/*" >/dev/null; then
-    cargo fuzz run -s none -O "$t" "regressions/$t" -- -runs=0 >/dev/null 2>&1 ||
+    cargo fuzz run -s none -O -a "$t" "regressions/$t" -- -runs=0 >/dev/null 2>&1 ||
       { echo "fuzz.sh: $t fails on a regression input in fuzz/regressions/$t/" >&2; exit 1; }
   fi
   log=$(mktemp)
   set +e
-  cargo fuzz run -s none -O "$t" "corpus/$t" "${seeds[@]}" -- \
+  cargo fuzz run -s none -O -a "$t" "corpus/$t" "${seeds[@]}" -- \
     -max_total_time="$secs" -rss_limit_mb=2048 -timeout=10 -print_final_stats=1 >"$log" 2>&1
   status=$?
   set -e
