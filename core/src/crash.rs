@@ -129,15 +129,23 @@ impl<'a> CrashView<'a> {
                 }
             }
         }
-        // A surviving report covers only its node's last life, so its first arrival is
-        // after the last recovery.
+        // A surviving report covers only its node's last life: the outage that ends it runs
+        // until the node had an object again; an earlier one until its recovery (what the
+        // life after it received died with it, and counts as unobserved).
+        let last_life =
+            |c: &ObservedCrash| !crashes.iter().any(|o| o.node == c.node && o.at > c.at);
         let outages = crashes
             .iter()
             .map(|c| {
-                let back = c
-                    .recovered
-                    .and_then(|rec| first_arrival.get(&c.node).copied().filter(|t| *t >= rec))
-                    .unwrap_or(end);
+                let back = match c.recovered {
+                    Some(rec) if last_life(c) => first_arrival
+                        .get(&c.node)
+                        .copied()
+                        .filter(|t| *t >= rec)
+                        .unwrap_or(end),
+                    Some(rec) => rec,
+                    None => end,
+                };
                 (c.node, c.at, back)
             })
             .collect();
@@ -271,7 +279,7 @@ pub fn summarize(
         .collect();
     let records = crashes
         .iter()
-        .map(|c| crash_record(plan, c, reports, &view.first_arrival))
+        .map(|c| crash_record(plan, c, crashes, reports, &view.first_arrival))
         .collect();
     CrashSummary {
         crashes: records,
@@ -288,6 +296,7 @@ fn alive_at(lives: &[(Duration, Duration)], t: Duration) -> bool {
 fn crash_record(
     plan: &WorkloadPlan,
     c: &ObservedCrash,
+    crashes: &[ObservedCrash],
     reports: &[NodeReport],
     first_arrival: &BTreeMap<u32, Duration>,
 ) -> CrashRecord {
@@ -338,12 +347,16 @@ fn crash_record(
         not_noticed,
         noticed_us: percentiles(noticed.iter().map(|n| (n.after_ms * 1e3) as u64).collect()),
         noticed,
-        first_delivery_ms: c.recovered.and_then(|rec| {
-            first_arrival
-                .get(&c.node)
-                .filter(|t| **t >= rec)
-                .map(|t| (*t - rec).as_secs_f64() * 1e3)
-        }),
+        // Seen only for the node's last life: an earlier one's records died with it.
+        first_delivery_ms: c
+            .recovered
+            .filter(|_| !crashes.iter().any(|o| o.node == c.node && o.at > c.at))
+            .and_then(|rec| {
+                first_arrival
+                    .get(&c.node)
+                    .filter(|t| **t >= rec)
+                    .map(|t| (*t - rec).as_secs_f64() * 1e3)
+            }),
         reconnect_us: percentiles(reconnect),
     }
 }
@@ -451,6 +464,42 @@ mod tests {
         let first = record.first_delivery_ms.expect("recovered and delivered");
         assert!((100.0..200.0).contains(&first), "{first}");
         assert_eq!(record.at_s, 1.0, "from the start of the measured window");
+    }
+
+    #[test]
+    fn a_node_that_crashes_twice_is_down_only_until_each_recovery_that_is_not_its_last() {
+        let plan = example_plan();
+        let first = ObservedCrash {
+            node: 1,
+            scheduled: true,
+            at: MS(1500),
+            recovered: Some(S(2)),
+        };
+        let second = ObservedCrash {
+            at: S(3),
+            recovered: Some(MS(3500)),
+            ..first
+        };
+        let crashes = [first, second];
+        // Node 1's surviving report is its last life, from 3.6 s.
+        let reps = reports(&plan, &crashes, MS(3600), |_, _, _| false);
+        let s = summarize(&plan, &crashes, &reps);
+        let block = &s.classes[0];
+        let down = count(&plan, 0, 0, MS(1500), S(2)) + count(&plan, 0, 0, S(3), MS(3600));
+        assert_eq!(
+            block.lost_to_crash, down,
+            "the two outages, not 1.5 s to 3.6 s"
+        );
+        assert_eq!(
+            block.unobserved,
+            count(&plan, 0, 0, plan.warmup, MS(1500)) + count(&plan, 0, 0, S(2), S(3)),
+            "before the first crash, and the life between the two"
+        );
+        assert_eq!(
+            s.crashes[0].first_delivery_ms, None,
+            "that life's records died"
+        );
+        assert!(s.crashes[1].first_delivery_ms.is_some());
     }
 
     #[test]

@@ -11,6 +11,7 @@ mod recorder;
 mod session;
 mod standalone;
 pub use recorder::Recorder;
+mod timeline;
 mod timer;
 mod upgrade;
 

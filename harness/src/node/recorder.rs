@@ -24,7 +24,7 @@ pub struct Recorder {
     classes: Vec<ClassCounters>,
     hists: Vec<Histogram<u64>>,
     /// Per class, one histogram per second of the measured window.
-    timeline: Vec<Vec<Histogram<u64>>>,
+    timeline: Vec<super::timeline::Timeline>,
     deliveries: Vec<(u16, u8, u64, u64)>,
     inversions: HashMap<u32, InversionTracker>,
     pub send_lag: Histogram<u64>,
@@ -48,7 +48,7 @@ impl Recorder {
             churn: Default::default(),
             classes: vec![ClassCounters::default(); n],
             hists: (0..n).map(|_| metrics::new_histogram()).collect(),
-            timeline: vec![Vec::new(); n],
+            timeline: (0..n).map(|_| Default::default()).collect(),
             deliveries: Vec::new(),
             inversions: HashMap::new(),
             send_lag: metrics::new_histogram(),
@@ -132,11 +132,9 @@ impl Recorder {
         }
         let second = (offset.saturating_sub(self.plan.warmup).as_nanos()
             / churn.timeline.max(Duration::from_millis(1)).as_nanos()) as u64;
-        let line = &mut self.timeline[h.class as usize];
-        while line.len() <= second as usize {
-            line.push(metrics::new_histogram());
+        if let Err(e) = self.timeline[h.class as usize].record(second as usize, latency_us) {
+            self.error(format!("the latency timeline: {e}"));
         }
-        metrics::record(&mut line[second as usize], latency_us);
         if open_loop {
             self.deliveries.push((h.origin, h.class, h.seq, latency_us));
         }
@@ -179,10 +177,7 @@ impl Recorder {
                 }
                 c.steady_hist = metrics::encode_histogram(&self.steady[i])?;
             }
-            c.timeline_hists = line
-                .iter()
-                .map(metrics::encode_histogram)
-                .collect::<Result<_, _>>()?;
+            c.timeline_hists = line.encode()?;
         }
         Ok((classes, std::mem::take(&mut self.deliveries)))
     }
