@@ -240,6 +240,15 @@ pub fn main() -> ExitCode {
     }
 }
 
+/// Files and sockets this process makes from now on are its owner's alone (0600): a
+/// userspace WireGuard device's UAPI socket takes keys from whoever may connect. The mode
+/// is set as the socket is made, not changed after (wireguard-go, for one, watches its
+/// socket and stops when its attributes change).
+fn owner_only_files() {
+    // SAFETY: umask has no preconditions.
+    unsafe { libc::umask(0o177) };
+}
+
 fn usage_error(msg: impl std::fmt::Display) -> Result<ExitCode> {
     eprintln!("stackbench: {msg}");
     Ok(ExitCode::from(2))
@@ -251,14 +260,19 @@ fn dispatch(cli: Cli) -> Result<ExitCode> {
             iface,
             threads,
             library,
-        } => match library.as_str() {
-            "boringtun" => crate::stack::wg_tun::run_boringtun_device(&iface, threads),
-            "gotatun" => crate::stack::wg_gotatun::run_device(&iface).map(|never| match never {}),
-            other => Err(anyhow::anyhow!(
-                "unknown WireGuard library {other:?}; known: boringtun, gotatun"
-            )),
+        } => {
+            owner_only_files();
+            match library.as_str() {
+                "boringtun" => crate::stack::wg_tun::run_boringtun_device(&iface, threads),
+                "gotatun" => {
+                    crate::stack::wg_gotatun::run_device(&iface).map(|never| match never {})
+                }
+                other => Err(anyhow::anyhow!(
+                    "unknown WireGuard library {other:?}; known: boringtun, gotatun"
+                )),
+            }
+            .map(|()| ExitCode::SUCCESS)
         }
-        .map(|()| ExitCode::SUCCESS),
         Command::LinkEmulator { config } => {
             crate::link::emulator::run(&config).map(|()| ExitCode::SUCCESS)
         }

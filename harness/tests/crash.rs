@@ -248,7 +248,9 @@ fn a_crash_is_measured_and_the_recovered_node_delivers_again() {
             secrets.push(k.key_pkcs8.clone());
         }
         assert_no_secret(&out.dir, &secrets);
-        // A TUN daemon's configuration socket: the runner's alone, and gone after the run.
+        // A TUN daemon's configuration socket: the runner's alone (0600 from the devices in
+        // this binary; wireguard-go's own umask makes 0700, and a socket's x bit grants
+        // nothing), and gone after the run.
         let ours: Vec<(PathBuf, (u32, u32))> = sockets
             .lock()
             .expect("lock")
@@ -269,8 +271,7 @@ fn a_crash_is_measured_and_the_recovered_node_delivers_again() {
             "{name}: UAPI sockets {ours:?}"
         );
         for (p, (mode, uid)) in ours {
-            // The last sighting: the first may precede the chmod by a moment.
-            assert_eq!(mode, 0o600, "{}", p.display());
+            assert_eq!(mode & 0o077, 0, "{}: mode {mode:o}", p.display());
             assert_eq!(uid, unsafe { libc::geteuid() }, "{}", p.display());
             assert!(!p.exists(), "{name}: {} outlived the run", p.display());
         }

@@ -402,16 +402,6 @@ impl OverWgTun {
             // Fine-grained: the interface lifecycle measurement times this wait.
             std::thread::sleep(Duration::from_micros(200));
         }
-        // Whoever may connect may set keys: the runner alone (daemons create it 0755 or
-        // 0700, depending on their umask).
-        use std::os::unix::fs::PermissionsExt;
-        if let Err(e) = std::fs::set_permissions(&sock, std::fs::Permissions::from_mode(0o600)) {
-            child.stop();
-            return Err(setup_err(format!(
-                "making {} the runner's alone: {e}",
-                sock.display()
-            )));
-        }
         Ok(child)
     }
 
