@@ -68,10 +68,6 @@ fn lives(node: u32, crashes: &[ObservedCrash], end: Duration) -> Vec<(Duration, 
     spans
 }
 
-fn percentiles(mut v: Vec<u64>) -> Percentiles {
-    Percentiles::from_samples(&mut v)
-}
-
 /// A repetition's objects seen through its crashes: what each origin sent, when each
 /// receiver was down, and whose records survive.
 pub struct CrashView<'a> {
@@ -266,13 +262,15 @@ pub fn summarize(
                     }
                 }
             }
-            a.steady_reach90_us = percentiles(steady90);
-            a.down_reach90_us = percentiles(down90);
-            a.steady_reach100_us = percentiles(steady100);
-            a.down_reach100_us = percentiles(down100);
+            a.steady_reach90_us = Percentiles::from_samples(&mut steady90);
+            a.down_reach90_us = Percentiles::from_samples(&mut down90);
+            a.steady_reach100_us = Percentiles::from_samples(&mut steady100);
+            a.down_reach100_us = Percentiles::from_samples(&mut down100);
             a.reach90_timeline_ms = timeline
                 .into_iter()
-                .map(|v| (!v.is_empty()).then(|| percentiles(v).p50 as f64 / 1e3))
+                .map(|mut v| {
+                    (!v.is_empty()).then(|| Percentiles::from_samples(&mut v).p50 as f64 / 1e3)
+                })
                 .collect();
             a
         })
@@ -333,7 +331,7 @@ fn crash_record(
         .into_iter()
         .find(|s| s.node == c.node && s.at.abs_diff(c.at) < Duration::from_secs(1))
         .and_then(|s| s.recover.map(|(f, _)| f));
-    let reconnect: Vec<u64> = reports
+    let mut reconnect: Vec<u64> = reports
         .iter()
         .flat_map(|r| &r.churn.cold_connects)
         .filter(|cc| Some(cc.firing) == recovered_firing && cc.dialler == c.node)
@@ -345,7 +343,12 @@ fn crash_record(
         at_s: c.at.as_secs_f64() - warmup,
         recovered_at_s: c.recovered.map(|r| r.as_secs_f64() - warmup),
         not_noticed,
-        noticed_us: percentiles(noticed.iter().map(|n| (n.after_ms * 1e3) as u64).collect()),
+        noticed_us: Percentiles::from_samples(
+            &mut noticed
+                .iter()
+                .map(|n| (n.after_ms * 1e3) as u64)
+                .collect::<Vec<_>>(),
+        ),
         noticed,
         // Seen only for the node's last life: an earlier one's records died with it.
         first_delivery_ms: c
@@ -357,7 +360,7 @@ fn crash_record(
                     .filter(|t| **t >= rec)
                     .map(|t| (*t - rec).as_secs_f64() * 1e3)
             }),
-        reconnect_us: percentiles(reconnect),
+        reconnect_us: Percentiles::from_samples(&mut reconnect),
     }
 }
 

@@ -10,7 +10,7 @@ use crate::{
     LoadedRun, Report,
 };
 
-fn p50_p99(p: &Percentiles) -> String {
+pub(crate) fn p50_p99(p: &Percentiles) -> String {
     if p.count == 0 {
         return "–".into();
     }

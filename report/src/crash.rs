@@ -2,22 +2,16 @@
 //! (object, receiver) pair went, and reach times while a node was down beside the rest.
 
 use crate::{
+    churn::p50_p99,
     links::TableFn,
     plots::{Axis, Chart, Series},
     schema::{
         crash::{ClassCrashAccount, CrashSummary},
-        Percentiles, RepetitionSummary,
+        RepetitionSummary,
     },
     summary::fmt_us,
     LoadedRun,
 };
-
-fn p50_p99(p: &Percentiles) -> String {
-    if p.count == 0 {
-        return "–".into();
-    }
-    format!("{} / {}", fmt_us(p.p50), fmt_us(p.p99))
-}
 
 fn ms(v: f64) -> String {
     fmt_us((v * 1e3).round() as u64)
@@ -37,6 +31,15 @@ fn class_rows(
             })
         })
         .collect()
+}
+
+/// Appends a table of [`class_rows`], whose first columns are stack, rep and class.
+fn push_class_table(s: &mut String, table: TableFn, headers: &[&str], rows: &[Vec<String>]) {
+    let all: Vec<&str> = ["stack", "rep", "class"]
+        .into_iter()
+        .chain(headers.iter().copied())
+        .collect();
+    push_table(s, table, &all, rows);
 }
 
 /// Appends a table, a blank line before it.
@@ -125,13 +128,10 @@ pub fn section(run: &LoadedRun, table: TableFn) -> Option<String> {
         .map(|n| n.to_string())
         .to_vec()
     });
-    push_table(
+    push_class_table(
         &mut s,
         table,
         &[
-            "stack",
-            "rep",
-            "class",
             "pairs expected",
             "delivered",
             "lost to the crash",
@@ -150,13 +150,10 @@ pub fn section(run: &LoadedRun, table: TableFn) -> Option<String> {
             a.down_unreached90.to_string(),
         ]
     });
-    push_table(
+    push_class_table(
         &mut s,
         table,
         &[
-            "stack",
-            "rep",
-            "class",
             "reach 90% p50 / p99, no node down",
             "… while a node was down",
             "reach 100%, no node down",
