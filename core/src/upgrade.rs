@@ -66,10 +66,17 @@ fn upgrade(
         .iter()
         .map(|r| (r.index, plan.fanout.graph.neighbours(r.index).len() as u32))
         .collect();
+    // The upgrade begins at the earlier of the plan's first start and the first node's
+    // measured one: a node that starts late still drops what is in flight at the planned
+    // instant, and that loss belongs to "during", as the partition model says.
+    let planned_began_s =
+        u.at.iter()
+            .map(Duration::as_secs_f64)
+            .fold(f64::INFINITY, f64::min);
     let began_s = records
         .iter()
         .map(|r| us(r.began_us))
-        .fold(f64::INFINITY, f64::min);
+        .fold(planned_began_s, f64::min);
     let done = |index: u32, r: &crate::control::NodeUpgrade| match u.strategy {
         Strategy::Dual => r.old_dropped_us,
         Strategy::Restart => r
@@ -405,6 +412,22 @@ mod tests {
         let lagging = s(&reports);
         assert_eq!(lagging.unfinished_nodes, 1);
         assert_eq!(lagging.finished_s, plan.send_end().as_secs_f64());
+    }
+
+    #[test]
+    fn a_node_starting_late_does_not_move_the_phase_boundary_past_the_plan() {
+        let plan = upgrade_plan();
+        let mut reports = reports(&plan);
+        for r in reports.iter_mut() {
+            if let Some(u) = r.upgrade.as_mut() {
+                u.began_us = 2_003_000;
+            }
+        }
+        let s = summarize(&plan, &reports, &[], 2.0)
+            .and_then(|n| n.upgrade)
+            .expect("an upgrade");
+        assert_eq!(s.began_s, 2.0, "the plan's start, not the late measurement");
+        assert_eq!(s.phase("before").map(|p| p.to_s), Some(2.0));
     }
 
     #[test]
