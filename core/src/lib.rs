@@ -16,6 +16,7 @@ pub mod link;
 pub mod node;
 pub mod scenario;
 pub mod schema;
+pub mod seen;
 pub mod setup;
 pub mod shortfall;
 pub mod sim;

@@ -11,7 +11,7 @@ use crate::workload::{
 };
 use std::{
     cmp::Reverse,
-    collections::{BTreeSet, BinaryHeap, HashSet, VecDeque},
+    collections::{BTreeSet, BinaryHeap, VecDeque},
     time::Duration,
 };
 
@@ -99,7 +99,7 @@ pub struct NodeCore {
     /// Peers connected now.
     up: BTreeSet<u32>,
     /// (origin, class, seq) of every open-loop object seen.
-    seen: HashSet<(u16, u8, u64)>,
+    seen: crate::seen::SeenSet,
     pending: BinaryHeap<Reverse<PendingRelay>>,
     out: VecDeque<OutEvent>,
 }
@@ -114,7 +114,7 @@ impl NodeCore {
             schedule: Schedule::new(plan, index),
             neighbours: plan.fanout.graph.neighbours(index).to_vec(),
             up: BTreeSet::new(),
-            seen: HashSet::new(),
+            seen: Default::default(),
             pending: BinaryHeap::new(),
             out: VecDeque::new(),
         }
@@ -258,7 +258,7 @@ impl NodeCore {
                 hops: 1,
                 sent_ns: now_ns,
             };
-            self.seen.insert((header.origin, header.class, header.seq));
+            self.seen.insert(header.origin, header.class, header.seq);
             self.send_to_peers(header, None);
         }
         while self
@@ -294,7 +294,7 @@ impl NodeCore {
             return;
         }
         let first = header.origin as u32 != self.index
-            && self.seen.insert((header.origin, header.class, header.seq));
+            && self.seen.insert(header.origin, header.class, header.seq);
         if !first {
             self.out.push_back(OutEvent::Duplicate {
                 from,
