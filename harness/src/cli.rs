@@ -483,11 +483,22 @@ fn run_options(args: &ScenarioArgs, no_progress: bool, verbose: u8) -> Result<Ru
         exact_dir: false,
         stacks: args.stacks.clone(),
         unchecked_links: args.unchecked_links,
-        node_exe: std::env::current_exe().context("locating the stackbench executable")?,
+        node_exe: node_executable()?,
         progress: !no_progress && std::io::IsTerminal::is_terminal(&std::io::stderr()),
         verbose: verbose > 0,
         faults: Faults::default(),
     })
+}
+
+/// What nodes and in-binary devices are started from: this process's own image, reached
+/// through /proc while it lives, so a binary rebuilt during a run (cargo replaces the file)
+/// cannot start a restarted or recovered node from other code than the rest of the run's.
+fn node_executable() -> Result<std::path::PathBuf> {
+    let own = std::path::PathBuf::from(format!("/proc/{}/exe", std::process::id()));
+    if std::fs::metadata(&own).is_ok() {
+        return Ok(own);
+    }
+    std::env::current_exe().context("locating the stackbench executable")
 }
 
 /// Loads a run's scenario, checks its `--stacks` and applies `--repetitions`; the error is
@@ -638,4 +649,20 @@ fn print_check(host: &HostCaps, json: bool) -> Result<()> {
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::os::unix::fs::MetadataExt;
+
+    #[test]
+    fn nodes_start_from_this_process_image_not_a_path_a_rebuild_replaces() {
+        let exe = super::node_executable().expect("an executable");
+        assert!(exe.starts_with("/proc"), "{exe:?}");
+        let (a, b) = (
+            std::fs::metadata(&exe).expect("own image"),
+            std::fs::metadata(std::env::current_exe().expect("current exe")).expect("file"),
+        );
+        assert_eq!((a.dev(), a.ino()), (b.dev(), b.ino()), "the same file");
+    }
 }
