@@ -78,8 +78,14 @@ at = "3.5s"
 "#;
 
 /// One stack per kind of underlay the recovery path differs on: plain UDP, an in-process
-/// tunnel that dies with the node, a TUN daemon that outlives it.
-const STACKS: &[&str] = &["quic-tls", "quic-null+wg-inproc", "quic-tls+wg-boringtun"];
+/// tunnel that dies with the node, a TUN daemon that outlives it; and SCTP, whose peers
+/// notice through their own timers and whose new association replaces the old one.
+const STACKS: &[&str] = &[
+    "quic-tls",
+    "quic-null+wg-inproc",
+    "quic-tls+wg-boringtun",
+    "sctp+wg-inproc",
+];
 
 /// Where WireGuard daemons listen for configuration.
 const UAPI_DIR: &str = "/var/run/wireguard";
