@@ -78,8 +78,8 @@ at = "3.5s"
 "#;
 
 /// One stack per kind of underlay the recovery path differs on: plain UDP, an in-process
-/// tunnel that dies with the node, a TUN daemon that outlives it; and SCTP, whose peers
-/// notice through their own timers and whose new association replaces the old one.
+/// tunnel that dies with the node, a TUN daemon that outlives it; and SCTP, whose new
+/// association replaces the old one.
 const STACKS: &[&str] = &[
     "quic-tls",
     "quic-null+wg-inproc",
@@ -209,11 +209,17 @@ fn a_crash_is_measured_and_the_recovered_node_delivers_again() {
         let k = &c.crashes[0];
         assert!(k.scheduled && k.node == 2, "{name}: {k:?}");
         assert_eq!((k.at_s, k.recovered_at_s), (1.0, Some(2.5)), "{name}");
-        // Three neighbours, each gave the silent connection up: not before the idle
-        // timeout, and before the recovery replaced it.
+        // Three neighbours. QUIC's gave the silent connection up: not before the idle
+        // timeout, and before the recovery replaced it. SCTP's peers notice by heartbeat
+        // retransmission limits, which can outlast this 1.5 s outage (seen in CI): there
+        // the new association replacing the old one is what is asserted (reconnects below).
         assert_eq!(k.noticed.len() + k.not_noticed.len(), 3, "{name}: {k:?}");
-        assert!(!k.noticed.is_empty(), "{name}: nobody noticed: {k:?}");
-        for n in &k.noticed {
+        let sctp = name.starts_with("sctp");
+        assert!(
+            sctp || !k.noticed.is_empty(),
+            "{name}: nobody noticed: {k:?}"
+        );
+        for n in k.noticed.iter().filter(|_| !sctp) {
             assert!(n.after_ms >= 990.0 && n.after_ms <= 1500.0, "{name}: {n:?}");
         }
         assert!(k.first_delivery_ms.is_some(), "{name}: {k:?}");
