@@ -32,8 +32,9 @@ impl SeenSet {
         fresh
     }
 
-    /// Bytes held by the bitmaps (a measure for tests and reports).
-    pub fn bitmap_bytes(&self) -> usize {
+    /// Bytes held by the bitmaps.
+    #[cfg(test)]
+    fn bitmap_bytes(&self) -> usize {
         self.dense.values().map(|w| w.capacity() * 8).sum()
     }
 }
