@@ -177,11 +177,22 @@ impl NodeReport {
         hist("send lag", &self.send_lag_hist)?;
         for (c, cc) in plan.classes.iter().zip(&self.classes) {
             hist(&c.name, &cc.latency_hist)?;
-            for h in cc
-                .timeline_hists
+            if let Some((step, _)) = cc
+                .timeline_sealed
                 .iter()
-                .chain(cc.disrupted_hists.values())
-                .chain([&cc.hop_latency_hist, &cc.steady_hist])
+                .find(|(step, _)| *step as usize >= cc.timeline_hists.len())
+            {
+                return Err(format!(
+                    "{}: a sealed timeline step {step} beyond the {} steps reported",
+                    c.name,
+                    cc.timeline_hists.len()
+                ));
+            }
+            for h in cc
+                .timeline_parts()
+                .map(|(_, h)| h)
+                .chain(cc.disrupted_hists.values().map(String::as_str))
+                .chain([cc.hop_latency_hist.as_str(), cc.steady_hist.as_str()])
                 .filter(|h| !h.is_empty())
             {
                 hist(&c.name, h)?;
@@ -201,7 +212,13 @@ pub struct NodeReport {
     /// Indexed by class.
     pub classes: Vec<ClassCounters>,
     /// Measured deliveries of open-loop classes, for reach times: (origin, class, seq, µs).
-    pub deliveries: Vec<(u16, u8, u64, u64)>,
+    /// Not in the message when the node wrote them to its record log instead; the
+    /// controller puts them back from there.
+    pub deliveries: Vec<crate::record_log::Delivery>,
+    /// How many records the node wrote to its record log, when it kept one
+    /// ([`crate::record_log`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub logged: Option<crate::record_log::Logged>,
     /// How late the node's sender was against the schedule, µs (base64 HdrHistogram V2).
     pub send_lag_hist: String,
     /// User CPU net of the generator's busy-wait, which is reported apart.
@@ -373,14 +390,37 @@ pub struct ClassCounters {
     pub hop_latency_hist: String,
     /// The same latencies split by the second of the measured window in which each object
     /// was due to be sent: the latency timeline.
+    /// One entry per step, an empty histogram where every sample of the step is in
+    /// `timeline_sealed`.
     #[serde(default)]
     pub timeline_hists: Vec<String>,
+    /// Steps sealed while the run went on, as (step, histogram); a step may have several
+    /// (a late delivery opened it again). A step's latencies are the sum of its entry in
+    /// `timeline_hists` and these.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub timeline_sealed: Vec<(u32, String)>,
     /// With churn: latency of objects a reconfigured node sent to other peers within an
     /// event's window, by the event's kind, and of objects outside every window.
     #[serde(default)]
     pub disrupted_hists: BTreeMap<String, String>,
     #[serde(default)]
     pub steady_hist: String,
+}
+
+impl ClassCounters {
+    /// Every part of the latency timeline as (step, histogram): each step's entry, then
+    /// the steps sealed during the run. A step's latencies are the sum of its parts.
+    pub fn timeline_parts(&self) -> impl Iterator<Item = (usize, &str)> {
+        self.timeline_hists
+            .iter()
+            .map(String::as_str)
+            .enumerate()
+            .chain(
+                self.timeline_sealed
+                    .iter()
+                    .map(|(step, h)| (*step as usize, h.as_str())),
+            )
+    }
 }
 
 #[cfg(test)]
@@ -421,6 +461,14 @@ mod tests {
         let mut r = report(&plan, 2);
         r.deliveries.push((9, 0, 0, 1));
         refused(r, "from node 9");
+        let mut r = report(&plan, 2);
+        r.classes[0]
+            .timeline_sealed
+            .push((0, r.send_lag_hist.clone()));
+        refused(
+            r,
+            "block: a sealed timeline step 0 beyond the 0 steps reported",
+        );
         let mut r = report(&plan, 2);
         r.classes[1].latency_hist = "garbage".into();
         refused(r, "tx: histogram decoding failed");

@@ -14,6 +14,7 @@ pub mod graph;
 pub mod histogram;
 pub mod link;
 pub mod node;
+pub mod record_log;
 pub mod scenario;
 pub mod schema;
 pub mod seen;

@@ -42,7 +42,9 @@ fuzz_target!(|data: &[u8]| {
     for f in FILES {
         let path = dir.join(f);
         match parts.next() {
-            Some(part) if part != MISSING => std::fs::write(path, part).expect("scratch is writable"),
+            Some(part) if part != MISSING => {
+                std::fs::write(path, part).expect("scratch is writable")
+            }
             _ => {
                 let _ = std::fs::remove_file(path);
             }

@@ -10,7 +10,12 @@ use stackbench_core::{
 };
 use std::path::PathBuf;
 
-const STACKS: &[&str] = &["quic-tls", "quic-null", "quic-tls+wg-inproc", "sctp+wg-inproc"];
+const STACKS: &[&str] = &[
+    "quic-tls",
+    "quic-null",
+    "quic-tls+wg-inproc",
+    "sctp+wg-inproc",
+];
 
 fuzz_target!(|data: &[u8]| {
     let Ok(text) = std::str::from_utf8(data) else {

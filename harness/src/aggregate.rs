@@ -138,7 +138,7 @@ pub fn summarize(
                 .with_context(|| format!("node {} reported too few classes", r.index))?;
             lat.add(decode_histogram(&cc.latency_hist)?)
                 .context("merging histograms")?;
-            for (i, enc) in cc.timeline_hists.iter().enumerate() {
+            for (i, enc) in cc.timeline_parts() {
                 while timeline.len() <= i {
                     timeline.push(new_histogram());
                 }

@@ -231,7 +231,7 @@ fn around_rekeys(
         let Some(cc) = r.classes.get(ci) else {
             continue;
         };
-        for (i, enc) in cc.timeline_hists.iter().enumerate() {
+        for (i, enc) in cc.timeline_parts() {
             let (t0, t1) = (i as f64 * step, (i + 1) as f64 * step);
             let close = rekeys
                 .iter()

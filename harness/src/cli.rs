@@ -136,6 +136,11 @@ enum Command {
         /// present: a node started again after a crash keeps its identity).
         #[arg(long, requires = "control")]
         key_file: Option<PathBuf>,
+        /// Where the node writes its first deliveries and sealed timeline steps as they
+        /// happen (created 0600, or started afresh), for the controller to read when the
+        /// node reports.
+        #[arg(long, requires = "control")]
+        record_log: Option<PathBuf>,
     },
     /// Write one inputs file per node, so that nodes can run without a controller
     /// (`stackbench node --inputs`): elsewhere than in namespaces, e.g. on the given
@@ -282,6 +287,7 @@ fn dispatch(cli: Cli) -> Result<ExitCode> {
             inputs,
             results,
             key_file,
+            record_log,
         } => {
             let source = match (control, inputs, results) {
                 (Some(c), None, None) => crate::node::ControlSource::parse_control(&c),
@@ -294,7 +300,11 @@ fn dispatch(cli: Cli) -> Result<ExitCode> {
                     )
                 }
             };
-            crate::node::main(source, index.unwrap_or(0), key_file).map(|()| ExitCode::SUCCESS)
+            let files = crate::node::NodeFiles {
+                key_file,
+                record_log,
+            };
+            crate::node::main(source, index.unwrap_or(0), files).map(|()| ExitCode::SUCCESS)
         }
         Command::NodeInputs {
             scenario,

@@ -44,6 +44,8 @@ pub struct NodeSet {
     verbose: bool,
     /// Each node's keys for the repetition (0600; removed with the set).
     key_files: Vec<PathBuf>,
+    /// Each node's record log (0600; read when the node reports, removed with the set).
+    record_logs: Vec<PathBuf>,
     accept: tokio::task::JoinHandle<()>,
 }
 
@@ -76,6 +78,9 @@ impl NodeSet {
             key_files: (0..n)
                 .map(|i| sock.with_extension(format!("n{i}.key")))
                 .collect(),
+            record_logs: (0..n)
+                .map(|i| sock.with_extension(format!("n{i}.records")))
+                .collect(),
             // The accept loop owns the socket; the controller removes its file at the end.
             accept: tokio::spawn(accept_loop(listener, tx, n)),
         };
@@ -94,7 +99,9 @@ impl NodeSet {
             .arg("--index")
             .arg(i.to_string())
             .arg("--key-file")
-            .arg(&self.key_files[i as usize]);
+            .arg(&self.key_files[i as usize])
+            .arg("--record-log")
+            .arg(&self.record_logs[i as usize]);
         if self.verbose {
             cmd.arg("-v");
         }
@@ -129,6 +136,20 @@ impl NodeSet {
                 .unwrap_or_else(|_| ExitStatus::from_raw(-1));
             let _ = tx.send(NodeEvent::Exited(i, status, tail.into()));
         });
+        Ok(())
+    }
+
+    /// Puts back into `r` what node `i` wrote to its record log, when it kept one, and
+    /// removes the log.
+    fn read_record_log(&self, i: u32, r: &mut crate::control::NodeReport) -> Result<()> {
+        let Some(logged) = r.logged else {
+            return Ok(());
+        };
+        let path = &self.record_logs[i as usize];
+        let what = || format!("{}: its record log {}", self.who(i), path.display());
+        let text = std::fs::read_to_string(path).with_context(what)?;
+        stackbench_core::record_log::restore(&text, logged, r).with_context(what)?;
+        let _ = std::fs::remove_file(path);
         Ok(())
     }
 
@@ -249,7 +270,7 @@ impl NodeSet {
 impl Drop for NodeSet {
     fn drop(&mut self) {
         self.accept.abort();
-        for f in &self.key_files {
+        for f in self.key_files.iter().chain(&self.record_logs) {
             let _ = std::fs::remove_file(f);
         }
         for pid in self.pids.iter().flatten() {

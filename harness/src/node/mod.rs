@@ -7,6 +7,7 @@
 //! per-node CPU accounting meaningful.
 
 mod churn;
+mod record_log;
 mod recorder;
 mod session;
 mod standalone;
@@ -57,10 +58,19 @@ impl ControlSource {
     }
 }
 
-/// Runs node `index` (from the inputs file when there is no controller). With a
-/// `key_file`, the node's keys persist there for the run, as a real node's do: a process
-/// that starts again after a crash comes back with the same identity.
-pub fn main(source: ControlSource, index: u32, key_file: Option<PathBuf>) -> Result<()> {
+/// Files a node under a controller keeps for the run.
+#[derive(Debug, Default)]
+pub struct NodeFiles {
+    /// The node's keys persist here, as a real node's do: a process that starts again
+    /// after a crash comes back with the same identity.
+    pub key_file: Option<PathBuf>,
+    /// First deliveries and sealed timeline steps are written here as they happen (see
+    /// [`record_log`]) rather than kept until the report.
+    pub record_log: Option<PathBuf>,
+}
+
+/// Runs node `index` (from the inputs file when there is no controller), keeping `files`.
+pub fn main(source: ControlSource, index: u32, files: NodeFiles) -> Result<()> {
     // Linux delays timer wake-ups by up to 50 µs of "slack" by default; the send schedule
     // needs µs precision, and that delay would be charged to every stack.
     // SAFETY: prctl with PR_SET_TIMERSLACK takes plain integers.
@@ -76,7 +86,7 @@ pub fn main(source: ControlSource, index: u32, key_file: Option<PathBuf>) -> Res
                     format!("connecting to the controller at {}", path.display())
                 })?;
                 let (r, w) = stream.into_split();
-                serve(BufReader::new(r), w, index, key_file.as_deref()).await
+                serve(BufReader::new(r), w, index, &files).await
             }
             ControlSource::Tcp(addr) => {
                 let stream = TcpStream::connect(&addr)
@@ -84,7 +94,7 @@ pub fn main(source: ControlSource, index: u32, key_file: Option<PathBuf>) -> Res
                     .with_context(|| format!("connecting to the controller at tcp:{addr}"))?;
                 stream.set_nodelay(true)?;
                 let (r, w) = stream.into_split();
-                serve(BufReader::new(r), w, index, key_file.as_deref()).await
+                serve(BufReader::new(r), w, index, &files).await
             }
             ControlSource::Files { inputs, results } => standalone::run(&inputs, &results).await,
         }
@@ -123,17 +133,12 @@ fn identity(index: u32, key_file: Option<&std::path::Path>) -> Result<NodeIdenti
 }
 
 /// Runs one repetition as the controller at the other end of `r` and `w` directs.
-async fn serve<R, W>(
-    mut r: R,
-    mut w: W,
-    index: u32,
-    key_file: Option<&std::path::Path>,
-) -> Result<()>
+async fn serve<R, W>(mut r: R, mut w: W, index: u32, files: &NodeFiles) -> Result<()>
 where
     R: AsyncBufRead + Unpin,
     W: AsyncWrite + Unpin,
 {
-    let identity = Rc::new(identity(index, key_file)?);
+    let identity = Rc::new(identity(index, files.key_file.as_deref())?);
     let pid = std::process::id();
     control::send(
         &mut w,
@@ -150,7 +155,7 @@ where
         Some(other) => bail!("expected setup from the controller, got {other:?}"),
         None => return Ok(()), // The controller gave up before setup.
     };
-    let outcome = repetition(index, &identity, &setup, &mut r, &mut w).await;
+    let outcome = repetition(index, &identity, &setup, files, &mut r, &mut w).await;
     let (msg, _keep_alive) = match outcome {
         Ok(Some((report, keep))) => (ToController::Report(Box::new(report)), Some(keep)),
         Ok(None) => return Ok(()),
@@ -175,6 +180,7 @@ async fn repetition<R, W>(
     index: u32,
     identity: &Rc<NodeIdentity>,
     setup: &NodeSetup,
+    files: &NodeFiles,
     r: &mut R,
     w: &mut W,
 ) -> Result<Option<(NodeReport, KeepAlive)>>
@@ -195,6 +201,7 @@ where
                 Connected::none(),
                 start_ns,
             )?;
+            keep_record_log(&node, files)?;
             churn::rejoin(&node, firing)?;
             let report = session::workload(&node).await?;
             return Ok(Some((report, node)));
@@ -214,8 +221,18 @@ where
         _ => return Ok(None),
     };
     let node = session::Node::new(index, identity.clone(), setup, eps, connected, start_ns)?;
+    keep_record_log(&node, files)?;
     let report = session::workload(&node).await?;
     Ok(Some((report, node)))
+}
+
+/// Sends what `node` records as the run goes to its record log, when it keeps one.
+fn keep_record_log(node: &session::Node, files: &NodeFiles) -> Result<()> {
+    if let Some(path) = &files.record_log {
+        let log = record_log::RecordLog::create(path)?;
+        node.rec.borrow_mut().keep_log(log);
+    }
+    Ok(())
 }
 
 /// This node's endpoint for the stack in `slot` of its setup.

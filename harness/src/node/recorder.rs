@@ -7,6 +7,7 @@ use crate::{
     workload::{InversionTracker, ObjectHeader, WorkloadPlan},
 };
 use hdrhistogram::Histogram;
+use stackbench_core::record_log::{Delivery, Logged};
 use std::{collections::HashMap, time::Duration};
 
 const KEPT_ERRORS: usize = 5;
@@ -25,7 +26,11 @@ pub struct Recorder {
     hists: Vec<Histogram<u64>>,
     /// Per class, one histogram per second of the measured window.
     timeline: Vec<super::timeline::Timeline>,
-    deliveries: Vec<(u16, u8, u64, u64)>,
+    /// First deliveries of open-loop classes, kept here until the report when the node
+    /// keeps no record log.
+    deliveries: Vec<Delivery>,
+    /// Where first deliveries and sealed timeline steps go as they happen, if anywhere.
+    log: Option<super::record_log::RecordLog>,
     inversions: HashMap<u32, InversionTracker>,
     pub send_lag: Histogram<u64>,
     /// Per class: the last hop's latency of first deliveries.
@@ -39,6 +44,7 @@ pub struct Recorder {
 impl Recorder {
     pub fn new(plan: WorkloadPlan, index: u32, start_ns: u64) -> Self {
         let n = plan.classes.len();
+        let step = plan.churn.timeline;
         Recorder {
             plan,
             index,
@@ -48,8 +54,11 @@ impl Recorder {
             churn: Default::default(),
             classes: vec![ClassCounters::default(); n],
             hists: (0..n).map(|_| metrics::new_histogram()).collect(),
-            timeline: (0..n).map(|_| Default::default()).collect(),
+            timeline: (0..n)
+                .map(|_| super::timeline::Timeline::new(step))
+                .collect(),
             deliveries: Vec::new(),
+            log: None,
             inversions: HashMap::new(),
             send_lag: metrics::new_histogram(),
             hop_latency: (0..n).map(|_| metrics::new_histogram()).collect(),
@@ -132,11 +141,21 @@ impl Recorder {
         }
         let second = (offset.saturating_sub(self.plan.warmup).as_nanos()
             / churn.timeline.max(Duration::from_millis(1)).as_nanos()) as u64;
-        if let Err(e) = self.timeline[h.class as usize].record(second as usize, latency_us) {
+        let line = &mut self.timeline[h.class as usize];
+        if let Err(e) = line.record(second as usize, latency_us) {
             self.error(format!("the latency timeline: {e}"));
         }
+        if let Some(log) = &mut self.log {
+            for (step, enc) in self.timeline[h.class as usize].take_sealed() {
+                log.step(h.class, step, &enc);
+            }
+        }
         if open_loop {
-            self.deliveries.push((h.origin, h.class, h.seq, latency_us));
+            let d = (h.origin, h.class, h.seq, latency_us);
+            match &mut self.log {
+                Some(log) => log.delivery(&d),
+                None => self.deliveries.push(d),
+            }
         }
     }
 
@@ -156,16 +175,25 @@ impl Recorder {
         }
     }
 
-    /// Class counters with encoded histograms, and the deliveries.
-    #[allow(clippy::type_complexity)]
-    pub fn finish(
-        &mut self,
-    ) -> Result<(Vec<ClassCounters>, Vec<(u16, u8, u64, u64)>), HistogramCodecError> {
+    /// From now on, first deliveries and sealed timeline steps go to `log`, not memory.
+    pub fn keep_log(&mut self, log: super::record_log::RecordLog) {
+        self.log = Some(log);
+    }
+
+    /// The deliveries kept in memory, and what went to the record log (if any). After
+    /// [`Recorder::finish`], which writes the timeline's last sealed steps.
+    pub fn take_deliveries(&mut self) -> anyhow::Result<(Vec<Delivery>, Option<Logged>)> {
+        let logged = self.log.as_mut().map(|l| l.finish()).transpose()?;
+        Ok((std::mem::take(&mut self.deliveries), logged))
+    }
+
+    /// Class counters with encoded histograms.
+    pub fn finish(&mut self) -> Result<Vec<ClassCounters>, HistogramCodecError> {
         let mut classes = std::mem::take(&mut self.classes);
         for (i, ((c, h), line)) in classes
             .iter_mut()
             .zip(&self.hists)
-            .zip(&self.timeline)
+            .zip(&mut self.timeline)
             .enumerate()
         {
             c.latency_hist = metrics::encode_histogram(h)?;
@@ -177,8 +205,22 @@ impl Recorder {
                 }
                 c.steady_hist = metrics::encode_histogram(&self.steady[i])?;
             }
-            c.timeline_hists = line.encode()?;
+            let (steps, sealed) = line.finish()?;
+            c.timeline_hists = steps;
+            match &mut self.log {
+                Some(log) => {
+                    for (step, enc) in sealed {
+                        log.step(i as u8, step, &enc);
+                    }
+                }
+                None => {
+                    c.timeline_sealed = sealed
+                        .into_iter()
+                        .map(|(step, enc)| (step as u32, enc))
+                        .collect()
+                }
+            }
         }
-        Ok((classes, std::mem::take(&mut self.deliveries)))
+        Ok(classes)
     }
 }

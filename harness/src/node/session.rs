@@ -457,13 +457,15 @@ pub async fn workload(node: &Rc<Node>) -> Result<NodeReport> {
     };
     let resources = std::mem::take(&mut *resources.borrow_mut());
     let mut r = node.rec.borrow_mut();
-    let (classes, deliveries) = r.finish()?;
+    let classes = r.finish()?;
+    let (deliveries, logged) = r.take_deliveries()?;
     let spin_us = (node.timer.spin_ns() + node.churn_spin_ns.get()) / 1000;
     Ok(NodeReport {
         index: node.index,
         start_ns,
         classes,
         deliveries,
+        logged,
         send_lag_hist: metrics::encode_histogram(&r.send_lag)?,
         // The generator's busy-wait is harness work, not the stack's.
         cpu_user_us: (cpu1.0 - cpu0.0).saturating_sub(spin_us),

@@ -167,7 +167,8 @@ impl NodeSet {
                     })?;
                     self.send(i, &ToNode::Rejoin { start_ns, firing }).await?;
                 }
-                NodeEvent::Message(i, ToController::Report(r)) => {
+                NodeEvent::Message(i, ToController::Report(mut r)) => {
+                    self.read_record_log(i, &mut r)?;
                     r.check(plan, i).map_err(|e| {
                         anyhow!("{} sent a report that cannot be used: {e}", self.who(i))
                     })?;
