@@ -1,11 +1,19 @@
 //! The conformance test every stack must pass: delivery, priority and authentication, each
 //! over real namespaces and real crypto. Stacks this host cannot run are listed with the
-//! reason; at least one must run.
+//! reason; at least one must run. Each test runs every stack in one run, as a user's run of
+//! many stacks does: the namespaces, the links' self-check and the machine's floor are built
+//! and measured once, and a stack that fails must leave the next one a working run.
 
 mod common;
 
-use common::{available_stacks, require_namespaces, run, scenario, serial, summary};
+use common::{available_stacks, require_namespaces, run_networks, scenario, serial, summary};
 use stackbench::controller::Faults;
+use stackbench_core::schema::{RunStatus, StackStatus};
+
+/// The names of `stacks`.
+fn names(stacks: &[std::sync::Arc<dyn stackbench::stack::Stack>]) -> Vec<String> {
+    stacks.iter().map(|s| s.id().name()).collect()
+}
 
 const DELIVERY: &str = r#"
 name = "conformance-delivery"
@@ -47,16 +55,16 @@ fn every_object_is_delivered_to_every_node() {
     let _g = serial();
     let host = require_namespaces();
     let sc = scenario(DELIVERY);
-    for stack in available_stacks(&host) {
-        let name = stack.id().name();
-        let dir = tempfile::tempdir().expect("tempdir");
-        let outcome = run(&sc, &name, dir.path(), Faults::default());
-        assert_eq!(
-            outcome.manifest.status,
-            stackbench_core::schema::RunStatus::Complete,
-            "{name}: {:?}",
-            outcome.manifest.error
-        );
+    let stacks = available_stacks(&host);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let outcome = run_networks(&sc, Some(names(&stacks)), dir.path(), Faults::default());
+    assert_eq!(
+        outcome.manifest.status,
+        RunStatus::Complete,
+        "{:?}",
+        outcome.manifest.error
+    );
+    for name in names(&stacks) {
         let s = summary(&outcome, &name);
         for c in &s.classes {
             assert!(c.sent > 0, "{name}/{}: nothing was sent", c.name);
@@ -148,30 +156,29 @@ fn priority_lets_votes_overtake_saturating_transactions() {
     // priority is not used. That is the protocol's scheduler and the workload, not the
     // tunnel, so it runs once per protocol (on its first available stack), not per stack.
     let mut control_done = std::collections::HashSet::new();
-    for stack in available_stacks(&host) {
-        let name = stack.id().name();
-        let dir = tempfile::tempdir().expect("tempdir");
-        let prio = summary(
-            &run(
-                &scenario(&constrained(10)),
-                &name,
-                dir.path(),
-                Faults::default(),
-            ),
-            &name,
-        );
-        let flat = control_done.insert(stack.id().protocol).then(|| {
-            let dir = tempfile::tempdir().expect("tempdir");
-            summary(
-                &run(
-                    &scenario(&constrained(0)),
-                    &name,
-                    dir.path(),
-                    Faults::default(),
-                ),
-                &name,
-            )
-        });
+    let stacks = available_stacks(&host);
+    let controls: Vec<String> = stacks
+        .iter()
+        .filter(|s| control_done.insert(s.id().protocol))
+        .map(|s| s.id().name())
+        .collect();
+    let prio_dir = tempfile::tempdir().expect("tempdir");
+    let prio_run = run_networks(
+        &scenario(&constrained(10)),
+        Some(names(&stacks)),
+        prio_dir.path(),
+        Faults::default(),
+    );
+    let flat_dir = tempfile::tempdir().expect("tempdir");
+    let flat_run = run_networks(
+        &scenario(&constrained(0)),
+        Some(controls.clone()),
+        flat_dir.path(),
+        Faults::default(),
+    );
+    for name in names(&stacks) {
+        let prio = summary(&prio_run, &name);
+        let flat = controls.contains(&name).then(|| summary(&flat_run, &name));
         let class = |s: &stackbench_core::schema::RepetitionSummary, n: &str| {
             s.classes
                 .iter()
@@ -215,32 +222,41 @@ fn a_wrong_peer_key_is_refused_with_a_clear_error() {
     let _g = serial();
     let host = require_namespaces();
     let sc = scenario(DELIVERY);
-    for stack in available_stacks(&host) {
+    let stacks = available_stacks(&host);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let faults = Faults {
+        wrong_peer_key: Some((0, 1)),
+        ..Faults::default()
+    };
+    let outcome = run_networks(&sc, Some(names(&stacks)), dir.path(), faults);
+    assert_eq!(outcome.manifest.status, RunStatus::Failed);
+    for stack in &stacks {
         let name = stack.id().name();
-        let dir = tempfile::tempdir().expect("tempdir");
-        let faults = Faults {
-            wrong_peer_key: Some((0, 1)),
-            ..Faults::default()
-        };
-        let outcome = run(&sc, &name, dir.path(), faults);
+        let result = outcome
+            .manifest
+            .stacks
+            .iter()
+            .find(|o| o.name == name)
+            .unwrap_or_else(|| panic!("{name}: not in the manifest"));
         if !stack.id().authenticates_peers() {
             // The insecure control checks no key: a wrong one changes nothing. Saying so is
             // the point of the control, so it is asserted, not skipped.
             eprintln!("conformance: {name} authenticates no peer; a wrong key must go unnoticed");
             assert_eq!(
-                outcome.manifest.status,
-                stackbench_core::schema::RunStatus::Complete,
-                "{name}: {:?}",
-                outcome.manifest.error
+                (result.status, result.repetitions_done, &result.error),
+                (StackStatus::Available, 1, &None),
+                "{name}"
             );
             continue;
         }
         assert_eq!(
-            outcome.manifest.status,
-            stackbench_core::schema::RunStatus::Failed,
-            "{name}: a wrong key must fail the run"
+            result.repetitions_done, 0,
+            "{name}: a wrong key must fail the stack"
         );
-        let err = outcome.manifest.error.clone().unwrap_or_default();
+        let err = result
+            .error
+            .clone()
+            .unwrap_or_else(|| panic!("{name}: a wrong key must fail the stack with an error"));
         assert!(
             err.contains("node 0") && err.contains("node 1"),
             "{name}: {err}"
