@@ -114,6 +114,13 @@ fn collect_keys(
                 .flatten()
             {
                 let p = f.path();
+                if p.extension().is_some_and(|e| e == "records") {
+                    // A node's record log: what it received, the runner's alone too.
+                    if let Ok(meta) = std::fs::metadata(&p) {
+                        assert_eq!(meta.permissions().mode() & 0o777, 0o600, "{}", p.display());
+                        assert_eq!(meta.uid(), unsafe { libc::geteuid() }, "{}", p.display());
+                    }
+                }
                 if p.extension().is_some_and(|e| e == "key") {
                     let meta = std::fs::metadata(&p);
                     if let (Ok(meta), Ok(bytes)) = (meta, std::fs::read(&p)) {
