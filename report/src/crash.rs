@@ -6,7 +6,7 @@ use crate::{
     links::TableFn,
     plots::{Axis, Chart, Series},
     schema::{
-        crash::{ClassCrashAccount, CrashSummary},
+        crash::{ClassCrashAccount, CrashRecord, CrashSummary},
         RepetitionSummary,
     },
     summary::fmt_us,
@@ -95,7 +95,11 @@ pub fn section(run: &LoadedRun, table: TableFn) -> Option<String> {
                 k.recovered_at_s
                     .map_or("never".into(), |t| format!("{t:.2} s")),
                 noticed,
-                k.first_delivery_ms.map_or("–".into(), ms),
+                match first_object(k, &c.crashes) {
+                    Ok(f) => ms(f),
+                    Err("not back") => "–".into(),
+                    Err(why) => why.into(),
+                },
                 p50_p99(&k.reconnect_us),
             ]);
         }
@@ -203,6 +207,19 @@ pub fn reach_timeline(run: &LoadedRun, class: &str) -> Option<Chart> {
     })
 }
 
+/// From `k`'s recovery to the recovered node's first object, ms, or why there is none: a
+/// recovered life that crashed again took its records with it, so its first object was
+/// not observed (rather than never received).
+fn first_object(k: &CrashRecord, all: &[CrashRecord]) -> Result<f64, &'static str> {
+    let crashed_again = all.iter().any(|o| o.node == k.node && o.at_s > k.at_s);
+    match (k.recovered_at_s, k.first_delivery_ms) {
+        (None, _) => Err("not back"),
+        (Some(_), Some(f)) => Ok(f),
+        (Some(_), None) if crashed_again => Err("1st object not observed (it crashed again)"),
+        (Some(_), None) => Err("no object since"),
+    }
+}
+
 /// One line per repetition with crashes, for the terminal.
 pub fn terminal_lines(run: &LoadedRun) -> String {
     let mut s = String::new();
@@ -219,11 +236,12 @@ pub fn terminal_lines(run: &LoadedRun) -> String {
                     k.noticed.len(),
                     k.noticed.len() + k.not_noticed.len(),
                     fmt_us(k.noticed_us.p50),
-                    match (k.recovered_at_s, k.first_delivery_ms) {
-                        (Some(t), Some(f)) =>
-                            format!("back at {t:.2} s, 1st object {} later", ms(f)),
-                        (Some(t), None) => format!("back at {t:.2} s, no object since"),
-                        (None, _) => "not back".into(),
+                    match k.recovered_at_s {
+                        Some(t) => match first_object(k, &c.crashes) {
+                            Ok(f) => format!("back at {t:.2} s, 1st object {} later", ms(f)),
+                            Err(why) => format!("back at {t:.2} s, {why}"),
+                        },
+                        None => "not back".into(),
                     }
                 )
             })
@@ -238,4 +256,33 @@ pub fn terminal_lines(run: &LoadedRun) -> String {
         ));
     }
     s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_life_that_crashed_again_has_its_first_object_unobserved_not_missing() {
+        let crash = |at_s: f64, first: Option<f64>| CrashRecord {
+            node: 5,
+            at_s,
+            recovered_at_s: Some(at_s + 20.0),
+            first_delivery_ms: first,
+            ..Default::default()
+        };
+        let all = [crash(60.0, None), crash(180.0, Some(42.1))];
+        assert_eq!(
+            first_object(&all[0], &all),
+            Err("1st object not observed (it crashed again)")
+        );
+        assert_eq!(first_object(&all[1], &all), Ok(42.1));
+        let last = [crash(60.0, None)];
+        assert_eq!(first_object(&last[0], &last), Err("no object since"));
+        let gone = CrashRecord {
+            recovered_at_s: None,
+            ..crash(60.0, None)
+        };
+        assert_eq!(first_object(&gone, &[]), Err("not back"));
+    }
 }
