@@ -32,14 +32,27 @@ pub enum RecordLogError {
     Count { found: Logged, expected: Logged },
 }
 
-/// A delivery's line.
-pub fn delivery_line(d: &Delivery) -> String {
-    format!("d {} {} {} {}\n", d.0, d.1, d.2, d.3)
+/// Appends a delivery's line to `out` (a buffer the writer reuses: a node writes one line
+/// per first delivery, on its measured path).
+pub fn push_delivery_line(out: &mut String, d: &Delivery) {
+    use std::fmt::Write;
+    // Writing to a String cannot fail.
+    let _ = writeln!(out, "d {} {} {} {}", d.0, d.1, d.2, d.3);
 }
 
-/// A sealed timeline step's line: `class`'s histogram for `step`, encoded.
-pub fn step_line(class: u8, step: u32, encoded: &str) -> String {
-    format!("t {class} {step} {encoded}\n")
+/// Appends a sealed timeline step's line to `out`: `class`'s histogram for `step`, encoded.
+pub fn push_step_line(out: &mut String, class: u8, step: u32, encoded: &str) {
+    use std::fmt::Write;
+    // Writing to a String cannot fail.
+    let _ = writeln!(out, "t {class} {step} {encoded}");
+}
+
+/// A delivery's line.
+#[cfg(test)]
+fn delivery_line(d: &Delivery) -> String {
+    let mut s = String::new();
+    push_delivery_line(&mut s, d);
+    s
 }
 
 /// Every record of a log, which the node said holds `expected` records, put back into
@@ -114,7 +127,7 @@ mod tests {
     fn records_come_back_into_the_report() {
         let ds = [(0u16, 0u8, 0u64, 0u64), (65535, 1, u64::MAX, 123_456_789)];
         let mut text: String = ds.iter().map(delivery_line).collect();
-        text += &step_line(1, 7, "HISTFAAA");
+        push_step_line(&mut text, 1, 7, "HISTFAAA");
         let mut r = report();
         let logged = Logged {
             deliveries: 2,

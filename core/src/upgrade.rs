@@ -155,7 +155,7 @@ fn upgrade(
 }
 
 /// Every open-loop object's intended send time, by (origin, class, seq).
-fn intended_times(plan: &WorkloadPlan) -> HashMap<(u16, u8, u64), Duration> {
+pub fn intended_times(plan: &WorkloadPlan) -> HashMap<(u16, u8, u64), Duration> {
     let mut out = HashMap::new();
     for n in 0..plan.nodes {
         let mut s = Schedule::new(plan, n);

@@ -178,15 +178,10 @@ fn upgrades_and_mixes_run_on_real_stacks_and_dual_loses_nothing() {
 /// How many objects of `class` every origin together intends in [a, b) seconds.
 fn sent_between(plan: &stackbench::workload::WorkloadPlan, class: &str, a: f64, b: f64) -> u64 {
     let ci = plan.classes.iter().position(|c| c.name == class);
-    let mut n = 0;
-    for node in 0..plan.nodes {
-        let mut s = stackbench::workload::Schedule::new(plan, node);
-        while let Some(e) = s.pop_due(std::time::Duration::from_secs_f64(b)) {
-            let t = e.intended.as_secs_f64();
-            n += u64::from(Some(e.class as usize) == ci && t >= a && t < b);
-        }
-    }
-    n
+    stackbench_core::upgrade::intended_times(plan)
+        .iter()
+        .filter(|((_, c, _), t)| Some(*c as usize) == ci && (a..b).contains(&t.as_secs_f64()))
+        .count() as u64
 }
 
 const MIX_BASE: &str = r#"

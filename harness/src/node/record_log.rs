@@ -4,7 +4,7 @@
 //! ([`stackbench_core::record_log`]).
 
 use anyhow::{Context, Result};
-use stackbench_core::record_log::{delivery_line, step_line, Delivery, Logged};
+use stackbench_core::record_log::{push_delivery_line, push_step_line, Delivery, Logged};
 use std::{
     fs::File,
     io::{BufWriter, Write},
@@ -19,6 +19,8 @@ pub struct RecordLog {
     out: BufWriter<File>,
     path: PathBuf,
     written: Logged,
+    /// The line being written, kept to be reused.
+    line: String,
     /// The first write that failed; reported when the log is finished.
     failed: Option<std::io::Error>,
 }
@@ -48,15 +50,17 @@ impl RecordLog {
             out: BufWriter::with_capacity(BUFFER, file),
             path: path.to_owned(),
             written: Logged::default(),
+            line: String::with_capacity(128),
             failed: None,
         }
     }
 
-    fn write(&mut self, line: &str) -> bool {
+    /// Writes out the line in `self.line`; false if the log has failed.
+    fn write_line(&mut self) -> bool {
         if self.failed.is_some() {
             return false;
         }
-        match self.out.write_all(line.as_bytes()) {
+        match self.out.write_all(self.line.as_bytes()) {
             Ok(()) => true,
             Err(e) => {
                 self.failed = Some(e);
@@ -66,14 +70,18 @@ impl RecordLog {
     }
 
     pub fn delivery(&mut self, d: &Delivery) {
-        if self.write(&delivery_line(d)) {
+        self.line.clear();
+        push_delivery_line(&mut self.line, d);
+        if self.write_line() {
             self.written.deliveries += 1;
         }
     }
 
     /// A sealed step of `class`'s timeline.
     pub fn step(&mut self, class: u8, step: usize, encoded: &str) {
-        if self.write(&step_line(class, step as u32, encoded)) {
+        self.line.clear();
+        push_step_line(&mut self.line, class, step as u32, encoded);
+        if self.write_line() {
             self.written.timeline_steps += 1;
         }
     }

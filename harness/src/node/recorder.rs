@@ -139,15 +139,18 @@ impl Recorder {
                 metrics::record(&mut self.steady[h.class as usize], latency_us);
             }
         }
-        let second = (offset.saturating_sub(self.plan.warmup).as_nanos()
-            / churn.timeline.max(Duration::from_millis(1)).as_nanos()) as u64;
         let line = &mut self.timeline[h.class as usize];
-        if let Err(e) = line.record(second as usize, latency_us) {
-            self.error(format!("the latency timeline: {e}"));
-        }
-        if let Some(log) = &mut self.log {
-            for (step, enc) in self.timeline[h.class as usize].take_sealed() {
-                log.step(h.class, step, &enc);
+        match line.record(
+            line.step_of(offset.saturating_sub(self.plan.warmup)),
+            latency_us,
+        ) {
+            Err(e) => self.error(format!("the latency timeline: {e}")),
+            Ok(()) => {
+                if let Some(log) = &mut self.log {
+                    for (step, enc) in line.take_sealed() {
+                        log.step(h.class, step, &enc);
+                    }
+                }
             }
         }
         if open_loop {

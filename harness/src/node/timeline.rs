@@ -21,6 +21,8 @@ const MIN_LIVE_STEPS: usize = 2;
 pub type Sealed = Vec<(usize, String)>;
 
 pub struct Timeline {
+    /// How long a step is (1 ms at least).
+    step: Duration,
     /// Steps so far: one past the newest step anything landed in.
     steps: usize,
     live_steps: usize,
@@ -36,6 +38,7 @@ impl Timeline {
     pub fn new(step: Duration) -> Timeline {
         let step = step.max(Duration::from_millis(1));
         Timeline {
+            step,
             steps: 0,
             live_steps: (LIVE_SPAN.as_nanos().div_ceil(step.as_nanos()) as usize)
                 .max(MIN_LIVE_STEPS),
@@ -43,6 +46,11 @@ impl Timeline {
             spare: vec![],
             sealed: vec![],
         }
+    }
+
+    /// The step holding objects intended `since_warmup` after the measured window began.
+    pub fn step_of(&self, since_warmup: Duration) -> usize {
+        (since_warmup.as_nanos() / self.step.as_nanos()) as usize
     }
 
     /// Records `latency_us` in step `step`, then seals what is now far behind. A very late
