@@ -2,11 +2,7 @@
 //! and open file descriptors, sampled through the repetition. A leak shows as a slope; a
 //! soak is read here.
 
-use crate::{
-    links::TableFn,
-    schema::{RepetitionSummary, ResourceSample},
-    LoadedRun,
-};
+use crate::{links::TableFn, schema::ResourceSample, LoadedRun};
 
 /// Fewest samples a series needs before its slope says anything.
 const MIN_SAMPLES: usize = 3;
@@ -38,14 +34,28 @@ struct Trend {
     per_hour: f64,
 }
 
-fn trend(samples: &[ResourceSample], f: impl Fn(&ResourceSample) -> f64) -> Trend {
-    let points: Vec<(f64, f64)> = samples.iter().map(|s| (s.t_s, f(s))).collect();
+/// The points of `samples` after the process's warm-up.
+fn warm_points(points: &[(f64, f64)]) -> Vec<(f64, f64)> {
     let start = points.first().map_or(0.0, |p| p.0);
-    let warm: Vec<(f64, f64)> = points
+    points
         .iter()
         .copied()
         .filter(|p| p.0 >= start + WARM_UP_S)
-        .collect();
+        .collect()
+}
+
+/// Whether a process lived long enough past its warm-up for its slope to say anything.
+fn has_warm_trend(samples: &[ResourceSample]) -> bool {
+    samples
+        .iter()
+        .filter(|s| s.t_s >= samples[0].t_s + WARM_UP_S)
+        .count()
+        >= MIN_SAMPLES
+}
+
+fn trend(samples: &[ResourceSample], f: impl Fn(&ResourceSample) -> f64) -> Trend {
+    let points: Vec<(f64, f64)> = samples.iter().map(|s| (s.t_s, f(s))).collect();
+    let warm = warm_points(&points);
     Trend {
         first: points.first().map_or(0.0, |p| p.1),
         last: points.last().map_or(0.0, |p| p.1),
@@ -85,7 +95,7 @@ pub fn section(run: &LoadedRun, table: TableFn) -> Option<String> {
         }
         rows.push(row(&r.stack, r.repetition, "controller", &res.controller));
         rows.extend(
-            steepest_nodes(r)
+            steepest_nodes(&res.nodes)
                 .into_iter()
                 .map(|(what, i, s)| row(&r.stack, r.repetition, &format!("node {i} ({what})"), s)),
         );
@@ -94,7 +104,7 @@ pub fn section(run: &LoadedRun, table: TableFn) -> Option<String> {
         return None;
     }
     Some(format!(
-        "Each process sampled its resident memory (RSS) and open file descriptors every {:.0} s. Flat lines are what a long run should show; the table gives the controller and, of the nodes, the one whose memory grew fastest and the one whose descriptors did. Slopes are least-squares fits per hour after each process's first {:.0} s (its warm-up), where at least {MIN_SAMPLES} samples are left. A recovered node's samples start again with its new process.\n\n{}",
+        "Each process sampled its resident memory (RSS) and open file descriptors every {:.0} s. Flat lines are what a long run should show; the table gives the controller and, of the nodes, the one whose memory grew fastest and the one whose descriptors did. Slopes are least-squares fits per hour after each process's first {:.0} s (its warm-up), where at least {MIN_SAMPLES} samples are left. A recovered or restarted node's samples start again with its new process; only processes that lived at least {MIN_SAMPLES} samples past their warm-up are candidates for the steepest node, since a start-up is a rise but not a leak.\n\n{}",
         crate::schema::RESOURCE_INTERVAL_S,
         WARM_UP_S,
         table(
@@ -113,16 +123,13 @@ pub fn section(run: &LoadedRun, table: TableFn) -> Option<String> {
     ))
 }
 
-/// The nodes with the steepest memory and descriptor slopes (one node if it is both).
-fn steepest_nodes(r: &RepetitionSummary) -> Vec<(&'static str, u32, &[ResourceSample])> {
-    let Some(res) = &r.resources else {
-        return vec![];
-    };
-    let long: Vec<&(u32, Vec<ResourceSample>)> = res
-        .nodes
-        .iter()
-        .filter(|(_, s)| s.len() >= MIN_SAMPLES)
-        .collect();
+/// Of the node processes that lived past their warm-up, the ones with the steepest memory
+/// and descriptor slopes (one if it is both).
+fn steepest_nodes(
+    nodes: &[(u32, Vec<ResourceSample>)],
+) -> Vec<(&'static str, u32, &[ResourceSample])> {
+    let long: Vec<&(u32, Vec<ResourceSample>)> =
+        nodes.iter().filter(|(_, s)| has_warm_trend(s)).collect();
     let steepest = |f: fn(&ResourceSample) -> f64| {
         long.iter()
             .max_by(|a, b| trend(&a.1, f).per_hour.total_cmp(&trend(&b.1, f).per_hour))
@@ -153,5 +160,39 @@ mod tests {
             .collect();
         assert!(slope_per_hour(&flat).abs() < 20.0);
         assert_eq!(slope_per_hour(&[(1.0, 3.0)]), 0.0);
+    }
+
+    fn series(from_s: f64, rss: impl Fn(f64) -> u64, samples: usize) -> Vec<ResourceSample> {
+        (0..samples)
+            .map(|i| {
+                let t_s = from_s + i as f64 * 10.0;
+                ResourceSample {
+                    t_s,
+                    rss_bytes: rss(t_s - from_s),
+                    fds: 16,
+                }
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_late_start_up_is_not_the_steepest_node() {
+        let mib = 1 << 20;
+        let nodes = vec![
+            // Lived the whole run, rising slowly after its warm-up.
+            (0, series(0.0, |t| 16 * mib + (t as u64) * 100, 60)),
+            // Started 40 s before the end: all start-up.
+            (5, series(560.0, |t| 8 * mib + (t as u64) * mib / 10, 5)),
+            // Lived long enough, flat.
+            (7, series(0.0, |_| 20 * mib, 60)),
+        ];
+        let picked: Vec<(&str, u32)> = steepest_nodes(&nodes)
+            .into_iter()
+            .map(|(what, i, _)| (what, i))
+            .collect();
+        assert_eq!(picked[0], ("steepest memory", 0), "{picked:?}");
+        assert!(picked.iter().all(|p| p.1 != 5), "{picked:?}");
+        let without_long: Vec<_> = nodes.into_iter().filter(|n| n.0 == 5).collect();
+        assert!(steepest_nodes(&without_long).is_empty());
     }
 }
