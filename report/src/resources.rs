@@ -32,6 +32,10 @@ struct Trend {
     last: f64,
     max: f64,
     per_hour: f64,
+    /// The slope over the second half of the process's life: a rise that is levelling off
+    /// (allocator high-water marks, connection tables filling) shows here as much less
+    /// than `per_hour`; a leak does not.
+    late_per_hour: Option<f64>,
 }
 
 /// The points of `samples` after the process's warm-up.
@@ -44,18 +48,31 @@ fn warm_points(points: &[(f64, f64)]) -> Vec<(f64, f64)> {
         .collect()
 }
 
-/// Whether a process lived long enough past its warm-up for its slope to say anything.
-fn has_warm_trend(samples: &[ResourceSample]) -> bool {
-    samples
+/// How long a process was sampled, in seconds.
+fn span_s(samples: &[ResourceSample]) -> f64 {
+    match (samples.first(), samples.last()) {
+        (Some(a), Some(b)) => b.t_s - a.t_s,
+        _ => 0.0,
+    }
+}
+
+/// Whether a process lived long enough for its slope to say anything about a leak: past
+/// its warm-up with samples to spare, and at least half as long as the longest-lived
+/// node (a node's memory rises for minutes after it starts, so a late recovery's
+/// start-up would otherwise always be "steepest").
+fn has_long_trend(samples: &[ResourceSample], longest_s: f64) -> bool {
+    let warm = samples
         .iter()
         .filter(|s| s.t_s >= samples[0].t_s + WARM_UP_S)
-        .count()
-        >= MIN_SAMPLES
+        .count();
+    warm >= MIN_SAMPLES && span_s(samples) >= longest_s / 2.0
 }
 
 fn trend(samples: &[ResourceSample], f: impl Fn(&ResourceSample) -> f64) -> Trend {
     let points: Vec<(f64, f64)> = samples.iter().map(|s| (s.t_s, f(s))).collect();
     let warm = warm_points(&points);
+    let middle = points.first().map_or(0.0, |p| p.0) + span_s(samples) / 2.0;
+    let late: Vec<(f64, f64)> = points.iter().copied().filter(|p| p.0 >= middle).collect();
     Trend {
         first: points.first().map_or(0.0, |p| p.1),
         last: points.last().map_or(0.0, |p| p.1),
@@ -65,6 +82,7 @@ fn trend(samples: &[ResourceSample], f: impl Fn(&ResourceSample) -> f64) -> Tren
         } else {
             &points
         }),
+        late_per_hour: (late.len() >= MIN_SAMPLES).then(|| slope_per_hour(&late)),
     }
 }
 
@@ -79,6 +97,7 @@ fn row(stack: &str, rep: u32, who: &str, samples: &[ResourceSample]) -> Vec<Stri
         samples.len().to_string(),
         format!("{:.1} → {:.1} (max {:.1})", rss.first, rss.last, rss.max),
         format!("{:+.2}", rss.per_hour),
+        rss.late_per_hour.map_or("–".into(), |s| format!("{s:+.2}")),
         format!("{:.0} → {:.0} (max {:.0})", fds.first, fds.last, fds.max),
         format!("{:+.1}", fds.per_hour),
     ]
@@ -104,7 +123,7 @@ pub fn section(run: &LoadedRun, table: TableFn) -> Option<String> {
         return None;
     }
     Some(format!(
-        "Each process sampled its resident memory (RSS) and open file descriptors every {:.0} s. Flat lines are what a long run should show; the table gives the controller and, of the nodes, the one whose memory grew fastest and the one whose descriptors did. Slopes are least-squares fits per hour after each process's first {:.0} s (its warm-up), where at least {MIN_SAMPLES} samples are left. A recovered or restarted node's samples start again with its new process; only processes that lived at least {MIN_SAMPLES} samples past their warm-up are candidates for the steepest node, since a start-up is a rise but not a leak.\n\n{}",
+        "Each process sampled its resident memory (RSS) and open file descriptors every {:.0} s. Flat lines are what a long run should show; the table gives the controller and, of the nodes, the one whose memory grew fastest and the one whose descriptors did. Slopes are least-squares fits per hour after each process's first {:.0} s (its warm-up), where at least {MIN_SAMPLES} samples are left, and over the second half of each process's life: a rise that levels off (allocator high-water marks, connection and stream tables reaching their size) is much smaller there, a leak is not. A recovered or restarted node's samples start again with its new process; only processes that lived {MIN_SAMPLES} samples past their warm-up and at least half as long as the longest-lived node are candidates for the steepest node, since a node's memory rises for minutes after it starts and a start-up is not a leak.\n\n{}",
         crate::schema::RESOURCE_INTERVAL_S,
         WARM_UP_S,
         table(
@@ -115,6 +134,7 @@ pub fn section(run: &LoadedRun, table: TableFn) -> Option<String> {
                 "samples",
                 "RSS MiB first → last",
                 "RSS MiB/h",
+                "RSS MiB/h, 2nd half",
                 "fds first → last",
                 "fds/h",
             ],
@@ -123,13 +143,16 @@ pub fn section(run: &LoadedRun, table: TableFn) -> Option<String> {
     ))
 }
 
-/// Of the node processes that lived past their warm-up, the ones with the steepest memory
+/// Of the node processes that lived long (see [`has_long_trend`]), the ones with the steepest memory
 /// and descriptor slopes (one if it is both).
 fn steepest_nodes(
     nodes: &[(u32, Vec<ResourceSample>)],
 ) -> Vec<(&'static str, u32, &[ResourceSample])> {
-    let long: Vec<&(u32, Vec<ResourceSample>)> =
-        nodes.iter().filter(|(_, s)| has_warm_trend(s)).collect();
+    let longest_s = nodes.iter().map(|(_, s)| span_s(s)).fold(0.0, f64::max);
+    let long: Vec<&(u32, Vec<ResourceSample>)> = nodes
+        .iter()
+        .filter(|(_, s)| has_long_trend(s, longest_s))
+        .collect();
     let steepest = |f: fn(&ResourceSample) -> f64| {
         long.iter()
             .max_by(|a, b| trend(&a.1, f).per_hour.total_cmp(&trend(&b.1, f).per_hour))
@@ -181,8 +204,8 @@ mod tests {
         let nodes = vec![
             // Lived the whole run, rising slowly after its warm-up.
             (0, series(0.0, |t| 16 * mib + (t as u64) * 100, 60)),
-            // Started 40 s before the end: all start-up.
-            (5, series(560.0, |t| 8 * mib + (t as u64) * mib / 10, 5)),
+            // Recovered 160 s before the end: past its warm-up, but still starting up.
+            (5, series(430.0, |t| 8 * mib + (t as u64) * mib / 100, 17)),
             // Lived long enough, flat.
             (7, series(0.0, |_| 20 * mib, 60)),
         ];
@@ -192,7 +215,10 @@ mod tests {
             .collect();
         assert_eq!(picked[0], ("steepest memory", 0), "{picked:?}");
         assert!(picked.iter().all(|p| p.1 != 5), "{picked:?}");
-        let without_long: Vec<_> = nodes.into_iter().filter(|n| n.0 == 5).collect();
-        assert!(steepest_nodes(&without_long).is_empty());
+        // Long is relative to the repetition: alone, node 5 is the longest life.
+        let alone: Vec<_> = nodes.into_iter().filter(|n| n.0 == 5).collect();
+        assert_eq!(steepest_nodes(&alone)[0].1, 5);
+        let short = vec![(5, series(0.0, |_| mib, 7))];
+        assert!(steepest_nodes(&short).is_empty(), "no samples past warm-up");
     }
 }
