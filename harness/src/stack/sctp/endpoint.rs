@@ -55,6 +55,20 @@ pub enum Ended {
     Refused,
 }
 
+impl Ended {
+    /// What a failed send says of the association: a peer that aborted it (as a restarted
+    /// peer's new endpoint does) or a socket already shut makes it lost; other errors say
+    /// nothing of it. usrsctp answers a send on an association its peer aborted with
+    /// ENOENT (no such association) in a test, and with ECONNRESET under churn.
+    pub fn by_send_error(e: &std::io::Error) -> Option<Ended> {
+        matches!(
+            e.raw_os_error(),
+            Some(libc::EPIPE | libc::ECONNRESET | libc::ENOTCONN | libc::ENOENT)
+        )
+        .then_some(Ended::Lost)
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Phase {
     Connecting,
@@ -613,9 +627,20 @@ impl SctpConn {
                 }
                 let n = head.len().min(len);
                 scratch[..n].copy_from_slice(&head[..n]);
-                if s.send(stream, &scratch[..len])?.is_some() {
-                    sh.kick.notify_one();
-                    return Ok(());
+                match s.send(stream, &scratch[..len]) {
+                    Ok(Some(_)) => {
+                        sh.kick.notify_one();
+                        return Ok(());
+                    }
+                    Ok(None) => {}
+                    Err(e) => {
+                        if let SctpError::Call { source, .. } = &e {
+                            if let Some(how) = Ended::by_send_error(source) {
+                                self.0.end(how);
+                            }
+                        }
+                        return Err(e);
+                    }
                 }
             }
             changed.await;

@@ -452,6 +452,33 @@ impl SctpSocket {
         Ok(Some(n as usize))
     }
 
+    /// Aborts the association (an ABORT chunk, no SHUTDOWN): what a peer whose state is
+    /// gone looks like to the other side.
+    #[cfg(test)]
+    pub fn abort(&self) -> Result<(), SctpError> {
+        let info = ffi::SndInfo {
+            snd_flags: ffi::SCTP_ABORT,
+            ..Default::default()
+        };
+        // usrsctp refuses a null buffer, even of no bytes.
+        let nothing = [0u8; 1];
+        // SAFETY: a live socket; no bytes of data, and info is read for its size only.
+        let n = unsafe {
+            (self.u.sendv)(
+                self.raw,
+                nothing.as_ptr() as *const c_void,
+                0,
+                std::ptr::null(),
+                0,
+                &info as *const ffi::SndInfo as *const c_void,
+                std::mem::size_of::<ffi::SndInfo>() as u32,
+                ffi::SCTP_SENDV_SNDINFO,
+                0,
+            )
+        };
+        check("sendv (abort)", n as c_int)
+    }
+
     /// Reads what has arrived into `buf`: `Ok(None)` when nothing has.
     pub fn recv(&self, buf: &mut [u8]) -> Result<Option<Arrival>, SctpError> {
         let mut info = ffi::RcvInfo::default();

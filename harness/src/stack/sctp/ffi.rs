@@ -47,6 +47,9 @@ pub const SCTP_SS_FIRST_COME: u32 = 5;
 // sendv/recvv info types and flags.
 pub const SCTP_SENDV_SNDINFO: c_uint = 1;
 pub const MSG_EOR: c_int = 0x80;
+/// `snd_flags`: abort the association.
+#[cfg(test)]
+pub const SCTP_ABORT: u16 = 0x0200;
 pub const MSG_NOTIFICATION: c_int = 0x2000;
 
 #[repr(C)]

@@ -132,3 +132,29 @@ fn endpoints_over_udp_carry_messages_both_ways() {
         );
     });
 }
+
+/// A peer that aborted the association (as a restarted peer's new endpoint answers the old
+/// one's packets): once its ABORT has arrived, a send fails with an error that says the
+/// association is lost, which is how a node tells a restarted peer from a broken stack.
+#[test]
+fn a_send_after_the_peer_aborted_says_the_association_is_lost() {
+    use super::endpoint::Ended;
+    use super::engine::SctpError;
+    let pair = SctpPair::new(4, Scheduler::Priority).expect("an in-memory association");
+    assert_eq!(pair.client.send(0, b"before").expect("send"), Some(6));
+    pair.link.deliver(usize::MAX).expect("input");
+    pair.server.abort().expect("abort");
+    assert!(
+        pair.link.deliver(usize::MAX).expect("input") > 0,
+        "the ABORT goes out"
+    );
+    let err = pair
+        .client
+        .send(0, b"after")
+        .expect_err("the association is gone");
+    let SctpError::Call { source, .. } = &err else {
+        panic!("not an error of a call: {err}")
+    };
+    eprintln!("send after the peer's ABORT: {source}");
+    assert_eq!(Ended::by_send_error(source), Some(Ended::Lost), "{err}");
+}

@@ -377,11 +377,8 @@ impl KernelSctpConn {
             match g.try_io(|fd| sys::send(fd.get_ref(), stream, &head[..n], &zeros[..len - n])) {
                 Ok(Ok(())) => return Ok(()),
                 Ok(Err(e)) => {
-                    if matches!(
-                        e.raw_os_error(),
-                        Some(libc::EPIPE | libc::ECONNRESET | libc::ENOTCONN)
-                    ) {
-                        self.0.end(Ended::Lost);
+                    if let Some(how) = Ended::by_send_error(&e) {
+                        self.0.end(how);
                     }
                     return Err(KernelSctpError::Io("sendmsg", e));
                 }
