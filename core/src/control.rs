@@ -69,6 +69,11 @@ pub struct NodeSetup {
     pub plan: WorkloadPlan,
     /// One per slot of `plan.network`, whether or not this node speaks it at the start.
     pub slots: Vec<SlotSetup>,
+    /// The node runs under a network simulator (Shadow): plain datagram I/O, which is all
+    /// a simulator offers, and no busy-waiting (simulated time stands still while a process
+    /// spins).
+    #[serde(default)]
+    pub simulated: bool,
 }
 
 /// One stack at one node.
@@ -88,6 +93,7 @@ impl NodeSetup {
         NodeSetup {
             plan,
             slots: vec![slot],
+            simulated: false,
         }
     }
 

@@ -19,6 +19,7 @@ pub mod scenario;
 pub mod schema;
 pub mod seen;
 pub mod setup;
+pub mod shadow;
 pub mod shortfall;
 pub mod sim;
 pub mod transport;

@@ -65,7 +65,7 @@ pub fn wireguard_go_package() -> String {
         )
 }
 
-fn tool_version(name: &str, args: &[&str], install: &str) -> Capability {
+pub(crate) fn tool_version(name: &str, args: &[&str], install: &str) -> Capability {
     match Command::new(name).args(args).output() {
         Ok(o) => {
             let text = if o.stdout.is_empty() {
@@ -143,30 +143,37 @@ fn kernel_sctp() -> Capability {
     })
 }
 
+/// Each tool the stacks (and `shadow`) use: its version line, or how to install it.
+pub fn probe_tools() -> BTreeMap<&'static str, Capability> {
+    let mut tools: BTreeMap<_, _> = TOOLS
+        .iter()
+        .map(|(n, a, i)| {
+            // wireguard-go: the binary the stack will run, and the package it came from.
+            let v = match *n {
+                "wireguard-go" => {
+                    let binary = crate::stack::wireguard_go();
+                    let from = match std::env::var_os("STACKBENCH_WIREGUARD_GO") {
+                        Some(b) => {
+                            format!("{}, from STACKBENCH_WIREGUARD_GO", b.to_string_lossy())
+                        }
+                        None => wireguard_go_package(),
+                    };
+                    tool_version(&binary.to_string_lossy(), a, i)
+                        .map(|line| format!("{line} ({from})"))
+                }
+                _ => tool_version(n, a, i),
+            };
+            (*n, v)
+        })
+        .collect();
+    tools.insert("shadow", crate::shadow::installed());
+    tools
+}
+
 impl HostCaps {
     /// Probes the host, using a scratch namespace named `<prefix>-probe` that is removed again.
     pub fn probe(prefix: &str) -> HostCaps {
-        let tools: BTreeMap<_, _> = TOOLS
-            .iter()
-            .map(|(n, a, i)| {
-                // wireguard-go: the binary the stack will run, and the package it came from.
-                let v = match *n {
-                    "wireguard-go" => {
-                        let binary = crate::stack::wireguard_go();
-                        let from = match std::env::var_os("STACKBENCH_WIREGUARD_GO") {
-                            Some(b) => {
-                                format!("{}, from STACKBENCH_WIREGUARD_GO", b.to_string_lossy())
-                            }
-                            None => wireguard_go_package(),
-                        };
-                        tool_version(&binary.to_string_lossy(), a, i)
-                            .map(|line| format!("{line} ({from})"))
-                    }
-                    _ => tool_version(n, a, i),
-                };
-                (*n, v)
-            })
-            .collect();
+        let tools = probe_tools();
         let privileges = if crate::rootless::inside() {
             "user namespace (rootless)"
         } else if euid() == 0 {
@@ -254,21 +261,26 @@ impl HostCaps {
 
     /// A host about which nothing is known (for listing stacks without probing).
     pub fn probe_nothing() -> HostCaps {
-        Self::none_for_tests()
+        Self::unprobed("not probed", BTreeMap::new())
     }
 
     pub fn none_for_tests() -> HostCaps {
+        Self::unprobed("test", BTreeMap::new())
+    }
+
+    /// A host whose kernel was not probed (each capability says `why`), with `tools`.
+    pub fn unprobed(why: &str, tools: BTreeMap<&'static str, Capability>) -> HostCaps {
         HostCaps {
             privileges: "unprivileged".into(),
-            user_namespaces: Err("test".into()),
-            netns: Err("test".into()),
-            tun: Err("test".into()),
-            kernel_wireguard: Err("test".into()),
-            kernel_sctp: Err("test".into()),
-            usrsctp: Err("test".into()),
-            netem: Err("test".into()),
-            tbf: Err("test".into()),
-            tools: BTreeMap::new(),
+            user_namespaces: Err(why.into()),
+            netns: Err(why.into()),
+            tun: Err(why.into()),
+            kernel_wireguard: Err(why.into()),
+            kernel_sctp: Err(why.into()),
+            usrsctp: Err(why.into()),
+            netem: Err(why.into()),
+            tbf: Err(why.into()),
+            tools,
         }
     }
 }

@@ -6,7 +6,7 @@ use crate::{
     check::HostCaps,
     controller::{self, Faults, RunOptions},
     rootless,
-    scenario::Scenario,
+    scenario::{NetworkEngine, Scenario},
     stack::{self, Availability},
 };
 use anyhow::{Context, Result};
@@ -39,6 +39,28 @@ enum Command {
         /// Exit 1 unless every requested stack ran and delivered every object (for CI).
         #[arg(long)]
         require_complete: bool,
+    },
+    /// Run a scenario on Shadow's simulated network, every node the real node binary:
+    /// results as `run` writes them, marked SIMULATED NETWORK (Shadow models the CPU as
+    /// infinitely fast). Needs Shadow: scripts/setup-shadow.sh installs it.
+    Shadow {
+        /// Scenario file (TOML), e.g. scenarios/gossip-1000.toml.
+        scenario: PathBuf,
+        /// Stacks to run instead of the scenario's, comma-separated.
+        #[arg(long, value_delimiter = ',')]
+        stacks: Option<Vec<String>>,
+        /// Parent folder for the run folder.
+        #[arg(long, default_value = "results/runs")]
+        out: PathBuf,
+        /// Repetitions instead of the scenario's (each with its own simulation seed).
+        #[arg(long)]
+        repetitions: Option<u32>,
+        /// No progress line from Shadow (implied when stderr is not a terminal).
+        #[arg(long)]
+        no_progress: bool,
+        /// Keep Shadow's data folder (every host's output) for repetitions that succeeded.
+        #[arg(long)]
+        keep_data: bool,
     },
     /// Write report.html, plots, summary.md, report.json and report.csv for run folders
     /// (into the folder itself for one run; combined into --out for several).
@@ -148,11 +170,12 @@ enum Command {
     NodeInputs {
         /// Scenario file (TOML).
         scenario: PathBuf,
-        /// The stack every node runs (quic-tls or quic-null: the stacks whose underlay needs
-        /// no controller).
+        /// The stack every node runs: one whose underlay needs no controller (QUIC on UDP,
+        /// or any stack over in-process WireGuard).
         #[arg(long)]
         stack: String,
-        /// Each node's QUIC address, comma-separated, node 0 first.
+        /// Each node's address (its in-process WireGuard's, for stacks that have one),
+        /// comma-separated, node 0 first.
         #[arg(long, value_delimiter = ',', required = true)]
         addresses: Vec<std::net::SocketAddr>,
         /// How long after writing the files the nodes start sending.
@@ -346,8 +369,14 @@ fn dispatch(cli: Cli) -> Result<ExitCode> {
             let known: Vec<&str> = known.iter().map(String::as_str).collect();
             let mut bad = false;
             for f in files {
-                match Scenario::load(&f, &known) {
-                    Ok(s) => {
+                // A scenario too large for namespaces may still run on a simulated network.
+                let loaded = Scenario::load(&f, &known).map(|s| (s, "")).or_else(|e| {
+                    Scenario::load_for(&f, &known, NetworkEngine::Simulated)
+                        .map(|s| (s, "; simulated network only (stackbench shadow)"))
+                        .map_err(|_| e)
+                });
+                match loaded {
+                    Ok((s, engine)) => {
                         let others: Vec<&str> = s
                             .mixes
                             .iter()
@@ -355,7 +384,7 @@ fn dispatch(cli: Cli) -> Result<ExitCode> {
                             .chain(s.upgrades.iter().map(|u| u.name.get_ref().as_str()))
                             .collect();
                         println!(
-                            "ok: {} ({}: {} nodes, {} classes, stacks {}{})",
+                            "ok: {} ({}: {} nodes, {} classes, stacks {}{}{engine})",
                             f.display(),
                             s.name,
                             s.node_count(),
@@ -410,6 +439,36 @@ fn dispatch(cli: Cli) -> Result<ExitCode> {
                 cpus,
                 require_complete,
             })
+        }
+        Command::Shadow {
+            scenario,
+            stacks,
+            out,
+            repetitions,
+            no_progress,
+            keep_data,
+        } => {
+            let parsed = match load_args_for(
+                &scenario,
+                stacks.as_deref(),
+                repetitions,
+                NetworkEngine::Simulated,
+            ) {
+                Ok(s) => s,
+                Err(e) => return usage_error(e),
+            };
+            let opts = crate::shadow::ShadowOptions {
+                out,
+                stacks,
+                node_exe: node_executable()?,
+                progress: !no_progress && std::io::IsTerminal::is_terminal(&std::io::stderr()),
+                keep_data,
+            };
+            let Some(dir) = crate::shadow::run(&parsed, &opts)? else {
+                eprintln!("stackbench shadow: interrupted; Shadow and its processes were stopped and the run's run.json marked interrupted");
+                return Ok(ExitCode::from(130));
+            };
+            show_results(&dir, false).map(|(code, _)| code)
         }
         Command::Report { runs, out } => {
             let page = crate::reporting::report(&runs, out)?;
@@ -518,9 +577,20 @@ fn load_run_args(
     stacks: Option<&[String]>,
     repetitions: Option<u32>,
 ) -> Result<Scenario, String> {
+    load_args_for(scenario, stacks, repetitions, NetworkEngine::Namespaces)
+}
+
+/// [`load_run_args`] for a network on `engine`.
+fn load_args_for(
+    scenario: &std::path::Path,
+    stacks: Option<&[String]>,
+    repetitions: Option<u32>,
+    engine: NetworkEngine,
+) -> Result<Scenario, String> {
     let known = stack::names();
     let known_refs: Vec<&str> = known.iter().map(String::as_str).collect();
-    let mut parsed = Scenario::load(scenario, &known_refs).map_err(|e| e.to_string())?;
+    let mut parsed =
+        Scenario::load_for(scenario, &known_refs, engine).map_err(|e| e.to_string())?;
     match repetitions {
         Some(0) => return Err("--repetitions must be at least 1".into()),
         Some(n) => parsed.repetitions = toml::Spanned::new(0..0, n),
@@ -593,28 +663,34 @@ fn run_command(
             eprintln!("stackbench: interrupted; the run's nodes, namespaces and sockets were removed and its run.json marked interrupted");
             Ok((ExitCode::from(130), None))
         }
-        Some(outcome) => {
-            let dir = Some(outcome.dir.clone());
-            let run = stackbench_report::load_run(&outcome.dir)?;
-            println!("{}", stackbench_report::summary_table(&run));
-            let page = crate::reporting::report(std::slice::from_ref(&outcome.dir), None)?;
-            println!("results: {}  (report.html, summary.md, report.json/csv, plots/, summary.json and HdrHistogram logs per stack and repetition)", outcome.dir.display());
-            println!("report: {}", page.display());
-            if let Some(e) = &outcome.manifest.error {
-                eprintln!("stackbench: run failed: {e}");
-                return Ok((ExitCode::from(1), dir));
-            }
-            let missing = stackbench_report::incompleteness(&run);
-            if require_complete && !missing.is_empty() {
-                eprintln!("stackbench: --require-complete: the run is incomplete:");
-                for m in missing {
-                    eprintln!("  {m}");
-                }
-                return Ok((ExitCode::from(1), dir));
-            }
-            Ok((ExitCode::SUCCESS, dir))
-        }
+        Some(outcome) => show_results(&outcome.dir, require_complete),
     }
+}
+
+/// Prints a finished run's table and writes its report; the exit code and run folder.
+fn show_results(
+    dir: &std::path::Path,
+    require_complete: bool,
+) -> Result<(ExitCode, Option<PathBuf>)> {
+    let run = stackbench_report::load_run(dir)?;
+    println!("{}", stackbench_report::summary_table(&run));
+    let page = crate::reporting::report(&[dir.to_owned()], None)?;
+    println!("results: {}  (report.html, summary.md, report.json/csv, plots/, summary.json and HdrHistogram logs per stack and repetition)", dir.display());
+    println!("report: {}", page.display());
+    let out = Some(dir.to_owned());
+    if let Some(e) = &run.manifest.error {
+        eprintln!("stackbench: run failed: {e}");
+        return Ok((ExitCode::from(1), out));
+    }
+    let missing = stackbench_report::incompleteness(&run);
+    if require_complete && !missing.is_empty() {
+        eprintln!("stackbench: --require-complete: the run is incomplete:");
+        for m in missing {
+            eprintln!("  {m}");
+        }
+        return Ok((ExitCode::from(1), out));
+    }
+    Ok((ExitCode::SUCCESS, out))
 }
 
 fn print_check(host: &HostCaps, json: bool) -> Result<()> {

@@ -23,6 +23,7 @@ pub mod results;
 pub mod rootless;
 pub mod runid;
 pub mod scale;
+pub mod shadow;
 pub mod stack;
 pub mod standalone;
 pub mod topology;

@@ -234,6 +234,7 @@ impl RunWriter {
                 error: None,
                 emulated_cpu: env.emulated_cpu.clone(),
                 links_not_verified: None,
+                simulated_network: None,
             },
             dir,
             finished: false,
@@ -265,6 +266,12 @@ impl RunWriter {
             &self.dir.join("links.json"),
             &serde_json::to_vec_pretty(check)?,
         )
+    }
+
+    /// Marks the run as one on a simulated network: `note` says what that leaves out.
+    pub fn mark_simulated(&mut self, note: String) -> Result<()> {
+        self.manifest.simulated_network = Some(note);
+        self.save()
     }
 
     /// Writes `simulation.json`: the simulator's prediction for the run's network.

@@ -58,12 +58,22 @@ pub fn unix_now() -> u64 {
         .unwrap_or(0)
 }
 
+/// A run's name: when it started (UTC) and `tag`.
+fn label(tag: u32) -> String {
+    format!("{}-{tag:06x}", utc_stamp(unix_now()))
+}
+
+/// A fresh run name for a run that makes no namespaces or sockets (so needs no marker).
+pub fn fresh_label() -> String {
+    label(rand::random::<u32>() & 0xff_ffff)
+}
+
 impl RunId {
     /// A fresh identity, with its ownership marker written.
     pub fn create() -> std::io::Result<RunId> {
         let tag: u32 = rand::random::<u32>() & 0xff_ffff;
         let run = RunId {
-            id: format!("{}-{tag:06x}", utc_stamp(unix_now())),
+            id: label(tag),
             prefix: format!("sb{tag:06x}"),
             state_dir: PathBuf::from(STATE_DIR),
         };

@@ -15,8 +15,32 @@ use std::{
     time::{Duration, SystemTime},
 };
 
-/// Stacks a node can run without a controller preparing its underlay.
-pub const STANDALONE_STACKS: [&str; 2] = ["quic-tls", "quic-null"];
+/// Stacks a node can run without a controller preparing its underlay: QUIC on UDP, and
+/// every stack over WireGuard inside the node process.
+pub const STANDALONE_STACKS: [&str; 8] = [
+    "quic-tls",
+    "quic-null",
+    "quic-tls+wg-inproc",
+    "quic-null+wg-inproc",
+    "quic-tls+wg-gotatun",
+    "quic-null+wg-gotatun",
+    "sctp+wg-inproc",
+    "sctp+wg-gotatun",
+];
+
+/// Where node `index` listens, given its own address `at`: the transport on `at` itself, or
+/// on its tunnel address with the in-process WireGuard on `at`. (transport, WireGuard.)
+fn placement(stack: &str, index: u32, at: SocketAddr) -> (SocketAddr, Option<SocketAddr>) {
+    if stack.ends_with("+wg-inproc") || stack.ends_with("+wg-gotatun") {
+        let tunnel = std::net::SocketAddrV4::new(
+            crate::stack::wg_socket::virtual_ip(index),
+            crate::topology::QUIC_PORT,
+        );
+        (SocketAddr::V4(tunnel), Some(at))
+    } else {
+        (at, None)
+    }
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum InputsError {
@@ -43,9 +67,27 @@ pub fn write_inputs(
     if !STANDALONE_STACKS.contains(&stack) {
         return Err(InputsError::Usage(format!(
             "--stack {stack}: only {} run without a controller (the others' underlays are prepared by `stackbench run`)",
-            STANDALONE_STACKS.join(" and ")
+            STANDALONE_STACKS.join(", ")
         )));
     }
+    let start_unix_ns = (SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_err(anyhow::Error::from)?
+        + start_in)
+        .as_nanos() as u64;
+    write_inputs_at(scenario, stack, addresses, start_unix_ns, false, out)
+}
+
+/// [`write_inputs`] with the start as a wall-clock instant (a simulator's clock, say) and
+/// `simulated` set for nodes that run under a network simulator.
+pub fn write_inputs_at(
+    scenario: &Scenario,
+    stack: &str,
+    addresses: &[SocketAddr],
+    start_unix_ns: u64,
+    simulated: bool,
+    out: &Path,
+) -> Result<Vec<PathBuf>, InputsError> {
     let nodes = scenario.node_count();
     if addresses.len() != nodes as usize {
         return Err(InputsError::Usage(format!(
@@ -59,11 +101,6 @@ pub fn write_inputs(
         .map(NodeIdentity::generate)
         .collect::<Result<Vec<_>, _>>()
         .map_err(anyhow::Error::from)?;
-    let start_unix_ns = (SystemTime::now()
-        .duration_since(SystemTime::UNIX_EPOCH)
-        .map_err(anyhow::Error::from)?
-        + start_in)
-        .as_nanos() as u64;
     std::fs::create_dir_all(out).map_err(|e| anyhow::anyhow!("creating {}: {e}", out.display()))?;
     let mut files = vec![];
     for i in 0..nodes {
@@ -72,27 +109,33 @@ pub fn write_inputs(
             .graph
             .neighbours(i)
             .iter()
-            .map(|&j| PeerInfo {
-                index: j,
-                addr: addresses[j as usize],
-                spki: identities[j as usize].spki.clone(),
-                wg_public: identities[j as usize].wg_public(),
-                wg_endpoint: None,
+            .map(|&j| {
+                let (addr, wg_endpoint) = placement(stack, j, addresses[j as usize]);
+                PeerInfo {
+                    index: j,
+                    addr,
+                    spki: identities[j as usize].spki.clone(),
+                    wg_public: identities[j as usize].wg_public(),
+                    wg_endpoint,
+                }
             })
             .collect();
+        let (bind, wg_listen) = placement(stack, i, addresses[i as usize]);
+        let mut setup = NodeSetup::single(
+            plan.clone(),
+            SlotSetup {
+                stack: stack.to_owned(),
+                bind,
+                wg_listen,
+                wg_uapi: None,
+                peers,
+            },
+        );
+        setup.simulated = simulated;
         let inputs = NodeInputs {
             index: i,
             keys: identities[i as usize].export(),
-            setup: NodeSetup::single(
-                plan.clone(),
-                SlotSetup {
-                    stack: stack.to_owned(),
-                    bind: addresses[i as usize],
-                    wg_listen: None,
-                    wg_uapi: None,
-                    peers,
-                },
-            ),
+            setup,
             start_unix_ns,
         };
         let path = inputs_file(out, i);

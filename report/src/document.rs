@@ -50,6 +50,9 @@ pub struct Finding {
     pub vs_reference: Option<Estimate>,
 }
 
+/// Marks, in a combined report, the entries of a run on a simulated network.
+pub const SIMULATED_MARK: &str = "shadow ";
+
 impl Report {
     pub fn load(dirs: &[PathBuf]) -> Result<Report, ReportError> {
         let runs: Vec<(PathBuf, LoadedRun)> = dirs
@@ -68,7 +71,11 @@ impl Report {
                 .filter(|s| s.repetitions_done > 0)
             {
                 let label = if several {
-                    format!("{} @{}", s.name, run.manifest.run_id)
+                    let engine = match run.manifest.simulated_network {
+                        Some(_) => SIMULATED_MARK,
+                        None => "",
+                    };
+                    format!("{} @{engine}{}", s.name, run.manifest.run_id)
                 } else {
                     s.name.clone()
                 };
@@ -104,14 +111,40 @@ impl Report {
             manifest.links_not_verified = manifest
                 .links_not_verified
                 .or(r.manifest.links_not_verified.clone());
+            manifest.simulated_network = manifest
+                .simulated_network
+                .or(r.manifest.simulated_network.clone());
         }
-        // The network section describes one run; combined runs each have their own.
+        let simulated = runs
+            .iter()
+            .filter(|(_, r)| r.manifest.simulated_network.is_some())
+            .count();
+        if several && simulated > 0 && simulated < runs.len() {
+            manifest.simulated_network = manifest
+                .simulated_network
+                .map(|n| format!("the runs labelled @{SIMULATED_MARK}…: {n}"));
+        }
+        // The network section describes one run; combined runs each have their own. The
+        // prediction holds for all of them when they ran the same scenario (a run in
+        // namespaces beside the same scenario under Shadow).
         let (links, floor, simulation) = match runs.as_slice() {
             [(_, only)] => (
                 only.links.clone(),
                 only.floor.clone(),
                 only.simulation.clone(),
             ),
+            [(_, first), rest @ ..] => {
+                let same = |r: &LoadedRun| {
+                    let key = |r: &LoadedRun| {
+                        r.simulation
+                            .as_ref()
+                            .map(|s| serde_json::to_value(&s.classes).ok())
+                    };
+                    key(r).is_some() && key(r) == key(first)
+                };
+                let shared = rest.iter().all(|(_, r)| same(r)) && same(first);
+                (None, None, first.simulation.clone().filter(|_| shared))
+            }
             _ => (None, None, None),
         };
         Ok(Report {

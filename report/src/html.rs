@@ -289,13 +289,7 @@ pub fn page(
         esc(&ids.join(", ")),
         esc(&m.status.to_string())
     );
-    if let Some(e) = &m.emulated_cpu {
-        s.push_str(&format!(
-            "<div class=banner>⚠ {}</div>",
-            esc(&e.replacen("emulated CPU", "EMULATED CPU", 1))
-        ));
-    }
-    if let Some(b) = crate::links::unchecked_banner(m) {
+    for b in crate::summary::banners(m) {
         s.push_str(&format!("<div class=banner>⚠ {}</div>", esc(&b)));
     }
     s.push_str("<h2>Findings</h2><p class=muted>Best and worst among the candidate stacks (the insecure control excluded):</p><ul>");

@@ -167,6 +167,10 @@ pub fn explanations(run: &LoadedRun) -> Vec<String> {
     };
     let mut out = vec![];
     for (stack, reps) in by_stack(run) {
+        if is_simulated(&stack) {
+            // No CPU to wait for: the comparison with namespaces explains these.
+            continue;
+        }
         for p in &sim.classes {
             let Some(predicted) = p.reach_us.get("100%").filter(|r| r.count > 0) else {
                 continue;
@@ -200,6 +204,73 @@ pub fn explanations(run: &LoadedRun) -> Vec<String> {
                 fmt_us(hop),
                 busy * 100.0,
             ));
+        }
+    }
+    out
+}
+
+/// Whether a combined report's entry ran on a simulated network.
+fn is_simulated(label: &str) -> bool {
+    label.contains(&format!("@{}", crate::document::SIMULATED_MARK))
+}
+
+/// The stack of a combined report's entry ("quic-tls @shadow 2026…" is quic-tls).
+fn stack_of(label: &str) -> &str {
+    label.split(" @").next().unwrap_or(label)
+}
+
+/// Each stack and class that ran both in namespaces and on Shadow's simulated network: the
+/// two reach times and the prediction, and what the differences are made of.
+pub fn cross_validation(run: &LoadedRun) -> Vec<String> {
+    let stacks = by_stack(run);
+    let mut out = vec![];
+    for (label, reps) in stacks.iter().filter(|(l, _)| !is_simulated(l)) {
+        let Some((_, sim_reps)) = stacks
+            .iter()
+            .find(|(l, _)| is_simulated(l) && stack_of(l) == stack_of(label))
+        else {
+            continue;
+        };
+        for class in classes(run) {
+            let at = |reps: &[&RepetitionSummary]| -> Option<f64> {
+                let v: Vec<f64> = reps
+                    .iter()
+                    .filter_map(|r| r.classes.iter().find(|c| c.name == class))
+                    .filter_map(|c| reach(c, "100%", false))
+                    .collect();
+                (!v.is_empty()).then(|| stats::estimate(&v).point)
+            };
+            let (Some(ns), Some(sh)) = (at(reps), at(sim_reps)) else {
+                continue;
+            };
+            let predicted = predicted(run, &class)
+                .and_then(|p| p.reach_us.get("100%").filter(|r| r.count > 0))
+                .map(|r| r.p50 as f64);
+            let cpu = ns - sh;
+            let mut line = format!(
+                "{} {class}: reach 100% p50 {} in namespaces, {} on Shadow's network",
+                stack_of(label),
+                fmt_us(ns.max(0.0) as u64),
+                fmt_us(sh.max(0.0) as u64),
+            );
+            if let Some(p) = predicted {
+                line.push_str(&format!(", {} predicted", fmt_us(p as u64)));
+            }
+            line.push_str(&format!(
+                ". The {}, {} ({:.0}% of the namespace time), is CPU: waiting for a core, crypto and each hop's processing, which Shadow models as free",
+                if cpu >= 0.0 { "difference" } else { "difference (Shadow slower)" },
+                fmt_us(cpu.abs() as u64),
+                100.0 * cpu / ns.max(1.0),
+            ));
+            if let Some(p) = predicted {
+                line.push_str(&format!(
+                    "; Shadow's {} above the prediction is the transport's own (handshakes, congestion control, loss recovery), which the simulator leaves out.",
+                    fmt_us((sh - p).max(0.0) as u64)
+                ));
+            } else {
+                line.push('.');
+            }
+            out.push(line);
         }
     }
     out
@@ -254,6 +325,13 @@ pub fn section(run: &LoadedRun, table: crate::links::TableFn) -> Option<String> 
             "\nThe simulator ran the same node logic over the link plan in {:.2} s.\n",
             sim.wall_seconds
         ));
+    }
+    let cross = cross_validation(run);
+    if !cross.is_empty() {
+        s.push_str("\nNamespaces against Shadow (the same scenario; entries labelled @shadow ran on its simulated network):\n");
+        for c in cross {
+            s.push_str(&format!("\n{c}\n"));
+        }
     }
     for e in explanations(run) {
         s.push_str(&format!("\n{e}\n"));
@@ -353,5 +431,33 @@ mod tests {
         assert!(far[0].contains("8.0×"), "{}", far[0]);
         assert!(far[0].contains("40%"), "{}", far[0]);
         assert!(explanations(&run(1500)).is_empty());
+    }
+
+    /// A stack measured in namespaces and on Shadow: the difference is put down to CPU,
+    /// Shadow's excess over the prediction to the transport; the Shadow row gets no CPU
+    /// explanation of its own.
+    #[test]
+    fn namespaces_and_shadow_are_set_side_by_side() {
+        let mut r = run(8000);
+        let mut shadow = run(3000).repetitions.remove(0);
+        shadow.stack = format!("quic-tls @{}2026", crate::document::SIMULATED_MARK);
+        r.repetitions[0].stack = "quic-tls @2026".into();
+        r.repetitions.push(shadow);
+        let lines = cross_validation(&r);
+        assert_eq!(lines.len(), 1, "{lines:?}");
+        let l = &lines[0];
+        assert!(l.starts_with("quic-tls block: reach 100% p50 8000µs in namespaces, 3000µs on Shadow's network, 1000µs predicted"), "{l}");
+        assert!(
+            l.contains("difference, 5000µs (62% of the namespace time), is CPU"),
+            "{l}"
+        );
+        assert!(l.contains("Shadow's 2000µs above the prediction"), "{l}");
+        let explained = explanations(&r);
+        assert_eq!(explained.len(), 1, "only the namespace row: {explained:?}");
+        assert!(
+            explained[0].starts_with("quic-tls @2026"),
+            "{}",
+            explained[0]
+        );
     }
 }

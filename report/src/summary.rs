@@ -293,8 +293,18 @@ pub fn incompleteness(run: &LoadedRun) -> Vec<String> {
 }
 
 /// The emulated-CPU mark as a banner line: it changes how every number below is read.
-fn banner(emulated: &str) -> String {
-    emulated.replacen("emulated CPU", "EMULATED CPU", 1)
+/// The marks every output of a run carries, most important first: an emulated CPU, a
+/// simulated network, links not held to the scenario.
+pub fn banners(m: &crate::schema::RunManifest) -> Vec<String> {
+    let mut out = vec![];
+    if let Some(e) = &m.emulated_cpu {
+        out.push(e.replacen("emulated CPU", "EMULATED CPU", 1));
+    }
+    if let Some(s) = &m.simulated_network {
+        out.push(format!("SIMULATED NETWORK: {s}"));
+    }
+    out.extend(links::unchecked_banner(m));
+    out
 }
 
 fn unavailable(run: &LoadedRun) -> Vec<String> {
@@ -404,10 +414,7 @@ pub fn summary_markdown(run: &LoadedRun) -> String {
         "## stackbench: {} (run {}, {})\n\n",
         m.scenario, m.run_id, m.status
     );
-    if let Some(e) = &m.emulated_cpu {
-        s.push_str(&format!("> **⚠ {}**\n\n", banner(e)));
-    }
-    if let Some(b) = links::unchecked_banner(&run.manifest) {
+    for b in banners(m) {
         s.push_str(&format!("> **⚠ {b}**\n\n"));
     }
     s.push_str(
@@ -473,10 +480,7 @@ pub fn summary_markdown(run: &LoadedRun) -> String {
 /// Aligned plain-text tables for the terminal.
 pub fn summary_table(run: &LoadedRun) -> String {
     let mut s = String::new();
-    if let Some(e) = &run.manifest.emulated_cpu {
-        s.push_str(&format!("*** {} ***\n", banner(e)));
-    }
-    if let Some(b) = links::unchecked_banner(&run.manifest) {
+    for b in banners(&run.manifest) {
         s.push_str(&format!("*** {b} ***\n"));
     }
     s.push_str(&text_table(HEADERS, &rows(run), 3));
@@ -525,6 +529,19 @@ mod tests {
         let err = run(crate::schema::SCHEMA_VERSION + 1).expect_err("a newer schema");
         assert!(matches!(err, ReportError::Schema { .. }), "{err}");
         assert!(err.to_string().contains("run.json"), "{err}");
+    }
+
+    #[test]
+    fn a_simulated_network_heads_every_summary() {
+        let mut run = run_with(RepetitionSummary::default());
+        assert!(!summary_markdown(&run).contains("SIMULATED"));
+        run.manifest.simulated_network = Some("Shadow 3.3.0; CPU infinitely fast".into());
+        let md = summary_markdown(&run);
+        let at = md
+            .find("SIMULATED NETWORK: Shadow 3.3.0")
+            .expect("markdown banner");
+        assert!(at < md.find("| stack").expect("table"), "banner first");
+        assert!(summary_table(&run).starts_with("*** SIMULATED NETWORK: Shadow"));
     }
 
     #[test]

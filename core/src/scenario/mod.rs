@@ -21,8 +21,19 @@ use toml::Spanned;
 
 /// Smallest object the workload can send: the object header must fit.
 pub const MIN_OBJECT_SIZE: u64 = crate::workload::HEADER_LEN as u64;
-/// Largest node count the address plan supports.
+/// Largest node count the namespaces' address plan supports.
 pub const MAX_NODES: u32 = 200;
+/// Largest node count a simulated network (Shadow) is offered.
+pub const MAX_SIMULATED_NODES: u32 = 10_000;
+
+/// Where a scenario's network will be: the node count allowed depends on it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NetworkEngine {
+    /// Namespaces on this host (`run`).
+    Namespaces,
+    /// A network simulator (`shadow`).
+    Simulated,
+}
 
 fn default_warmup() -> Spanned<Dur> {
     Spanned::new(0..0, Dur(Duration::from_secs(1)))
@@ -177,11 +188,20 @@ impl Class {
 impl Scenario {
     /// Reads, parses and validates a scenario file; `known_stacks` are the valid stack names.
     pub fn load(path: &Path, known_stacks: &[&str]) -> Result<Scenario, ScenarioError> {
+        Self::load_for(path, known_stacks, NetworkEngine::Namespaces)
+    }
+
+    /// [`Scenario::load`] for a network on `engine`.
+    pub fn load_for(
+        path: &Path,
+        known_stacks: &[&str],
+        engine: NetworkEngine,
+    ) -> Result<Scenario, ScenarioError> {
         let text = std::fs::read_to_string(path).map_err(|source| ScenarioError::Read {
             path: path.to_owned(),
             source,
         })?;
-        Self::parse(path, &text, known_stacks)
+        Self::parse_for(path, &text, known_stacks, engine)
     }
 
     /// Parses and validates scenario text; `path` is only used in messages.
@@ -190,13 +210,23 @@ impl Scenario {
         text: &str,
         known_stacks: &[&str],
     ) -> Result<Scenario, ScenarioError> {
+        Self::parse_for(path, text, known_stacks, NetworkEngine::Namespaces)
+    }
+
+    /// [`Scenario::parse`] for a network on `engine`.
+    pub fn parse_for(
+        path: &Path,
+        text: &str,
+        known_stacks: &[&str],
+        engine: NetworkEngine,
+    ) -> Result<Scenario, ScenarioError> {
         let at = |span: Option<std::ops::Range<usize>>, msg: String| {
             ScenarioError::Invalid(Located::new(path.to_owned(), text, span, msg))
         };
         let scenario: Scenario = toml::from_str(text)
             .map_err(|e| at(e.span(), e.message().trim().replace('\n', "; ")))?;
         scenario
-            .validate(known_stacks)
+            .validate(known_stacks, engine)
             .map_err(|(span, msg)| at(Some(span), msg))?;
         // The gossip graph is drawn from the seed; a shape that has none is the degree's
         // fault (or the outside share's).
@@ -213,13 +243,24 @@ impl Scenario {
         Ok(scenario)
     }
 
-    fn validate(&self, known_stacks: &[&str]) -> Result<(), (std::ops::Range<usize>, String)> {
+    fn validate(
+        &self,
+        known_stacks: &[&str],
+        engine: NetworkEngine,
+    ) -> Result<(), (std::ops::Range<usize>, String)> {
         let nodes = &self.topology.nodes;
-        if !(2..=MAX_NODES).contains(nodes.get_ref()) {
+        let (max, elsewhere) = match engine {
+            NetworkEngine::Namespaces => (
+                MAX_NODES,
+                format!(" in namespaces; up to {MAX_SIMULATED_NODES} run on a simulated network (stackbench shadow)"),
+            ),
+            NetworkEngine::Simulated => (MAX_SIMULATED_NODES, String::new()),
+        };
+        if !(2..=max).contains(nodes.get_ref()) {
             return Err((
                 nodes.span(),
                 format!(
-                    "topology.nodes must be between 2 and {MAX_NODES}, got {}",
+                    "topology.nodes must be between 2 and {max}{elsewhere}, got {}",
                     nodes.get_ref()
                 ),
             ));

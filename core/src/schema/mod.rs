@@ -34,6 +34,10 @@ pub struct RunManifest {
     /// the self-check found. Every output of the run carries it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub links_not_verified: Option<String>,
+    /// Set when the network was simulated (Shadow) rather than emulated in namespaces:
+    /// what the simulation leaves out. Every output of the run carries it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub simulated_network: Option<String>,
 }
 
 /// Where a run stands; "running" on disk after the run ended means it was cut short.

@@ -444,7 +444,10 @@ fn progress_bar(opts: &RunOptions, total: Duration, label: &str) -> ProgressBar 
 }
 
 /// What the simulator predicts for this run's graph and links, before any stack's cost.
-fn simulate(plan: &WorkloadPlan, links: &LinkPlan) -> stackbench_core::schema::Simulation {
+pub(crate) fn simulate(
+    plan: &WorkloadPlan,
+    links: &LinkPlan,
+) -> stackbench_core::schema::Simulation {
     use stackbench_core::sim;
     let cost = sim::HopCost::default();
     let t0 = std::time::Instant::now();
@@ -514,6 +517,7 @@ async fn repetition(
             NodeSetup {
                 plan: plan.clone(),
                 slots,
+                simulated: false,
             }
         })
         .collect();

@@ -74,7 +74,7 @@ pub async fn run(node: Rc<Node>) {
     let steps: Vec<Step> = node.plan().churn.steps_of(node.index).copied().collect();
     let mut dials: BTreeMap<u32, u32> = BTreeMap::new();
     // A timer of its own: one timerfd cannot serve two sleepers.
-    let Ok(timer) = PreciseTimer::new() else {
+    let Ok(timer) = PreciseTimer::new(!node.setup.simulated) else {
         node.rec
             .borrow_mut()
             .error("creating the churn timer failed".into());

@@ -12,6 +12,7 @@ mod recorder;
 mod session;
 mod standalone;
 pub use recorder::Recorder;
+pub use standalone::report_file as standalone_report_file;
 mod timeline;
 mod timer;
 mod upgrade;
@@ -257,6 +258,10 @@ fn build_endpoint(
         resumption: setup.plan.churn.resumes(),
         transport: setup.plan.transport,
         automation: setup.plan.churn.automation,
+        datagrams: match setup.simulated {
+            true => stack::plain_udp::DatagramIo::Plain,
+            false => stack::plain_udp::DatagramIo::Batched,
+        },
     };
     stack
         .endpoint(&ctx)

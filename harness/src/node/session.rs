@@ -123,7 +123,7 @@ impl Node {
             validates: plan.classes.iter().any(|c| !c.validate.is_zero()),
             payload: Bytes::from(vec![0u8; max_size as usize]),
             start_ns,
-            timer: PreciseTimer::new().context("creating the send timer")?,
+            timer: PreciseTimer::new(!setup.simulated).context("creating the send timer")?,
             done: Cell::new(false),
             resumed_ns: Cell::new(0),
             churn_spin_ns: Cell::new(0),

@@ -20,10 +20,14 @@ const SPIN_AFTER_IDLE_NS: u64 = 1_000_000;
 pub struct PreciseTimer {
     fd: AsyncFd<OwnedFd>,
     spin_ns: std::cell::Cell<u64>,
+    /// Whether the last [`SPIN_NS`] before a deadline are spent yielding: not under a
+    /// simulator, where time stands still while a process spins.
+    spins: bool,
 }
 
 impl PreciseTimer {
-    pub fn new() -> io::Result<Self> {
+    /// A timer that spins before deadlines when `spins` (see [`SPIN_NS`]).
+    pub fn new(spins: bool) -> io::Result<Self> {
         // SAFETY: timerfd_create has no pointer arguments; the result is checked below.
         let raw = unsafe {
             libc::timerfd_create(
@@ -42,6 +46,7 @@ impl PreciseTimer {
         Ok(PreciseTimer {
             fd,
             spin_ns: std::cell::Cell::new(0),
+            spins,
         })
     }
 
@@ -51,7 +56,7 @@ impl PreciseTimer {
     /// take it out of the node's CPU.
     pub async fn sleep_until(&self, deadline_ns: u64) -> io::Result<()> {
         let now = monotonic_ns();
-        if deadline_ns.saturating_sub(now) < SPIN_AFTER_IDLE_NS {
+        if !self.spins || deadline_ns.saturating_sub(now) < SPIN_AFTER_IDLE_NS {
             return self.block_until(deadline_ns).await;
         }
         self.block_until(deadline_ns - SPIN_NS).await?;

@@ -12,6 +12,7 @@ mod daemon;
 mod lifecycle;
 pub mod memory;
 pub mod null;
+pub mod plain_udp;
 mod quic_udp;
 pub mod sctp;
 pub mod sctp_kernel;
@@ -272,6 +273,8 @@ pub struct NodeContext<'a> {
     pub transport: TransportPlan,
     /// How churn drives WireGuard peers and interfaces.
     pub automation: Automation,
+    /// How the node's UDP sockets move datagrams.
+    pub datagrams: plain_udp::DatagramIo,
 }
 
 /// How to dial one peer.

@@ -6,7 +6,6 @@ use super::{
     StackError, StackId, UnderlayKind,
 };
 use crate::{check::HostCaps, topology::Topology};
-use quinn::Runtime;
 use std::{net::SocketAddr, sync::Arc};
 
 /// QUIC with the given crypto directly on UDP.
@@ -81,11 +80,8 @@ pub fn udp_endpoint(
     control: Arc<dyn super::PeerControl>,
 ) -> Result<NodeEndpoint, StackError> {
     let bind_err = bind_error(ctx.bind);
-    let (socket, rcvbuf) = super::bind_udp(ctx.bind).map_err(bind_err)?;
+    let (socket, rcvbuf) = super::plain_udp::bind(ctx.bind, ctx.datagrams).map_err(bind_err)?;
     tracing::debug!("node {}: UDP receive buffer {rcvbuf} bytes", ctx.index);
-    let socket = quinn::TokioRuntime
-        .wrap_udp_socket(socket)
-        .map_err(bind_err)?;
     endpoint_on(protocol, ctx, socket, max_udp_payload, diagnose, control)
 }
 

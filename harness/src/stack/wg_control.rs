@@ -17,7 +17,8 @@ use std::{
 fn peer_of_allowed_ip(allowed: &str) -> Option<u32> {
     let ip: Ipv4Addr = allowed.split('/').next()?.parse().ok()?;
     let o = ip.octets();
-    (o[..3] == [198, 19, 0] && o[3] > 0).then(|| o[3] as u32 - 1)
+    let k = (u32::from(o[2]) << 8) | u32::from(o[3]);
+    (o[..2] == [198, 19] && k > 0).then(|| k - 1)
 }
 
 /// Seconds since the epoch in 2001: UAPI handshake times below this are ages.
@@ -352,6 +353,9 @@ mod tests {
     fn tunnel_addresses_name_their_nodes() {
         assert_eq!(peer_of_allowed_ip("198.19.0.3/32"), Some(2));
         assert_eq!(peer_of_allowed_ip("198.19.0.1"), Some(0));
+        // Simulated networks go past 254 nodes.
+        assert_eq!(peer_of_allowed_ip("198.19.3.233/32"), Some(1000));
+        assert_eq!(peer_of_allowed_ip(&wanted(1000)), Some(1000));
         assert_eq!(peer_of_allowed_ip("10.0.0.3/32"), None);
         assert_eq!(peer_of_allowed_ip("198.19.0.0/32"), None);
         assert_eq!(peer_of_allowed_ip(&wanted(7)), Some(7));

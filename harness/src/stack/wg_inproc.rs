@@ -2,7 +2,7 @@
 //! boringtun's tunnels, `+wg-gotatun` with GotaTun's. Needs no TUN device and no privilege.
 
 use super::{
-    bind_udp, crypto,
+    crypto,
     wg_socket::{self, WgPeer, WgSocket},
     wg_tunnel::WgLibrary,
     Availability, NodeContext, NodeEndpoint, PreparedUnderlay, Protocol, Stack, StackError,
@@ -10,7 +10,6 @@ use super::{
 };
 use crate::{check::HostCaps, topology::Topology};
 use boringtun::x25519;
-use quinn::Runtime;
 use std::{
     net::{SocketAddr, SocketAddrV4},
     sync::Arc,
@@ -118,10 +117,7 @@ impl Stack for OverWgInproc {
             addr: listen,
             source,
         };
-        let (outer, _) = bind_udp(listen).map_err(bind_err)?;
-        let outer = quinn::TokioRuntime
-            .wrap_udp_socket(outer)
-            .map_err(bind_err)?;
+        let (outer, _) = super::plain_udp::bind(listen, ctx.datagrams).map_err(bind_err)?;
         let tunnels = self.library.tunnels(&ctx.identity.wg_secret);
         let mut peers = vec![];
         for p in ctx.peers {

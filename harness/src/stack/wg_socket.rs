@@ -482,12 +482,14 @@ impl AsyncUdpSocket for WgSocket {
 
 /// The virtual (tunnel) address of node `index`.
 pub fn virtual_ip(index: u32) -> Ipv4Addr {
-    Ipv4Addr::new(198, 19, 0, (index + 1) as u8)
+    // 198.19.0.1 for node 0; past 254 nodes (simulated networks) the third octet counts on.
+    let k = index + 1;
+    Ipv4Addr::new(198, 19, (k >> 8) as u8, k as u8)
 }
 
 /// Whether `ip` is a tunnel address (as opposed to a veth one).
 pub fn is_virtual(ip: IpAddr) -> bool {
-    matches!(ip, IpAddr::V4(v) if v.octets()[..3] == [198, 19, 0])
+    matches!(ip, IpAddr::V4(v) if v.octets()[..2] == [198, 19])
 }
 
 /// Sends `contents` on `outer`. A full socket buffer is a loss, which the transport inside
