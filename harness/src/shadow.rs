@@ -86,8 +86,9 @@ pub struct ShadowOptions {
 #[derive(Debug, Clone, Copy, serde::Serialize)]
 pub struct SimulationCost {
     pub wall_seconds: f64,
-    /// Shadow and every process it ran, at their largest together (sampled every 200 ms).
-    pub peak_rss_mib: f64,
+    /// Shadow and every process it ran, at their largest together (proportional set sizes,
+    /// sampled every 500 ms).
+    pub peak_pss_mib: f64,
     pub simulated_seconds: f64,
 }
 
@@ -162,7 +163,7 @@ pub fn run(scenario: &Scenario, opts: &ShadowOptions) -> Result<Option<PathBuf>>
                         rep + 1,
                         cost.simulated_seconds,
                         cost.wall_seconds,
-                        cost.peak_rss_mib
+                        cost.peak_pss_mib
                     );
                     let ctx = RepetitionContext {
                         stack: name,
@@ -359,12 +360,12 @@ async fn simulate(
         signal(SignalKind::terminate())?,
         signal(SignalKind::hangup())?,
     );
-    let mut sample = tokio::time::interval(Duration::from_millis(200));
+    let mut sample = tokio::time::interval(Duration::from_millis(500));
     let mut peak_kib = 0u64;
     let status = loop {
         tokio::select! {
             s = child.wait() => break s?,
-            _ = sample.tick() => peak_kib = peak_kib.max(tree_rss_kib(pid)),
+            _ = sample.tick() => peak_kib = peak_kib.max(tree_pss_kib(pid)),
             _ = int.recv() => return stop_shadow(pid, &mut child).await.map(|()| None),
             _ = term.recv() => return stop_shadow(pid, &mut child).await.map(|()| None),
             _ = hup.recv() => return stop_shadow(pid, &mut child).await.map(|()| None),
@@ -372,7 +373,7 @@ async fn simulate(
     };
     let cost = SimulationCost {
         wall_seconds: started.elapsed().as_secs_f64(),
-        peak_rss_mib: peak_kib as f64 / 1024.0,
+        peak_pss_mib: peak_kib as f64 / 1024.0,
         simulated_seconds: stop.as_secs_f64(),
     };
     if !status.success() {
@@ -412,13 +413,13 @@ async fn stop_shadow(pid: u32, child: &mut tokio::process::Child) -> Result<()> 
     Ok(())
 }
 
-/// Resident memory of `root` and all its descendants, in KiB.
-fn tree_rss_kib(root: u32) -> u64 {
+/// Memory of `root` and all its descendants (proportional set sizes), in KiB.
+fn tree_pss_kib(root: u32) -> u64 {
     let Ok(entries) = std::fs::read_dir("/proc") else {
         return 0;
     };
     let mut parent = std::collections::HashMap::new();
-    let mut rss = std::collections::HashMap::new();
+    let mut pids = vec![];
     for e in entries.flatten() {
         let Some(pid) = e.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else {
             continue;
@@ -433,10 +434,10 @@ fn tree_rss_kib(root: u32) -> u64 {
                 .and_then(|v| v.split_whitespace().next()?.parse::<u64>().ok())
         };
         parent.insert(pid, field("PPid:").unwrap_or(0) as u32);
-        rss.insert(pid, field("VmRSS:").unwrap_or(0));
+        pids.push(pid);
     }
-    rss.iter()
-        .filter(|(&pid, _)| {
+    pids.into_iter()
+        .filter(|&pid| {
             let mut p = pid;
             for _ in 0..64 {
                 if p == root {
@@ -449,6 +450,20 @@ fn tree_rss_kib(root: u32) -> u64 {
             }
             false
         })
-        .map(|(_, kib)| kib)
+        .map(proportional_kib)
         .sum()
+}
+
+/// A process's proportional set size: its private pages and its share of pages it shares
+/// (the node binary's code is mapped by every node once). RSS would count those once per
+/// process.
+fn proportional_kib(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/smaps_rollup"))
+        .ok()
+        .and_then(|t| {
+            t.lines()
+                .find_map(|l| l.strip_prefix("Pss:"))
+                .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        })
+        .unwrap_or(0)
 }

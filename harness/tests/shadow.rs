@@ -104,7 +104,12 @@ fn a_scenario_runs_on_shadows_network_with_its_delays() {
         "{tun}"
     );
     // QUIC on UDP, QUIC and SCTP through WireGuard inside the node: all on plain sockets.
-    for stack in ["quic-tls", "quic-null", "quic-tls+wg-inproc", "sctp+wg-inproc"] {
+    for stack in [
+        "quic-tls",
+        "quic-null",
+        "quic-tls+wg-inproc",
+        "sctp+wg-inproc",
+    ] {
         let s = summary(&run, stack);
         assert!(
             s["node_errors"].as_array().expect("errors").is_empty(),

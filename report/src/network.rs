@@ -24,6 +24,8 @@ pub const HEADERS: [&str; 10] = [
 
 /// Measured over predicted beyond which a row gets an explanation.
 const FAR_FROM_PREDICTION: f64 = 2.0;
+/// A simulated reach this close to the prediction (as a share of it) agrees with it.
+const WITHIN_PREDICTION: f64 = 0.05;
 
 fn reach(c: &ClassSummary, share: &str, p99: bool) -> Option<f64> {
     let p = c.reach_us.get(share)?;
@@ -262,13 +264,17 @@ pub fn cross_validation(run: &LoadedRun) -> Vec<String> {
                 fmt_us(cpu.abs() as u64),
                 100.0 * cpu / ns.max(1.0),
             ));
-            if let Some(p) = predicted {
-                line.push_str(&format!(
-                    "; Shadow's {} above the prediction is the transport's own (handshakes, congestion control, loss recovery), which the simulator leaves out.",
-                    fmt_us((sh - p).max(0.0) as u64)
-                ));
-            } else {
-                line.push('.');
+            match predicted {
+                Some(p) if (sh - p).abs() <= WITHIN_PREDICTION * p => line.push_str(&format!(
+                    "; Shadow is within {:.0}% of the prediction: with the CPU free, the simulator's model of links and relaying holds.",
+                    WITHIN_PREDICTION * 100.0
+                )),
+                Some(p) => line.push_str(&format!(
+                    "; Shadow's {} {} the prediction is the transport's own (handshakes, congestion control, loss recovery), which the simulator leaves out.",
+                    fmt_us((sh - p).abs() as u64),
+                    if sh > p { "above" } else { "below" }
+                )),
+                None => line.push('.'),
             }
             out.push(line);
         }
@@ -459,5 +465,11 @@ mod tests {
             "{}",
             explained[0]
         );
+        // Shadow at the prediction agrees with it.
+        r.repetitions[1].classes[0]
+            .reach_us
+            .insert("100%".into(), p50(1030));
+        let l = &cross_validation(&r)[0];
+        assert!(l.contains("Shadow is within 5% of the prediction"), "{l}");
     }
 }
