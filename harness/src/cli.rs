@@ -58,7 +58,8 @@ enum Command {
         /// No progress line from Shadow (implied when stderr is not a terminal).
         #[arg(long)]
         no_progress: bool,
-        /// Keep Shadow's data folder (every host's output) for repetitions that succeeded.
+        /// Keep Shadow's data folder (every host's output) and the nodes' inputs (with
+        /// their keys) for repetitions that succeeded; failed ones keep them always.
         #[arg(long)]
         keep_data: bool,
     },
@@ -170,16 +171,18 @@ enum Command {
     NodeInputs {
         /// Scenario file (TOML).
         scenario: PathBuf,
-        /// The stack every node runs: one whose underlay needs no controller (QUIC on UDP,
-        /// or any stack over in-process WireGuard).
+        /// The stack every node runs: one whose underlay needs no controller (QUIC or SCTP
+        /// on UDP, or over in-process WireGuard).
         #[arg(long)]
         stack: String,
         /// Each node's address (its in-process WireGuard's, for stacks that have one),
         /// comma-separated, node 0 first.
         #[arg(long, value_delimiter = ',', required = true)]
         addresses: Vec<std::net::SocketAddr>,
-        /// How long after writing the files the nodes start sending.
-        #[arg(long, default_value = "5s")]
+        /// How long after writing the files the nodes start sending. Over WireGuard, a
+        /// handshake sent before its peer listens is retried 5 s later (REKEY_TIMEOUT), so
+        /// leave the nodes more than that to start.
+        #[arg(long, default_value = "10s")]
         start_in: crate::units::Dur,
         /// Folder for node-<index>.inputs.json.
         #[arg(long)]

@@ -17,9 +17,10 @@ use std::{
 
 /// Stacks a node can run without a controller preparing its underlay: QUIC on UDP, and
 /// every stack over WireGuard inside the node process.
-pub const STANDALONE_STACKS: [&str; 8] = [
+pub const STANDALONE_STACKS: [&str; 9] = [
     "quic-tls",
     "quic-null",
+    "sctp",
     "quic-tls+wg-inproc",
     "quic-null+wg-inproc",
     "quic-tls+wg-gotatun",

@@ -29,7 +29,7 @@ seed = 8
 duration = "3s"
 warmup = "500ms"
 drain = "2s"
-stacks = ["quic-tls", "quic-null", "quic-tls+wg-inproc", "sctp+wg-inproc", "quic-null+wg-boringtun"]
+stacks = ["quic-tls", "quic-null", "sctp", "quic-tls+wg-inproc", "sctp+wg-inproc", "quic-null+wg-boringtun"]
 
 [topology]
 nodes = 8
@@ -103,10 +103,11 @@ fn a_scenario_runs_on_shadows_network_with_its_delays() {
         tun["reason"].as_str().expect("a reason").contains("TUN"),
         "{tun}"
     );
-    // QUIC on UDP, QUIC and SCTP through WireGuard inside the node: all on plain sockets.
+    // QUIC and SCTP on UDP, and through WireGuard inside the node: all on plain sockets.
     for stack in [
         "quic-tls",
         "quic-null",
+        "sctp",
         "quic-tls+wg-inproc",
         "sctp+wg-inproc",
     ] {
@@ -141,6 +142,13 @@ fn a_scenario_runs_on_shadows_network_with_its_delays() {
         !run.join("quic-tls/shadow-0/shadow.data").exists(),
         "Shadow's data is removed after success"
     );
+    assert!(
+        !run.join("quic-tls/shadow-0/inputs").exists(),
+        "the nodes' inputs, with their keys, are removed after success"
+    );
+    assert!(run
+        .join("quic-tls/shadow-0/reports/node-0.report.json")
+        .exists());
 }
 
 #[test]

@@ -23,7 +23,8 @@ pub async fn run(inputs: &Path, results: &Path) -> Result<()> {
     let identity = Rc::new(NodeIdentity::import(&inputs.keys)?);
     let eps = build_endpoints(index, &identity, &inputs.setup)?;
     // Peers may still be starting: a dial to a port nobody listens on yet is answered once
-    // the peer binds, when QUIC resends its Initial.
+    // the peer binds, when QUIC resends its Initial (within a second or two) or WireGuard
+    // its handshake initiation (5 s later, REKEY_TIMEOUT).
     let connected = connect_all(index, &eps, &inputs.setup).await?;
     let now_unix = SystemTime::now()
         .duration_since(SystemTime::UNIX_EPOCH)
@@ -31,7 +32,7 @@ pub async fn run(inputs: &Path, results: &Path) -> Result<()> {
         .as_nanos() as u64;
     if inputs.start_unix_ns <= now_unix {
         bail!(
-            "node {index}: the start instant passed {:.3} s before the node was connected; write the inputs with a later start (--start-in)",
+            "node {index}: the start instant passed {:.3} s before the node was connected; write the inputs with a later start (--start-in; over WireGuard, a handshake sent before its peer listened is retried only 5 s later)",
             (now_unix - inputs.start_unix_ns) as f64 / 1e9
         );
     }
