@@ -54,6 +54,22 @@ pub fn compare_runs(
         .with_context(|| format!("reading baseline {}", show(baseline)))?;
     let r = stackbench_report::load_pooled(run)
         .with_context(|| format!("reading run {}", show(run)))?;
+    let engines = compare::engines(&b, &r);
+    if engines == compare::Engines::Mixed {
+        let simulated = |x: &stackbench_report::LoadedRun| {
+            x.manifest
+                .simulated_network
+                .as_ref()
+                .map_or("in namespaces", |_| "on a simulated network")
+        };
+        anyhow::bail!(
+            "the baseline ran {} and the run {}: their timings measure different things (a simulated network's CPU is free), so no verdict can be drawn; `stackbench report {} {}` sets them side by side",
+            simulated(&b),
+            simulated(&r),
+            show(baseline),
+            show(run)
+        );
+    }
     let fingerprint = |dirs: &[PathBuf]| dirs.first().and_then(|d| compare::Fingerprint::load(d));
     let (fb, fr) = (fingerprint(baseline), fingerprint(run));
     let differences: Vec<String> = match (&fb, &fr) {
@@ -67,7 +83,12 @@ pub fn compare_runs(
         };
         format!("baseline on {}; run on {}", d(fb), d(fr))
     };
-    let (c, note) = if differences.is_empty() {
+    let (c, note) = if engines == compare::Engines::Simulated {
+        (
+            compare::compare_simulated(&b, &r, th),
+            Some("**Simulated networks: timings are compared in absolute figures (they do not depend on the machine), CPU is not (the simulator's CPU is free).**".to_owned()),
+        )
+    } else if differences.is_empty() {
         (compare::compare(&b, &r, th), None)
     } else if same_machine {
         (

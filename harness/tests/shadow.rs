@@ -149,6 +149,23 @@ fn a_scenario_runs_on_shadows_network_with_its_delays() {
     assert!(run
         .join("quic-tls/shadow-0/reports/node-0.report.json")
         .exists());
+    // A simulated run compares with a simulated run: timings, never the (free) CPU.
+    let out = stackbench()
+        // Where the default thresholds are.
+        .current_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/.."))
+        .arg("compare")
+        .args([&run, &run])
+        .output()
+        .expect("compare runs");
+    let table = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{table}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(table.contains("Simulated networks"), "{table}");
+    assert!(table.contains("| quic-tls | vote | p50 |"), "{table}");
+    assert!(!table.contains("CPU per MB"), "{table}");
 }
 
 #[test]

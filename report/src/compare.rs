@@ -144,6 +144,40 @@ pub fn compare(baseline: &LoadedRun, run: &LoadedRun, th: &Thresholds) -> Vec<Co
     )
 }
 
+/// Where two runs' networks were: both real (namespaces, a VM), both simulated, or one
+/// each. A simulated network's timings do not depend on the machine and it has no CPU cost,
+/// so two simulated runs compare in absolute figures, without CPU; a real run and a
+/// simulated one measure different things and do not compare at all.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Engines {
+    Real,
+    Simulated,
+    Mixed,
+}
+
+pub fn engines(baseline: &LoadedRun, run: &LoadedRun) -> Engines {
+    match (
+        baseline.manifest.simulated_network.is_some(),
+        run.manifest.simulated_network.is_some(),
+    ) {
+        (false, false) => Engines::Real,
+        (true, true) => Engines::Simulated,
+        _ => Engines::Mixed,
+    }
+}
+
+/// [`compare`] for two runs on a simulated network: every timing, and no CPU (the
+/// simulator models the CPU as infinitely fast, so CPU per MB is zero on both sides).
+pub fn compare_simulated(
+    baseline: &LoadedRun,
+    run: &LoadedRun,
+    th: &Thresholds,
+) -> Vec<Comparison> {
+    let mut c = compare(baseline, run, th);
+    c.retain(|c| c.metric != Metric::CpuPerMb);
+    c
+}
+
 /// The stack every other is measured against within a run: quic-tls when present, else the
 /// first stack.
 pub fn reference_stack(run: &LoadedRun) -> Option<String> {
@@ -384,6 +418,17 @@ mod tests {
         );
     }
 
+    /// The shipped thresholds' shape: wide for tails, narrow for goodput.
+    fn wide_thresholds() -> Thresholds {
+        Thresholds {
+            p50: 0.5,
+            p99: 1.0,
+            p999: 1.5,
+            goodput: 0.25,
+            cpu_per_mb: 0.5,
+        }
+    }
+
     fn run_of(stacks: &[(&str, u64)], reps: u32) -> LoadedRun {
         use crate::schema::{ClassSummary, Percentiles, RepetitionSummary};
         let repetitions = stacks
@@ -420,13 +465,7 @@ mod tests {
 
     #[test]
     fn across_machines_only_ratios_to_the_reference_are_judged() {
-        let th = Thresholds {
-            p50: 0.5,
-            p99: 1.0,
-            p999: 1.5,
-            goodput: 0.25,
-            cpu_per_mb: 0.5,
-        };
+        let th = wide_thresholds();
         // A slower machine: everything 3x, the ratio unchanged. Absolute figures regress;
         // the within-run ratio does not.
         let base = run_of(&[("quic-tls", 100), ("wg", 200)], 3);
@@ -441,6 +480,27 @@ mod tests {
             &base, &worse, "quic-tls", &th
         )));
         assert_eq!(reference_stack(&worse).as_deref(), Some("quic-tls"));
+    }
+
+    #[test]
+    fn simulated_runs_compare_without_cpu_and_never_with_real_ones() {
+        let th = wide_thresholds();
+        let real = run_of(&[("quic-tls", 100)], 3);
+        let mut shadow = run_of(&[("quic-tls", 100)], 3);
+        shadow.manifest.simulated_network = Some("Shadow".into());
+        for r in &mut shadow.repetitions {
+            // Bytes delivered with no CPU spent: what a simulator reports.
+            r.classes[0].delivered_bytes = 1_000_000;
+        }
+        assert_eq!(engines(&real, &real), Engines::Real);
+        assert_eq!(engines(&shadow, &shadow), Engines::Simulated);
+        assert_eq!(engines(&real, &shadow), Engines::Mixed);
+        assert_eq!(engines(&shadow, &real), Engines::Mixed);
+        let all = compare(&shadow, &shadow, &th);
+        assert!(all.iter().any(|c| c.metric == Metric::CpuPerMb));
+        let c = compare_simulated(&shadow, &shadow, &th);
+        assert!(!c.is_empty(), "timings are compared");
+        assert!(c.iter().all(|c| c.metric != Metric::CpuPerMb), "{c:?}");
     }
 
     #[test]
