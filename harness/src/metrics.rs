@@ -168,23 +168,30 @@ pub fn net_delta(
 /// busy). Kernel network work (and kernel WireGuard) runs in softirq rather than in any
 /// node; busy time includes every process on the host, ours or not.
 pub fn host_cpu_seconds() -> (f64, f64) {
-    let text = std::fs::read_to_string("/proc/stat").unwrap_or_default();
-    let ticks: Vec<f64> = text
-        .lines()
-        .find(|l| l.starts_with("cpu "))
-        .map(|l| {
-            l.split_whitespace()
-                .skip(1)
-                .filter_map(|v| v.parse().ok())
-                .collect()
-        })
-        .unwrap_or_default();
-    let field = |i: usize| ticks.get(i).copied().unwrap_or(0.0);
+    let field = host_cpu_fields();
     // user nice system idle iowait irq softirq steal: busy is all but idle and iowait.
-    let busy = field(0) + field(1) + field(2) + field(5) + field(6) + field(7);
+    let busy = field[0] + field[1] + field[2] + field[5] + field[6] + field[7];
+    (field[6], busy)
+}
+
+/// CPU seconds the hypervisor has taken from this virtual machine so far ("steal", summed
+/// over all CPUs; 0 on bare metal): time in which nothing here ran, emulated links included.
+pub fn host_steal_seconds() -> f64 {
+    host_cpu_fields()[7]
+}
+
+/// The first eight fields of /proc/stat's "cpu" line, in seconds (zeros where unreadable).
+fn host_cpu_fields() -> [f64; 8] {
+    let text = std::fs::read_to_string("/proc/stat").unwrap_or_default();
+    let mut fields = [0.0; 8];
+    if let Some(line) = text.lines().find(|l| l.starts_with("cpu ")) {
+        for (f, v) in fields.iter_mut().zip(line.split_whitespace().skip(1)) {
+            *f = v.parse().unwrap_or(0.0);
+        }
+    }
     // SAFETY: sysconf has no memory-safety preconditions.
     let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64;
-    (field(6) / hz, busy / hz)
+    fields.map(|t| t / hz)
 }
 
 /// The busiest `window_s` seconds among `samples` of (time s, host busy CPU seconds), as a

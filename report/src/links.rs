@@ -220,13 +220,17 @@ pub fn ping_line(c: &LinkCheck) -> String {
 /// One line for the terminal.
 pub fn terminal_line(c: &LinkCheck) -> String {
     format!(
-        "links: {}; self-check {} on {} paths and {} uplinks. {}\n",
+        "links: {}; self-check {}{} on {} paths and {} uplinks. {}\n",
         c.mechanism,
         match (c.failures.is_empty(), c.unchecked, c.warnings.is_empty()) {
             (false, true, _) => "FAILED (not enforced: --unchecked-links)",
             (false, false, _) => "FAILED",
             (true, _, false) => "passed, with values not verified",
             (true, _, true) => "passed",
+        },
+        match c.discarded_attempts.len() {
+            0 => String::new(),
+            n => format!(" (probe {} of {})", n + 1, n + 1),
         },
         c.paths.len(),
         c.uplinks.len(),
@@ -254,6 +258,12 @@ pub fn section(c: &LinkCheck, reps: &[RepetitionSummary], table: TableFn) -> Str
             cov.summary,
             cov.probes_per_path,
             cov.wall_ms as f64 / 1e3
+        ));
+    }
+    for (i, attempt) in c.discarded_attempts.iter().enumerate() {
+        s.push_str(&format!(
+            "Probe {} was discarded and the links probed again; it found: {attempt}.\n\n",
+            i + 1
         ));
     }
     s.push_str(&table(

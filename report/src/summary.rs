@@ -217,7 +217,7 @@ pub fn warnings(run: &LoadedRun) -> Vec<String> {
         }
         if r.other_load_fraction >= OTHER_LOAD {
             w.push(format!(
-                "{} rep {}: other work kept {:.0}% of the host's CPU busy; latencies are disturbed, rerun on a quiet machine",
+                "{} rep {}: other work (other processes, or the hypervisor taking this virtual machine's CPUs: steal) kept {:.0}% of the host's CPU busy; latencies are disturbed, rerun on a quiet machine",
                 r.stack,
                 r.repetition,
                 r.other_load_fraction * 100.0
@@ -621,7 +621,7 @@ mod tests {
             other_load_fraction: 0.5,
             ..quiet.clone()
         };
-        assert!(warnings(&run_with(disturbed))[0].contains("other work kept 50%"));
+        assert!(warnings(&run_with(disturbed))[0].contains("steal) kept 50%"));
         let mut fragmented = quiet.clone();
         let mut node = NodeSummary::default();
         node.transport.ip_fragments_created = 3;

@@ -121,7 +121,8 @@ pub struct RepetitionSummary {
     #[serde(deserialize_with = "nullable_f64")]
     pub wire_bytes_per_delivered_byte: f64,
     /// Share of all host CPUs busy with work that was not this run's (other processes on a
-    /// shared machine, the controller). Well above zero, the latencies are disturbed.
+    /// shared machine, the controller, CPU time the hypervisor stole from a virtual machine).
+    /// Well above zero, the latencies are disturbed.
     #[serde(default)]
     #[serde(deserialize_with = "nullable_f64")]
     pub other_load_fraction: f64,
@@ -429,6 +430,11 @@ pub struct LinkCheck {
     /// namespaces during the check; the delay and jitter allowances include it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub probe_noise: Option<ProbeNoise>,
+    /// Earlier probes of the same links that found values off and were discarded: what each
+    /// found, and the CPU time the hypervisor took meanwhile (a virtual machine that loses
+    /// its CPUs for milliseconds delays every held frame; the links did not change).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub discarded_attempts: Vec<String>,
 }
 
 impl LinkCheck {

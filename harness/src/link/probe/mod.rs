@@ -394,6 +394,7 @@ pub fn check(
             wall_ms: started.elapsed().as_millis() as u64,
         }),
         probe_noise: Some(noise),
+        discarded_attempts: Vec::new(),
     })
 }
 
