@@ -105,6 +105,30 @@ enum Command {
         #[arg(long, value_delimiter = ',', default_value = "16,32,64,128")]
         nodes: Vec<u32>,
     },
+    /// The design review: runs the suite (LAN, WANs, loss, congestion, 64 and 1 000 nodes,
+    /// churn, crashes, upgrade, bulk, kernel WireGuard in a VM) over every stack available,
+    /// then writes review.md and review.html answering the seed's questions. Runs given
+    /// with --from are not measured again; a review stopped midway resumes in the same --out.
+    Review {
+        /// The review's folder (runs/, review.json, review.md, review.html, plots/).
+        #[arg(long, default_value = "results/review")]
+        out: PathBuf,
+        /// Finished run folders that fill parts of the suite.
+        #[arg(long, num_args = 1..)]
+        from: Vec<PathBuf>,
+        /// A few minutes: the LAN and the continental WAN, four stacks, two repetitions.
+        #[arg(long)]
+        quick: bool,
+        /// Measure nothing; write the review over --from and the parts already in --out.
+        #[arg(long)]
+        no_run: bool,
+        /// Where the suite's scenario files are.
+        #[arg(long, default_value = "scenarios")]
+        scenarios: PathBuf,
+        /// No progress bars (implied when stderr is not a terminal).
+        #[arg(long)]
+        no_progress: bool,
+    },
     /// Check scenario files without running them.
     Validate {
         #[arg(required = true)]
@@ -473,6 +497,41 @@ fn dispatch(cli: Cli) -> Result<ExitCode> {
             };
             show_results(&dir, false).map(|(code, _)| code)
         }
+        Command::Review {
+            out,
+            from,
+            quick,
+            no_run,
+            scenarios,
+            no_progress,
+        } => {
+            if let Some(bad) = from.iter().find(|d| !d.join("run.json").is_file()) {
+                return usage_error(format!(
+                    "--from {}: not a run folder (no run.json in it)",
+                    bad.display()
+                ));
+            }
+            if !no_run && !scenarios.is_dir() {
+                return usage_error(format!(
+                    "--scenarios {}: no such folder (run from the project's root, or pass --scenarios)",
+                    scenarios.display()
+                ));
+            }
+            if !no_run {
+                rootless::reexec_if_needed()?;
+                rootless::prepare_private_run()?;
+            }
+            crate::review::run(&crate::review::ReviewOptions {
+                out,
+                from,
+                quick,
+                no_run,
+                scenarios_dir: scenarios,
+                node_exe: node_executable()?,
+                progress: !no_progress && std::io::IsTerminal::is_terminal(&std::io::stderr()),
+                verbose: cli.verbose > 0,
+            })
+        }
         Command::Report { runs, out } => {
             let page = crate::reporting::report(&runs, out)?;
             println!("report: {}", page.display());
@@ -584,7 +643,7 @@ fn load_run_args(
 }
 
 /// [`load_run_args`] for a network on `engine`.
-fn load_args_for(
+pub(crate) fn load_args_for(
     scenario: &std::path::Path,
     stacks: Option<&[String]>,
     repetitions: Option<u32>,

@@ -20,6 +20,7 @@ pub mod node;
 pub mod process;
 pub mod reporting;
 pub mod results;
+pub mod review;
 pub mod rootless;
 pub mod runid;
 pub mod scale;

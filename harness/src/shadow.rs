@@ -28,7 +28,7 @@ use std::{
 
 /// Stacks that run on plain UDP sockets, which is all Shadow offers: those whose nodes
 /// need nothing prepared outside their process.
-pub const SHADOW_STACKS: [&str; 9] = standalone::STANDALONE_STACKS;
+pub const SHADOW_STACKS: [&str; 8] = standalone::STANDALONE_STACKS;
 /// The port every node's QUIC endpoint listens on.
 const PORT: u16 = 9000;
 /// When the node processes start, in simulated time.
@@ -139,6 +139,9 @@ pub fn run(scenario: &Scenario, opts: &ShadowOptions) -> Result<Option<PathBuf>>
             reason: reason.clone(),
             repetitions_done: 0,
             error: None,
+            privileges: crate::stack::StackId::parse(name)
+                .map(|id| id.privileges())
+                .unwrap_or_default(),
         })?;
         if let Some(r) = reason {
             eprintln!("stackbench shadow: {name}: unavailable under Shadow: {r}");

@@ -17,7 +17,7 @@ use std::{
 
 /// Stacks a node can run without a controller preparing its underlay: QUIC on UDP, and
 /// every stack over WireGuard inside the node process.
-pub const STANDALONE_STACKS: [&str; 9] = [
+pub const STANDALONE_STACKS: [&str; 8] = [
     "quic-tls",
     "quic-null",
     "sctp",
@@ -26,7 +26,6 @@ pub const STANDALONE_STACKS: [&str; 9] = [
     "quic-tls+wg-gotatun",
     "quic-null+wg-gotatun",
     "sctp+wg-inproc",
-    "sctp+wg-gotatun",
 ];
 
 /// Where node `index` listens, given its own address `at`: the transport on `at` itself, or
@@ -147,4 +146,17 @@ pub fn write_inputs_at(
         files.push(path);
     }
     Ok(files)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::STANDALONE_STACKS;
+    use crate::stack::StackId;
+
+    #[test]
+    fn every_standalone_stack_is_a_stack_of_the_registry() {
+        for name in STANDALONE_STACKS {
+            assert!(StackId::parse(name).is_some(), "{name}");
+        }
+    }
 }

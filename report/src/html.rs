@@ -9,14 +9,14 @@ use crate::{
     summary,
 };
 
-fn esc(s: &str) -> String {
+pub(crate) fn esc(s: &str) -> String {
     s.replace('&', "&amp;")
         .replace('<', "&lt;")
         .replace('>', "&gt;")
         .replace('"', "&quot;")
 }
 
-const STYLE: &str = "body{font-family:system-ui,sans-serif;margin:24px;max-width:1600px;color:#222}
+pub(crate) const STYLE: &str = "body{font-family:system-ui,sans-serif;margin:24px;max-width:1600px;color:#222}
 h1{font-size:22px;margin-bottom:4px}h2{font-size:18px;margin-top:28px;border-bottom:1px solid #ddd}
 table{border-collapse:collapse;font-size:13px;margin:8px 0}td,th{border:1px solid #ddd;padding:3px 8px;text-align:right}
 th{background:#f4f4f4}td:first-child,td:nth-child(2){text-align:left}
@@ -269,6 +269,23 @@ fn environment(report: &Report) -> String {
     s
 }
 
+/// A table of plain-text cells, on one line.
+pub(crate) fn table_html<H: AsRef<str>>(headers: &[H], rows: &[Vec<String>]) -> String {
+    let mut t = String::from("<table><tr>");
+    for x in headers {
+        t.push_str(&format!("<th>{}</th>", esc(x.as_ref())));
+    }
+    t.push_str("</tr>");
+    for r in rows {
+        t.push_str("<tr>");
+        for x in r {
+            t.push_str(&format!("<td>{}</td>", esc(x)));
+        }
+        t.push_str("</tr>");
+    }
+    t + "</table>"
+}
+
 /// The whole page.
 pub fn page(
     report: &Report,
@@ -317,21 +334,7 @@ pub fn page(
     if let Some(n) = noise_floor(report) {
         s.push_str(&n);
     }
-    let table = |h: &[&str], rows: &[Vec<String>]| {
-        let mut t = String::from("<table><tr>");
-        for x in h {
-            t.push_str(&format!("<th>{}</th>", esc(x)));
-        }
-        t.push_str("</tr>");
-        for r in rows {
-            t.push_str("<tr>");
-            for x in r {
-                t.push_str(&format!("<td>{}</td>", esc(x)));
-            }
-            t.push_str("</tr>");
-        }
-        t + "</table>"
-    };
+    let table = |h: &[&str], rows: &[Vec<String>]| table_html(h, rows);
     // Sections come back with each table on a line of its own; every other line is prose.
     let mut section = |title: &str, body: String| {
         s.push_str(&format!("<h2>{title}</h2>"));

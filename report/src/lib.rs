@@ -14,6 +14,7 @@ mod links;
 mod network;
 pub mod plots;
 mod resources;
+pub mod review;
 pub mod scale;
 pub mod stats;
 mod summary;

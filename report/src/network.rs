@@ -27,7 +27,7 @@ const FAR_FROM_PREDICTION: f64 = 2.0;
 /// A simulated reach this close to the prediction (as a share of it) agrees with it.
 const WITHIN_PREDICTION: f64 = 0.05;
 
-fn reach(c: &ClassSummary, share: &str, p99: bool) -> Option<f64> {
+pub(crate) fn reach(c: &ClassSummary, share: &str, p99: bool) -> Option<f64> {
     let p = c.reach_us.get(share)?;
     (p.count > 0).then_some(if p99 { p.p99 } else { p.p50 } as f64)
 }

@@ -82,6 +82,9 @@ pub struct StackOutcome {
     pub repetitions_done: u32,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// What the operator must grant or install to run the stack (`stackbench list`).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub privileges: String,
 }
 
 /// `<stack>/<rep>/summary.json`.

@@ -178,6 +178,11 @@ pub async fn run(scenario: &Scenario, opts: &RunOptions) -> Result<RunOutcome> {
             reason: reason.clone(),
             repetitions_done: 0,
             error: None,
+            privileges: stacks
+                .iter()
+                .map(|s| s.id().privileges())
+                .collect::<Vec<_>>()
+                .join("; "),
         })?;
         if let Some(r) = reason {
             eprintln!("stackbench: {name}: unavailable: {r}");

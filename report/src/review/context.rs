@@ -1,0 +1,220 @@
+//! The network-level answer (reach at 64 and 1 000 nodes), what was not measured, and the
+//! environment the numbers come from.
+
+use super::{
+    facts::{self, candidates, source, table},
+    render, Block, Inputs, Role, Section,
+};
+use crate::{
+    plots::{Bar, Chart},
+    stats,
+    summary::fmt_us,
+    LoadedRun,
+};
+
+const NETWORK_ROLES: [Role; 3] = [Role::Gossip64, Role::Regions64, Role::Gossip1000];
+
+/// The class whose reach the network answer is about: blocks where the scenario has them,
+/// else the most urgent.
+fn reach_class(run: &LoadedRun) -> Option<String> {
+    let classes = facts::classes(run);
+    classes
+        .iter()
+        .find(|(n, _)| n == "block")
+        .map(|(n, _)| n.clone())
+        .or_else(|| facts::urgent_class(run))
+}
+
+/// Mean over repetitions of the p50 time to reach `share` of the nodes, with its interval.
+fn reach(run: &LoadedRun, stack: &str, class: &str, share: &str) -> Option<stats::Estimate> {
+    let v: Vec<f64> = run
+        .repetitions
+        .iter()
+        .filter(|r| r.stack == stack)
+        .filter_map(|r| r.classes.iter().find(|c| c.name == class))
+        .filter_map(|c| crate::network::reach(c, share, false))
+        .collect();
+    (!v.is_empty()).then(|| stats::estimate(&v))
+}
+
+/// How long a block takes to reach 90% and 100% of a gossip network, per stack.
+pub fn network(inputs: &Inputs) -> Section {
+    let id = "network";
+    let title = "Network level: how long does a block take to reach 90% and 100% of the network?";
+    let present: Vec<(Role, &LoadedRun)> = NETWORK_ROLES
+        .iter()
+        .filter_map(|r| inputs.get(*r).map(|(_, run)| (*r, run)))
+        .collect();
+    if present.is_empty() {
+        return facts::unanswered(id, title, &NETWORK_ROLES);
+    }
+    let mut sentences = vec![];
+    let mut body = vec![];
+    let mut groups: Vec<(String, Vec<Bar>)> = vec![];
+    for (role, run) in &present {
+        let Some(class) = reach_class(run) else {
+            continue;
+        };
+        let mut rows = vec![];
+        let mut best: Option<(String, stats::Estimate)> = None;
+        for stack in candidates(run) {
+            let (Some(r90), Some(r100)) = (
+                reach(run, &stack, &class, "90%"),
+                reach(run, &stack, &class, "100%"),
+            ) else {
+                continue;
+            };
+            if best.as_ref().is_none_or(|(_, b)| r100.point < b.point) {
+                best = Some((stack.clone(), r100));
+            }
+            rows.push(vec![stack.clone(), facts::lat(&r90), facts::lat(&r100)]);
+            let bar = Bar {
+                name: role.describe().to_owned(),
+                value: r100.point.max(1.0),
+                ci95: r100.ci95,
+            };
+            match groups.iter_mut().find(|(s, _)| *s == stack) {
+                Some((_, bars)) => bars.push(bar),
+                None => groups.push((stack, vec![bar])),
+            }
+        }
+        if let Some((stack, e)) = &best {
+            sentences.push(format!(
+                "{}: a {class} reaches every node in {} (p50 over objects, fastest: {stack})",
+                role.describe(),
+                fmt_us(e.point.round() as u64)
+            ));
+        }
+        body.push(Block::Text(source(*role, run)));
+        body.push(table(
+            &["stack", &format!("{class} reach 90% p50"), "reach 100% p50"],
+            rows,
+        ));
+        body.extend(render::embed(|t| crate::network::section(run, t)));
+    }
+    Section {
+        id,
+        title: title.into(),
+        answer: sentences.join("; ") + ".",
+        body,
+        conditions: vec!["In namespaces every node shares this machine's CPUs, so reach there includes waiting for a CPU; Shadow's network leaves CPU out entirely. The two bracket a real deployment, where each node has CPUs of its own.".into()],
+        charts: vec![(
+            "network-reach".into(),
+            Chart::Bars {
+                title: "time to reach 100% of the nodes (p50)".into(),
+                y_desc: "µs".into(),
+                log: true,
+                groups,
+            },
+        )],
+    }
+}
+
+/// What this review did not measure, and how to measure it.
+pub fn not_measured(inputs: &Inputs) -> Section {
+    let mut body = vec![];
+    let missing = inputs.missing();
+    if !missing.is_empty() {
+        body.push(table(
+            &["not in these runs", "measured by"],
+            missing
+                .iter()
+                .map(|(role, scenario)| {
+                    vec![
+                        role.describe().to_owned(),
+                        format!("stackbench run scenarios/{scenario}.toml (or stackbench review)"),
+                    ]
+                })
+                .collect(),
+        ));
+    }
+    let mut unavailable: Vec<Vec<String>> = vec![];
+    for (_, role, run) in &inputs.runs {
+        for s in run.manifest.stacks.iter().filter(|s| s.reason.is_some()) {
+            unavailable.push(vec![
+                s.name.clone(),
+                role.describe().to_owned(),
+                s.reason.clone().unwrap_or_default(),
+            ]);
+        }
+    }
+    if !unavailable.is_empty() {
+        body.push(table(&["stack", "in", "unavailable because"], unavailable));
+    }
+    body.push(Block::Text("Never measured here: kernel WireGuard's absolute cost on real hardware (this host's kernel lacks it, and the VM's CPU is emulated: run the suite on a host whose kernel has WireGuard); NIC offloads and interrupt coalescing of real network cards; networks spread over many machines, each with CPUs of its own.".into()));
+    Section {
+        id: "not-measured",
+        title: "What was not measured here".into(),
+        answer: format!(
+            "{} of the suite's {} parts are missing from these runs; the rest is below.",
+            missing.len(),
+            Role::SUITE.len()
+        ),
+        body,
+        conditions: vec![],
+        charts: vec![],
+    }
+}
+
+/// The machine: each run's environment fingerprint, and the machine floor.
+pub fn environment(inputs: &Inputs) -> Section {
+    let mut rows: Vec<Vec<String>> = vec![];
+    for (dir, role, run) in &inputs.runs {
+        let env: serde_json::Value = std::fs::read_to_string(dir.join("env.json"))
+            .ok()
+            .and_then(|t| serde_json::from_str(&t).ok())
+            .unwrap_or_default();
+        let field = |k: &str| match &env[k] {
+            serde_json::Value::String(s) => s.clone(),
+            serde_json::Value::Null => "–".into(),
+            v => v.to_string(),
+        };
+        rows.push(vec![
+            role.describe().to_owned(),
+            run.manifest.run_id.clone(),
+            field("cpu_model"),
+            field("cores"),
+            field("kernel"),
+            field("virtualization"),
+            field("stackbench_git_rev"),
+        ]);
+    }
+    let mut body = vec![table(
+        &[
+            "part",
+            "run",
+            "CPU",
+            "cores",
+            "kernel",
+            "virtualization",
+            "stackbench",
+        ],
+        rows,
+    )];
+    let floor = inputs
+        .get(Role::Lan)
+        .map(|(_, r)| r)
+        .filter(|r| r.floor.is_some())
+        .or_else(|| {
+            inputs
+                .runs
+                .iter()
+                .map(|(_, _, r)| r)
+                .find(|r| r.floor.is_some())
+        });
+    let answer = match floor.and_then(|r| r.floor.as_ref()) {
+        Some(f) => {
+            body.extend(render::embed(|t| crate::floor::section(floor?, t)));
+            crate::floor::wakeup_line(f)
+        }
+        None => "No run here measured the machine floor.".into(),
+    };
+    Section {
+        id: "environment",
+        title: "The environment".into(),
+        answer,
+        body,
+        conditions: vec![],
+        charts: vec![],
+    }
+}

@@ -1,0 +1,412 @@
+//! Q1 (latency per class, LAN and WAN), Q2 (userspace against kernel WireGuard) and Q6
+//! (what TLS inside WireGuard costs).
+
+use super::{
+    facts::{self, candidates, change, est, lat, pct, source, table, urgent_class, verdict},
+    Block, Inputs, Role, Section,
+};
+use crate::{
+    plots::{Bar, Chart},
+    stats::{Estimate, Metric},
+    summary::fmt_us,
+    LoadedRun,
+};
+
+/// The roles whose runs answer Q1, in the order their evidence is shown.
+const LATENCY_ROLES: [Role; 5] = [
+    Role::Lan,
+    Role::WanContinental,
+    Role::WanIntercontinental,
+    Role::Lossy,
+    Role::Congested,
+];
+
+/// The floor's one-way p50 for `class`, where the run measured one.
+fn floor_p50(run: &LoadedRun, class: &str) -> Option<u64> {
+    run.floor
+        .as_ref()?
+        .classes
+        .iter()
+        .find(|c| c.class == class && c.one_way_us.count > 0)
+        .map(|c| c.one_way_us.p50)
+}
+
+/// One sentence on `run`'s most urgent class: QUIC+TLS's p99, and the lowest and highest.
+fn sentence(role: Role, run: &LoadedRun) -> Option<String> {
+    let class = urgent_class(run)?;
+    let p99: Vec<(String, Estimate)> = candidates(run)
+        .into_iter()
+        .filter_map(|s| Some((s.clone(), est(run, &s, &class, Metric::P99)?)))
+        .collect();
+    let best = p99.iter().min_by(|a, b| a.1.point.total_cmp(&b.1.point))?;
+    let worst = p99.iter().max_by(|a, b| a.1.point.total_cmp(&b.1.point))?;
+    let mut s = format!(
+        "{}: {class} p99 is lowest with {} ({}) and highest with {} ({})",
+        role.describe(),
+        best.0,
+        lat(&best.1),
+        worst.0,
+        lat(&worst.1)
+    );
+    if let Some((_, tls)) = p99.iter().find(|(n, _)| n == "quic-tls") {
+        if best.0 != "quic-tls" {
+            let c = change(run, "quic-tls", &best.0, &class, Metric::P99)?;
+            s.push_str(&format!(
+                "; QUIC+TLS has {}, and {}",
+                lat(tls),
+                verdict(&c, &best.0, "quic-tls")
+            ));
+        }
+    }
+    s.push('.');
+    let cpu: Vec<(String, Estimate)> = candidates(run)
+        .into_iter()
+        .filter_map(|st| Some((st.clone(), est(run, &st, "", Metric::CpuPerMb)?)))
+        .collect();
+    if let (Some(lo), Some(hi)) = (
+        cpu.iter().min_by(|a, b| a.1.point.total_cmp(&b.1.point)),
+        cpu.iter().max_by(|a, b| a.1.point.total_cmp(&b.1.point)),
+    ) {
+        s.push_str(&format!(
+            " CPU per delivered MB there: {} lowest ({}), {} highest ({}).",
+            lo.0,
+            per_mb(&lo.1),
+            hi.0,
+            per_mb(&hi.1)
+        ));
+    }
+    Some(s)
+}
+
+/// CPU ms per delivered MB with its interval.
+fn per_mb(e: &Estimate) -> String {
+    match e.ci95 {
+        Some((lo, hi)) => format!("{:.1} [{lo:.1}, {hi:.1}] ms/MB", e.point),
+        None => format!("{:.1} ms/MB (n={})", e.point, e.n),
+    }
+}
+
+/// Q1: each class's latency per stack, on the LAN and over each WAN.
+pub fn per_class(inputs: &Inputs) -> Section {
+    let id = "q1-latency";
+    let title =
+        "Q1. What latency and CPU does each stack cost, per priority class, on a LAN and over a WAN?";
+    let present: Vec<(Role, &LoadedRun)> = LATENCY_ROLES
+        .iter()
+        .filter_map(|r| inputs.get(*r).map(|(_, run)| (*r, run)))
+        .collect();
+    if present.is_empty() {
+        return facts::unanswered(id, title, &LATENCY_ROLES);
+    }
+    let answer = present
+        .iter()
+        .filter_map(|(r, run)| sentence(*r, run))
+        .take(2)
+        .collect::<Vec<_>>()
+        .join(" ");
+    let mut body = vec![];
+    let mut conditions = vec![];
+    let mut groups: Vec<(String, Vec<Bar>)> = vec![];
+    for (role, run) in &present {
+        body.push(Block::Text(source(*role, run)));
+        let mut rows = vec![];
+        for stack in candidates(run) {
+            for (class, _) in facts::classes(run) {
+                let (Some(p50), Some(p99)) = (
+                    est(run, &stack, &class, Metric::P50),
+                    est(run, &stack, &class, Metric::P99),
+                ) else {
+                    continue;
+                };
+                let above = floor_p50(run, &class).map_or("–".into(), |f| {
+                    fmt_us((p50.point - f as f64).max(0.0).round() as u64)
+                });
+                let cpu =
+                    est(run, &stack, "", Metric::CpuPerMb).map_or("–".into(), |e| per_mb(&e));
+                rows.push(vec![stack.clone(), class, lat(&p50), lat(&p99), above, cpu]);
+            }
+        }
+        body.push(table(
+            &[
+                "stack",
+                "class",
+                "p50",
+                "p99",
+                "p50 above the machine floor",
+                "CPU per delivered MB (all classes)",
+            ],
+            rows,
+        ));
+        for w in crate::summary::warnings(run) {
+            if w.contains("CPU") {
+                conditions.push(format!(
+                    "{}: {w}; the stacks' order may then reflect CPU contention",
+                    role.describe()
+                ));
+            }
+        }
+        if let Some(class) = urgent_class(run) {
+            for stack in candidates(run) {
+                if let Some(e) = est(run, &stack, &class, Metric::P99) {
+                    let bar = Bar {
+                        name: format!("{} {class}", role.describe()),
+                        value: e.point.max(1.0),
+                        ci95: e.ci95,
+                    };
+                    match groups.iter_mut().find(|(s, _)| *s == stack) {
+                        Some((_, bars)) => bars.push(bar),
+                        None => groups.push((stack, vec![bar])),
+                    }
+                }
+            }
+        }
+    }
+    if let (Some((_, lan)), Some((role, wan))) = (
+        present.iter().find(|(r, _)| *r == Role::Lan),
+        present.iter().find(|(r, _)| *r != Role::Lan),
+    ) {
+        if let (Some(spread), Some(base)) = (spread_p50(lan), median_p50(wan)) {
+            conditions.push(format!(
+                "The stacks' p50s differ by up to {} on the LAN; on the {} each object already takes {} (p50), so the path, not the stack, decides there unless the CPU saturates.",
+                fmt_us(spread.round() as u64),
+                role.describe(),
+                fmt_us(base.round() as u64)
+            ));
+        }
+    }
+    Section {
+        id,
+        title: title.into(),
+        answer,
+        body,
+        conditions,
+        charts: vec![(
+            "q1-urgent-p99".into(),
+            Chart::Bars {
+                title: "most urgent class, p99 per stack and network".into(),
+                y_desc: "p99 (µs)".into(),
+                log: true,
+                groups,
+            },
+        )],
+    }
+}
+
+fn urgent_p50s(run: &LoadedRun) -> Vec<f64> {
+    let Some(class) = urgent_class(run) else {
+        return vec![];
+    };
+    candidates(run)
+        .iter()
+        .filter_map(|s| est(run, s, &class, Metric::P50))
+        .map(|e| e.point)
+        .collect()
+}
+
+/// The largest difference between two stacks' p50 of the most urgent class.
+fn spread_p50(run: &LoadedRun) -> Option<f64> {
+    let v = urgent_p50s(run);
+    let lo = v.iter().copied().reduce(f64::min)?;
+    let hi = v.iter().copied().reduce(f64::max)?;
+    Some(hi - lo)
+}
+
+fn median_p50(run: &LoadedRun) -> Option<f64> {
+    let mut v = urgent_p50s(run);
+    v.sort_by(f64::total_cmp);
+    v.get(v.len() / 2).copied()
+}
+
+/// The protocol part of a stack's name ("quic-tls" of "quic-tls+wg-kernel").
+fn protocol(stack: &str) -> &str {
+    stack.split('+').next().unwrap_or(stack)
+}
+
+/// Q2: userspace WireGuard against kernel WireGuard, from the VM run.
+pub fn kernel_vs_userspace(inputs: &Inputs) -> Section {
+    let id = "q2-kernel";
+    let title = "Q2. How much slower is userspace WireGuard (no root) than kernel WireGuard?";
+    let Some((_, run)) = inputs.get(Role::KernelVm) else {
+        let mut s = facts::unanswered(id, title, &[Role::KernelVm]);
+        s.conditions.extend(host_kernel_note(inputs));
+        return s;
+    };
+    let Some(class) = urgent_class(run) else {
+        return facts::unanswered(id, title, &[Role::KernelVm]);
+    };
+    let stacks = candidates(run);
+    let mut rows = vec![];
+    let mut ratios: Vec<(String, Estimate)> = vec![];
+    for kernel in stacks.iter().filter(|s| s.ends_with("+wg-kernel")) {
+        for user in stacks.iter().filter(|s| {
+            protocol(s) == protocol(kernel) && s.contains("+wg-") && !s.ends_with("+wg-kernel")
+        }) {
+            let (Some(k), Some(u)) = (
+                est(run, kernel, &class, Metric::P50),
+                est(run, user, &class, Metric::P50),
+            ) else {
+                continue;
+            };
+            let Some(c50) = change(run, kernel, user, &class, Metric::P50) else {
+                continue;
+            };
+            let c99 = change(run, kernel, user, &class, Metric::P99);
+            let cpu = change(run, kernel, user, "", Metric::CpuPerMb);
+            rows.push(vec![
+                user.clone(),
+                kernel.clone(),
+                lat(&u),
+                lat(&k),
+                ratio(&c50),
+                c99.map_or("–".into(), |c| ratio(&c)),
+                cpu.map_or("–".into(), |c| ratio(&c)),
+            ]);
+            ratios.push((user.clone(), c50));
+        }
+    }
+    let answer = match (
+        ratios.iter().min_by(|a, b| a.1.point.total_cmp(&b.1.point)),
+        ratios.iter().max_by(|a, b| a.1.point.total_cmp(&b.1.point)),
+    ) {
+        (Some(lo), Some(hi)) => format!(
+            "In the VM{}, userspace WireGuard's {class} p50 is {} ({}) to {} ({}) kernel WireGuard's over the same protocol.",
+            if run.manifest.emulated_cpu.is_some() {
+                " (emulated CPU: read the ratios, not the times)"
+            } else {
+                ""
+            },
+            ratio(&lo.1),
+            lo.0,
+            ratio(&hi.1),
+            hi.0
+        ),
+        _ => format!(
+            "Not answered: the VM run {} has no pair of a kernel and a userspace WireGuard stack over the same protocol.",
+            run.manifest.run_id
+        ),
+    };
+    let mut conditions = host_kernel_note(inputs);
+    conditions.push("Kernel WireGuard's advantage is per-packet CPU: it grows with load and shrinks where the path's delay dominates.".into());
+    Section {
+        id,
+        title: title.into(),
+        answer,
+        body: vec![
+            Block::Text(source(Role::KernelVm, run)),
+            table(
+                &[
+                    "userspace",
+                    "kernel",
+                    "userspace p50",
+                    "kernel p50",
+                    "p50 ratio",
+                    "p99 ratio",
+                    "CPU per MB ratio",
+                ],
+                rows,
+            ),
+        ],
+        conditions,
+        charts: vec![],
+    }
+}
+
+/// A relative change as a ratio: "1.42× [1.30, 1.55]".
+fn ratio(e: &Estimate) -> String {
+    match e.ci95 {
+        Some((lo, hi)) => format!("{:.2}× [{:.2}, {:.2}]", 1.0 + e.point, 1.0 + lo, 1.0 + hi),
+        None => format!("{:.2}× (n={})", 1.0 + e.point, e.n),
+    }
+}
+
+/// Whether kernel WireGuard ran on the host, and why not.
+fn host_kernel_note(inputs: &Inputs) -> Vec<String> {
+    inputs
+        .runs
+        .iter()
+        .filter(|(_, role, _)| *role != Role::KernelVm)
+        .flat_map(|(_, _, run)| run.manifest.stacks.iter())
+        .find(|s| s.name.ends_with("+wg-kernel"))
+        .map(|s| match &s.reason {
+            Some(r) => format!("Kernel WireGuard did not run on the host: {r}. On a host whose kernel has it, the same scenarios measure it in absolute terms."),
+            None => format!("{} ran on the host too; its absolute figures are in the LAN and WAN runs.", s.name),
+        })
+        .into_iter()
+        .collect()
+}
+
+/// Q6: TLS inside WireGuard against null crypto inside the same WireGuard.
+pub fn double_encryption(inputs: &Inputs) -> Section {
+    let id = "q6-double-encryption";
+    let title = "Q6. What does double encryption (TLS inside WireGuard) cost?";
+    let mut rows = vec![];
+    let mut first: Option<String> = None;
+    let mut body = vec![];
+    for role in [Role::Lan, Role::Bulk, Role::WanContinental, Role::KernelVm] {
+        let Some((_, run)) = inputs.get(role) else {
+            continue;
+        };
+        let stacks = candidates(run);
+        let mut any = false;
+        for tls in stacks.iter().filter(|s| s.starts_with("quic-tls+wg-")) {
+            let null = tls.replacen("quic-tls", "quic-null", 1);
+            let tls = tls.clone();
+            if !stacks.contains(&null) {
+                continue;
+            }
+            any = true;
+            let cpu = change(run, &null, &tls, "", Metric::CpuPerMb);
+            for (class, _) in facts::classes(run) {
+                let Some(c) = change(run, &null, &tls, &class, Metric::P50) else {
+                    continue;
+                };
+                let c99 = change(run, &null, &tls, &class, Metric::P99);
+                if first.is_none() {
+                    first = Some(format!(
+                        "{}: {} against {}, {class} p50 {}{}.",
+                        role.describe(),
+                        tls,
+                        null,
+                        pct(&c),
+                        cpu.as_ref()
+                            .map(|c| format!(", CPU per delivered MB {}", pct(c)))
+                            .unwrap_or_default()
+                    ));
+                }
+                rows.push(vec![
+                    role.describe().to_owned(),
+                    tls.clone(),
+                    class,
+                    pct(&c),
+                    c99.map_or("–".into(), |c| pct(&c)),
+                    cpu.as_ref().map_or("–".into(), pct),
+                ]);
+            }
+        }
+        if any {
+            body.push(Block::Text(source(role, run)));
+        }
+    }
+    if rows.is_empty() {
+        return facts::unanswered(id, title, &[Role::Lan, Role::Bulk]);
+    }
+    body.push(table(
+        &[
+            "network",
+            "TLS inside WireGuard",
+            "class",
+            "p50 vs null crypto",
+            "p99 vs null crypto",
+            "CPU per MB vs null crypto",
+        ],
+        rows,
+    ));
+    Section {
+        id,
+        title: title.into(),
+        answer: first.unwrap_or_default() + " Certificates buy nothing here (keys are authenticated out of band), so this is the price of TLS alone.",
+        body,
+        conditions: vec!["The difference is CPU: it matters at bulk rates and on a saturated CPU, and vanishes into the path's delay on a WAN.".into()],
+        charts: vec![],
+    }
+}

@@ -1,0 +1,186 @@
+use super::{sections, Inputs, Role};
+use crate::{
+    schema::{
+        ClassSummary, Percentiles, RepetitionSummary, RunManifest, StackOutcome, StackStatus,
+    },
+    LoadedRun,
+};
+use std::path::PathBuf;
+
+/// One repetition of `stack` whose vote class has these latencies.
+fn rep(stack: &str, repetition: u32, p50: u64, p99: u64) -> RepetitionSummary {
+    RepetitionSummary {
+        stack: stack.into(),
+        repetition,
+        insecure: stack == "quic-null",
+        classes: vec![ClassSummary {
+            name: "vote".into(),
+            priority: 10,
+            sent: 100,
+            delivered: 100,
+            delivered_bytes: 20_000,
+            latency_us: Percentiles {
+                count: 100,
+                p50,
+                p99,
+                ..Default::default()
+            },
+            ..Default::default()
+        }],
+        ..Default::default()
+    }
+}
+
+/// A run of scenario `name` with `reps` repetitions of each (stack, p50s, p99s).
+fn run(name: &str, stacks: &[(&str, &[u64], &[u64])]) -> LoadedRun {
+    let mut repetitions = vec![];
+    for (stack, p50s, p99s) in stacks {
+        for (i, (p50, p99)) in p50s.iter().zip(*p99s).enumerate() {
+            repetitions.push(rep(stack, i as u32, *p50, *p99));
+        }
+    }
+    LoadedRun {
+        manifest: RunManifest {
+            run_id: format!("run-{name}"),
+            scenario: name.into(),
+            stacks: stacks
+                .iter()
+                .map(|(s, p50s, _)| StackOutcome {
+                    name: s.to_string(),
+                    insecure: *s == "quic-null",
+                    status: StackStatus::Available,
+                    reason: None,
+                    repetitions_done: p50s.len() as u32,
+                    error: None,
+                    privileges: if s.contains("inproc") {
+                        "none beyond a UDP socket".into()
+                    } else {
+                        "network namespace".into()
+                    },
+                })
+                .collect(),
+            ..Default::default()
+        },
+        repetitions,
+        links: None,
+        floor: None,
+        simulation: None,
+    }
+}
+
+fn inputs(runs: Vec<LoadedRun>) -> Inputs {
+    Inputs {
+        runs: runs
+            .into_iter()
+            .map(|r| (PathBuf::from("/nonexistent"), Role::of(&r), r))
+            .collect(),
+    }
+}
+
+fn lan() -> LoadedRun {
+    run(
+        "lan",
+        &[
+            ("quic-tls", &[500, 520, 510], &[1000, 1100, 1050]),
+            ("quic-tls+wg-inproc", &[900, 920, 910], &[2000, 2100, 2050]),
+            ("quic-null+wg-inproc", &[800, 820, 810], &[1990, 2110, 2060]),
+            ("quic-null", &[100, 100, 100], &[200, 200, 200]),
+        ],
+    )
+}
+
+fn section(inputs: &Inputs, id: &str) -> super::Section {
+    sections(inputs)
+        .into_iter()
+        .find(|s| s.id == id)
+        .expect("the section")
+}
+
+#[test]
+fn the_latency_answer_is_read_from_the_runs_and_leaves_out_the_insecure_control() {
+    let q1 = section(&inputs(vec![lan()]), "q1-latency");
+    // Means over the three repetitions: 1050, 2050 and 2053.3 µs.
+    assert!(
+        q1.answer.contains("lowest with quic-tls (1050µs [")
+            && q1
+                .answer
+                .contains("highest with quic-null+wg-inproc (2053µs ["),
+        "{}",
+        q1.answer
+    );
+    assert!(!q1.answer.contains("quic-null ("), "{}", q1.answer);
+}
+
+#[test]
+fn a_winner_is_named_only_where_its_lead_excludes_zero() {
+    let matrix = section(&inputs(vec![lan()]), "matrix");
+    let super::Block::Table { rows, .. } = &matrix.body[1] else {
+        panic!("a table");
+    };
+    let winners = rows.last().expect("the winner row");
+    // vote p99: quic-tls leads clearly; CPU per MB has no CPU figures here.
+    assert!(winners[1].starts_with("quic-tls ("), "{winners:?}");
+    let tls = rows.iter().find(|r| r[0] == "quic-tls").expect("row");
+    assert!(tls[1].ends_with('★'), "{tls:?}");
+    // Two stacks whose intervals overlap have no winner.
+    let close = run(
+        "lan",
+        &[
+            ("quic-tls+wg-inproc", &[900, 920, 910], &[2000, 2100, 2050]),
+            ("quic-null+wg-inproc", &[800, 820, 810], &[1990, 2110, 2060]),
+        ],
+    );
+    let matrix = section(&inputs(vec![close]), "matrix");
+    let super::Block::Table { rows, .. } = &matrix.body[1] else {
+        panic!("a table");
+    };
+    let winners = rows.last().expect("the winner row");
+    assert!(
+        winners[1].starts_with("no significant difference"),
+        "{winners:?}"
+    );
+    assert!(!rows.iter().flatten().any(|c| c.contains('★')), "{rows:?}");
+    assert!(matrix.answer.starts_with("0 of "), "{}", matrix.answer);
+}
+
+#[test]
+fn double_encryption_compares_tls_and_null_crypto_over_the_same_wireguard() {
+    let q6 = section(&inputs(vec![lan()]), "q6-double-encryption");
+    // 910 µs against 810 µs: +12%.
+    assert!(
+        q6.answer
+            .contains("quic-tls+wg-inproc against quic-null+wg-inproc, vote p50 +12% ["),
+        "{}",
+        q6.answer
+    );
+}
+
+#[test]
+fn missing_parts_are_named_with_the_scenario_that_measures_them() {
+    let i = inputs(vec![lan()]);
+    assert_eq!(i.missing().len(), Role::SUITE.len() - 1);
+    let q3 = section(&i, "q3-churn");
+    assert!(
+        q3.answer.starts_with("Not answered") && q3.answer.contains("scenarios/churn.toml"),
+        "{}",
+        q3.answer
+    );
+    let q5 = section(&i, "q5-privileges");
+    assert!(
+        q5.answer
+            .starts_with("2 of the 4 stacks seen need nothing beyond a UDP socket"),
+        "{}",
+        q5.answer
+    );
+}
+
+#[test]
+fn runs_fill_roles_by_scenario_and_engine() {
+    assert_eq!(Role::of(&lan()), Role::Lan);
+    assert_eq!(Role::of(&run("quick-vm", &[])), Role::KernelVm);
+    let mut simulated = run("regions-64", &[]);
+    simulated.manifest.simulated_network = Some("Shadow".into());
+    assert_eq!(Role::of(&simulated), Role::Other, "a cross-validation run");
+    simulated.manifest.scenario = "gossip-1000".into();
+    assert_eq!(Role::of(&simulated), Role::Gossip1000);
+}
