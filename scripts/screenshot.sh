@@ -18,7 +18,7 @@ profile=$(mktemp -d)
 trap 'rm -rf "$profile"' EXIT
 # --no-sandbox: Chromium refuses to run as root with its sandbox.
 chromium --headless --no-sandbox --disable-gpu --hide-scrollbars --user-data-dir="$profile" \
-  --window-size=1500,"$height" --screenshot="$(realpath -m "$out")" "file://$(realpath "$html")" \
+  --window-size="${WIDTH:-1500}","$height" --screenshot="$(realpath -m "$out")" "file://$(realpath "$html")" \
   >/dev/null 2>&1
 [ -s "$out" ] || { echo "screenshot.sh: chromium wrote no screenshot" >&2; exit 1; }
 echo "screenshot: $out"

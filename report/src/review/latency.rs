@@ -410,3 +410,90 @@ pub fn double_encryption(inputs: &Inputs) -> Section {
         charts: vec![],
     }
 }
+
+/// Does stream priority survive the tunnel: under a congested uplink, does the most urgent
+/// class stay ahead of the least urgent open-loop class on every stack?
+pub fn priority(inputs: &Inputs) -> Section {
+    let id = "priority";
+    let title = "Does stream priority survive the tunnel?";
+    let Some((role, run)) = [Role::Congested, Role::Lan]
+        .iter()
+        .find_map(|r| inputs.get(*r).map(|(_, run)| (*r, run)))
+    else {
+        return facts::unanswered(id, title, &[Role::Congested]);
+    };
+    let open: Vec<String> = facts::classes(run)
+        .into_iter()
+        .filter(|(_, bulk)| !bulk)
+        .map(|(n, _)| n)
+        .collect();
+    let (Some(high), Some(low)) = (open.first(), open.last().filter(|_| open.len() > 1)) else {
+        return facts::unanswered(id, title, &[Role::Congested]);
+    };
+    let mut rows = vec![];
+    let (mut kept, mut lost) = (vec![], vec![]);
+    for stack in candidates(run) {
+        let (Some(h99), Some(l50)) = (
+            est(run, &stack, high, Metric::P99),
+            est(run, &stack, low, Metric::P50),
+        ) else {
+            continue;
+        };
+        let inversions: u64 = run
+            .repetitions
+            .iter()
+            .filter(|r| r.stack == stack)
+            .flat_map(|r| &r.classes)
+            .map(|c| c.inversions)
+            .sum();
+        let ahead = h99.point < l50.point;
+        if ahead {
+            kept.push(stack.clone());
+        } else {
+            lost.push(stack.clone());
+        }
+        rows.push(vec![
+            stack,
+            lat(&h99),
+            lat(&l50),
+            if ahead { "yes" } else { "no" }.into(),
+            inversions.to_string(),
+        ]);
+    }
+    let answer = format!(
+        "On the {}, {} of {} stacks keep {high} ahead of {low} (its p99 below {low}'s p50){}{}.",
+        role.describe(),
+        kept.len(),
+        kept.len() + lost.len(),
+        if kept.is_empty() {
+            String::new()
+        } else {
+            format!(": {}", kept.join(", "))
+        },
+        if lost.is_empty() {
+            String::new()
+        } else {
+            format!("; not {}", lost.join(", "))
+        }
+    );
+    Section {
+        id,
+        title: title.into(),
+        answer,
+        body: vec![
+            Block::Text(source(role, run)),
+            table(
+                &[
+                    "stack",
+                    &format!("{high} p99"),
+                    &format!("{low} p50"),
+                    &format!("{high} ahead"),
+                    "priority inversions",
+                ],
+                rows,
+            ),
+        ],
+        conditions: vec!["Priority acts where a queue forms: in the sender's streams and the uplink. Over WireGuard every stream shares one UDP flow, so a queue below the tunnel (the kernel's, the emulated link's) serves them in arrival order.".into()],
+        charts: vec![],
+    }
+}

@@ -176,6 +176,7 @@ pub fn sections(inputs: &Inputs) -> Vec<Section> {
         operations::automation(inputs),
         operations::privileges(inputs),
         latency::double_encryption(inputs),
+        latency::priority(inputs),
         operations::upgrade(inputs),
         context::network(inputs),
         matrix::section(inputs),

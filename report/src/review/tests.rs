@@ -184,3 +184,38 @@ fn runs_fill_roles_by_scenario_and_engine() {
     simulated.manifest.scenario = "gossip-1000".into();
     assert_eq!(Role::of(&simulated), Role::Gossip1000);
 }
+
+#[test]
+fn priority_survives_where_the_urgent_class_stays_ahead_of_the_least_urgent() {
+    let with_tx = |stack: &str, repetition: u32, vote_p99: u64, tx_p50: u64| {
+        let mut r = rep(stack, repetition, vote_p99 / 2, vote_p99);
+        let mut tx = r.classes[0].clone();
+        tx.name = "tx".into();
+        tx.priority = 0;
+        tx.latency_us.p50 = tx_p50;
+        tx.latency_us.p99 = tx_p50 * 2;
+        r.classes.push(tx);
+        r
+    };
+    let mut congested = run(
+        "congested",
+        &[
+            ("quic-tls", &[1, 1], &[1, 1]),
+            ("quic-null+wg-inproc", &[1, 1], &[1, 1]),
+        ],
+    );
+    congested.repetitions = vec![
+        with_tx("quic-tls", 0, 100, 500),
+        with_tx("quic-tls", 1, 120, 520),
+        with_tx("quic-null+wg-inproc", 0, 900, 500),
+        with_tx("quic-null+wg-inproc", 1, 950, 480),
+    ];
+    let s = section(&inputs(vec![congested]), "priority");
+    assert!(
+        s.answer.starts_with(
+            "On the congested uplink, 1 of 2 stacks keep vote ahead of tx (its p99 below tx's p50): quic-tls; not quic-null+wg-inproc."
+        ),
+        "{}",
+        s.answer
+    );
+}
