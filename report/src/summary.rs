@@ -193,7 +193,7 @@ fn rows(run: &LoadedRun) -> Vec<[String; 12]> {
 /// Share of CPU above which a repetition's latencies are flagged as CPU-bound.
 pub const CPU_SATURATED: f64 = 0.9;
 /// Share of CPU used by others above which a repetition is flagged as disturbed.
-pub const OTHER_LOAD: f64 = 0.15;
+pub(crate) const OTHER_LOAD: f64 = 0.15;
 
 /// Warnings a reader must see next to the numbers.
 pub fn warnings(run: &LoadedRun) -> Vec<String> {

@@ -137,14 +137,7 @@ pub fn per_class(inputs: &Inputs) -> Section {
             ],
             rows,
         ));
-        for w in crate::summary::warnings(run) {
-            if w.contains("CPU") {
-                conditions.push(format!(
-                    "{}: {w}; the stacks' order may then reflect CPU contention",
-                    role.describe()
-                ));
-            }
-        }
+        conditions.extend(disturbances(*role, run));
         if let Some(class) = urgent_class(run) {
             for stack in candidates(run) {
                 if let Some(e) = est(run, &stack, &class, Metric::P99) {
@@ -190,6 +183,45 @@ pub fn per_class(inputs: &Inputs) -> Section {
             },
         )],
     }
+}
+
+/// What disturbed `run`'s repetitions, counted: a saturated CPU, and other work on the
+/// host (processes, or the hypervisor's steal).
+pub fn disturbances(role: Role, run: &LoadedRun) -> Vec<String> {
+    use crate::summary::{CPU_SATURATED, OTHER_LOAD};
+    let reps = &run.repetitions;
+    let saturated = reps
+        .iter()
+        .filter(|r| r.cpu_busy_fraction.max(r.cpu_busy_peak_fraction) >= CPU_SATURATED)
+        .count();
+    let other: Vec<f64> = reps
+        .iter()
+        .map(|r| r.other_load_fraction)
+        .filter(|f| *f >= OTHER_LOAD)
+        .collect();
+    let mut v = vec![];
+    if saturated > 0 {
+        v.push(format!(
+            "{}: the CPU was saturated (at least {:.0}% busy in the busiest second) in {saturated} of {} repetitions: latencies then include waiting for a CPU, and the stacks' order may reflect that more than the stacks.",
+            role.describe(),
+            CPU_SATURATED * 100.0,
+            reps.len()
+        ));
+    }
+    if let (Some(lo), Some(hi)) = (
+        other.iter().copied().reduce(f64::min),
+        other.iter().copied().reduce(f64::max),
+    ) {
+        v.push(format!(
+            "{}: other work (other processes, or the hypervisor taking this virtual machine's CPUs) kept {:.0}–{:.0}% of the CPUs busy in {} of {} repetitions: rerun on a quiet machine before trusting small differences.",
+            role.describe(),
+            lo * 100.0,
+            hi * 100.0,
+            other.len(),
+            reps.len()
+        ));
+    }
+    v
 }
 
 fn urgent_p50s(run: &LoadedRun) -> Vec<f64> {
@@ -411,24 +443,45 @@ pub fn double_encryption(inputs: &Inputs) -> Section {
     }
 }
 
+/// Mean delivered object size of `class` over the run, bytes.
+fn mean_size(run: &LoadedRun, class: &str) -> f64 {
+    let (bytes, n) = run
+        .repetitions
+        .iter()
+        .flat_map(|r| &r.classes)
+        .filter(|c| c.name == class)
+        .fold((0u64, 0u64), |(b, n), c| {
+            (b + c.delivered_bytes, n + c.delivered)
+        });
+    bytes as f64 / n.max(1) as f64
+}
+
 /// Does stream priority survive the tunnel: under a congested uplink, does the most urgent
 /// class stay ahead of the least urgent open-loop class on every stack?
 pub fn priority(inputs: &Inputs) -> Section {
     let id = "priority";
     let title = "Does stream priority survive the tunnel?";
-    let Some((role, run)) = [Role::Congested, Role::Lan]
-        .iter()
-        .find_map(|r| inputs.get(*r).map(|(_, run)| (*r, run)))
-    else {
-        return facts::unanswered(id, title, &[Role::Congested]);
+    // Only where a queue forms: on an idle LAN every class is fast, whatever its priority.
+    let role = Role::Congested;
+    let Some((_, run)) = inputs.get(role) else {
+        return facts::unanswered(id, title, &[role]);
     };
     let open: Vec<String> = facts::classes(run)
         .into_iter()
         .filter(|(_, bulk)| !bulk)
         .map(|(n, _)| n)
         .collect();
-    let (Some(high), Some(low)) = (open.first(), open.last().filter(|_| open.len() > 1)) else {
-        return facts::unanswered(id, title, &[Role::Congested]);
+    let Some(low) = open.last().filter(|_| open.len() > 1) else {
+        return facts::unanswered(id, title, &[role]);
+    };
+    // The most urgent class whose objects are no larger than twice the least urgent's:
+    // a large block's p99 includes sending it, which no priority removes.
+    let low_size = mean_size(run, low);
+    let Some(high) = open
+        .iter()
+        .find(|c| *c != low && mean_size(run, c) <= 2.0 * low_size)
+    else {
+        return facts::unanswered(id, title, &[role]);
     };
     let mut rows = vec![];
     let (mut kept, mut lost) = (vec![], vec![]);

@@ -12,7 +12,8 @@ use crate::{
 const REVIEW_STYLE: &str = "body{max-width:1100px;line-height:1.45}
 .answer{font-size:16px;background:#eef5ff;border-left:4px solid #2a6fdb;padding:8px 12px;margin:8px 0}
 .scroll{overflow-x:auto;max-width:100%}.conditions{color:#444}
-nav ol{padding-left:20px}nav li{margin:4px 0}figure{margin:8px 0}";
+nav ol{padding-left:20px}nav li{margin:4px 0}figure{margin:8px 0}
+th:first-child{text-align:left}td:first-child{white-space:nowrap}";
 
 /// A section of the per-run report embedded in the review, drawn once per format.
 pub fn embed(section: impl Fn(crate::links::TableFn) -> Option<String>) -> Option<Block> {
