@@ -40,6 +40,12 @@ fn thresholds(path: Option<&Path>) -> Result<Thresholds> {
     Thresholds::load(p).with_context(|| format!("reading thresholds {}", p.display()))
 }
 
+/// Two runs that no comparison can judge (one on a simulated network, one in namespaces):
+/// a usage error, not a failed comparison.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct Incomparable(String);
+
 /// Compares `run` with `baseline`. On the same machine (by their environment
 /// fingerprints, or when `same_machine` forces it) absolute figures are judged; on different
 /// machines only each stack's ratio to the reference stack measured in the same run, and the
@@ -62,13 +68,14 @@ pub fn compare_runs(
                 .as_ref()
                 .map_or("in namespaces", |_| "on a simulated network")
         };
-        anyhow::bail!(
+        return Err(Incomparable(format!(
             "the baseline ran {} and the run {}: their timings measure different things (a simulated network's CPU is free), so no verdict can be drawn; `stackbench report {} {}` sets them side by side",
             simulated(&b),
             simulated(&r),
             show(baseline),
             show(run)
-        );
+        ))
+        .into());
     }
     let fingerprint = |dirs: &[PathBuf]| dirs.first().and_then(|d| compare::Fingerprint::load(d));
     let (fb, fr) = (fingerprint(baseline), fingerprint(run));
@@ -142,7 +149,13 @@ pub fn compare_command(
     same_machine: bool,
 ) -> Result<ExitCode> {
     let th = thresholds(th_path)?;
-    let (c, md) = compare_runs(baseline, run, &th, same_machine)?;
+    let (c, md) = match compare_runs(baseline, run, &th, same_machine) {
+        Err(e) if e.downcast_ref::<Incomparable>().is_some() => {
+            eprintln!("stackbench: {e}");
+            return Ok(ExitCode::from(2));
+        }
+        other => other?,
+    };
     // Saved in the (last) run folder.
     let Some(out) = run.last() else {
         anyhow::bail!("no run folder to compare");

@@ -306,6 +306,34 @@ fn compare_flags_a_regression_with_exit_3_and_passes_an_identical_run() {
 }
 
 #[test]
+fn a_simulated_run_against_a_real_one_is_a_usage_error_that_names_the_way_out() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let simulated = baseline_copy(dir.path(), "simulated");
+    let manifest = simulated.join("run.json");
+    let mut v: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&manifest).expect("run.json")).expect("JSON");
+    v["simulated_network"] = serde_json::json!("Shadow 3.3.0");
+    std::fs::write(&manifest, serde_json::to_vec(&v).expect("JSON")).expect("write");
+    std::fs::remove_file(simulated.join("compare.md")).expect("the copy's old verdict");
+    let out = stackbench()
+        .arg("compare")
+        .arg(repo("results/baselines/quick"))
+        .arg(&simulated)
+        .arg("--thresholds")
+        .arg(repo("results/baselines/thresholds.toml"))
+        .output()
+        .expect("runs");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("the baseline ran in namespaces and the run on a simulated network")
+            && err.contains("sets them side by side"),
+        "{err}"
+    );
+    assert!(!simulated.join("compare.md").exists(), "no verdict written");
+}
+
+#[test]
 fn report_writes_a_self_contained_page_plots_and_exports() {
     let dir = tempfile::tempdir().expect("tempdir");
     let run = baseline_copy(dir.path(), "run");
