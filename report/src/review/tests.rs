@@ -219,3 +219,38 @@ fn priority_survives_where_the_urgent_class_stays_ahead_of_the_least_urgent() {
         s.answer
     );
 }
+
+#[test]
+fn the_network_answer_gives_reach_90_and_100_for_the_fastest_and_slowest_stack() {
+    let with_reach = |stack: &str, r90: u64, r100: u64| {
+        let mut r = rep(stack, 0, 1, 1);
+        r.classes[0].name = "block".into();
+        for (share, p50) in [("90%", r90), ("100%", r100)] {
+            r.classes[0].reach_us.insert(
+                share.into(),
+                Percentiles {
+                    count: 10,
+                    p50,
+                    ..Default::default()
+                },
+            );
+        }
+        r
+    };
+    let mut gossip = run(
+        "gossip-64",
+        &[
+            ("quic-tls", &[1], &[1]),
+            ("quic-null+wg-inproc", &[1], &[1]),
+        ],
+    );
+    gossip.repetitions = vec![
+        with_reach("quic-tls", 300_000, 400_000),
+        with_reach("quic-null+wg-inproc", 250_000, 350_000),
+    ];
+    let s = section(&inputs(vec![gossip]), "network");
+    assert_eq!(
+        s.answer,
+        "gossip, 64 nodes: a block reaches 90% of the nodes in 250.0ms and all of them in 350.0ms with quic-null+wg-inproc (p50 over objects), and in 300.0ms and 400.0ms with quic-tls, the slowest of 2."
+    );
+}
