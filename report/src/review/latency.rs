@@ -106,7 +106,7 @@ pub fn per_class(inputs: &Inputs) -> Section {
         .join(" ");
     let mut body = vec![];
     let mut conditions = vec![];
-    let mut groups: Vec<(String, Vec<Bar>)> = vec![];
+    let mut charts = vec![];
     for (role, run) in &present {
         body.push(Block::Text(source(*role, run)));
         let mut rows = vec![];
@@ -139,19 +139,27 @@ pub fn per_class(inputs: &Inputs) -> Section {
         ));
         conditions.extend(disturbances(*role, run));
         if let Some(class) = urgent_class(run) {
-            for stack in candidates(run) {
-                if let Some(e) = est(run, &stack, &class, Metric::P99) {
+            let groups: Vec<(String, Vec<Bar>)> = candidates(run)
+                .into_iter()
+                .filter_map(|stack| {
+                    let e = est(run, &stack, &class, Metric::P99)?;
                     let bar = Bar {
-                        name: format!("{} {class}", role.describe()),
+                        name: format!("{class} p99"),
                         value: e.point.max(1.0),
                         ci95: e.ci95,
                     };
-                    match groups.iter_mut().find(|(s, _)| *s == stack) {
-                        Some((_, bars)) => bars.push(bar),
-                        None => groups.push((stack, vec![bar])),
-                    }
-                }
-            }
+                    Some((stack, vec![bar]))
+                })
+                .collect();
+            charts.push((
+                format!("q1-{}", role.scenario()),
+                Chart::Bars {
+                    title: format!("{}: {class} p99 per stack", role.describe()),
+                    y_desc: "p99 (µs)".into(),
+                    log: false,
+                    groups,
+                },
+            ));
         }
     }
     if let (Some((_, lan)), Some((role, wan))) = (
@@ -173,15 +181,7 @@ pub fn per_class(inputs: &Inputs) -> Section {
         answer,
         body,
         conditions,
-        charts: vec![(
-            "q1-urgent-p99".into(),
-            Chart::Bars {
-                title: "most urgent class, p99 per stack and network".into(),
-                y_desc: "p99 (µs)".into(),
-                log: true,
-                groups,
-            },
-        )],
+        charts,
     }
 }
 

@@ -83,6 +83,14 @@ impl Role {
         }
     }
 
+    /// The suite's scenario for the role ("other" for none): a short id for file names.
+    pub fn scenario(self) -> &'static str {
+        Role::SUITE
+            .iter()
+            .find(|(r, _)| *r == self)
+            .map_or("other", |(_, s)| s)
+    }
+
     pub fn describe(self) -> &'static str {
         match self {
             Role::Lan => "LAN",
