@@ -71,10 +71,7 @@ pub fn network(inputs: &Inputs) -> Section {
         charts.push((
             format!("network-{}", role.scenario()),
             Chart::Bars {
-                title: format!(
-                    "{}: time for a {class} to reach 90% and 100% (p50)",
-                    role.describe()
-                ),
+                title: format!("{}: {class} reach 90% / 100%, p50", role.describe()),
                 y_desc: "µs".into(),
                 log: false,
                 // 90% before 100%: the smaller bar drawn in front of the larger.
