@@ -52,12 +52,11 @@ fn a_quick_review_measures_its_parts_writes_the_review_and_resumes() {
         votes_toml("lan", 2, "1s", "200ms", "300ms", 50),
     )
     .expect("write");
+    // Without emulated links: a virtual machine's steal can fail their self-check, and the
+    // links are not this test's subject (tests/links.rs has them).
     std::fs::write(
         scenarios.join("wan-continental.toml"),
-        format!(
-            "{}\n[links]\ndelay = \"5ms\"\nprobe = \"500ms\"\n",
-            votes_toml("wan-continental", 2, "1s", "200ms", "300ms", 50)
-        ),
+        votes_toml("wan-continental", 2, "1s", "200ms", "300ms", 50),
     )
     .expect("write");
     let out = dir.path().join("review");
