@@ -244,6 +244,29 @@ pub fn fallbacks(run: &LoadedRun) -> Vec<String> {
 
 /// One sentence per upgrade: what it lost and how far reach moved, for the terminal and
 /// the top of the section.
+/// One short clause per upgrade: its strategy, how long it took and what it lost.
+pub fn briefs(run: &LoadedRun) -> Vec<String> {
+    upgrades(run)
+        .into_iter()
+        .map(|(r, u)| {
+            format!(
+                "{} ({} → {}, {}) {} and lost {} deliveries while it ran, against {} the plan itself rules out",
+                u.strategy,
+                u.from,
+                u.to,
+                r.stack,
+                if u.unfinished_nodes > 0 {
+                    format!("did not finish at {} nodes", u.unfinished_nodes)
+                } else {
+                    format!("took {:.2} s", u.duration_s())
+                },
+                lost_during(u),
+                predicted_during(u)
+            )
+        })
+        .collect()
+}
+
 pub fn sentences(run: &LoadedRun) -> Vec<String> {
     upgrades(run)
         .into_iter()

@@ -247,10 +247,11 @@ pub fn upgrade(inputs: &Inputs) -> Section {
     let Some((_, run)) = inputs.get(Role::Upgrade) else {
         return facts::unanswered(id, title, &[Role::Upgrade]);
     };
-    let sentences = crate::upgrade::sentences(run);
-    let answer = match sentences.first() {
-        Some(first) => format!("Yes, measured: {first}"),
-        None => "The upgrade run recorded no upgrade.".into(),
+    let briefs = crate::upgrade::briefs(run);
+    let answer = if briefs.is_empty() {
+        "The upgrade run recorded no upgrade.".into()
+    } else {
+        format!("Measured while the network ran: {}.", briefs.join("; "))
     };
     let mut body = vec![Block::Text(source(Role::Upgrade, run))];
     body.extend(render::embed(|t| crate::upgrade::section(run, t)));
