@@ -2,14 +2,21 @@
 //! (bad flags, invalid scenario, unknown stack), 3 `compare` found a regression, 130
 //! interrupted.
 
+mod check_output;
+mod launch;
+
+use check_output::print_check;
+pub(crate) use launch::{load_args_for, run_until_signal};
+use launch::{load_run_args, node_executable, run_command, show_results};
+
 use crate::{
     check::HostCaps,
-    controller::{self, Faults, RunOptions},
+    controller::{Faults, RunOptions},
     rootless,
     scenario::{NetworkEngine, Scenario},
-    stack::{self, Availability},
+    stack,
 };
-use anyhow::{Context, Result};
+use anyhow::Result;
 use clap::{ArgAction, Parser, Subcommand};
 use std::{path::PathBuf, process::ExitCode};
 
@@ -619,198 +626,4 @@ fn run_options(args: &ScenarioArgs, no_progress: bool, verbose: u8) -> Result<Ru
         verbose: verbose > 0,
         faults: Faults::default(),
     })
-}
-
-/// What nodes and in-binary devices are started from: this process's own image, reached
-/// through /proc while it lives, so a binary rebuilt during a run (cargo replaces the file)
-/// cannot start a restarted or recovered node from other code than the rest of the run's.
-fn node_executable() -> Result<std::path::PathBuf> {
-    let own = std::path::PathBuf::from(format!("/proc/{}/exe", std::process::id()));
-    if std::fs::metadata(&own).is_ok() {
-        return Ok(own);
-    }
-    std::env::current_exe().context("locating the stackbench executable")
-}
-
-/// Loads a run's scenario, checks its `--stacks` and applies `--repetitions`; the error is
-/// a usage error.
-fn load_run_args(
-    scenario: &std::path::Path,
-    stacks: Option<&[String]>,
-    repetitions: Option<u32>,
-) -> Result<Scenario, String> {
-    load_args_for(scenario, stacks, repetitions, NetworkEngine::Namespaces)
-}
-
-/// [`load_run_args`] for a network on `engine`.
-pub(crate) fn load_args_for(
-    scenario: &std::path::Path,
-    stacks: Option<&[String]>,
-    repetitions: Option<u32>,
-    engine: NetworkEngine,
-) -> Result<Scenario, String> {
-    let known = stack::names();
-    let known_refs: Vec<&str> = known.iter().map(String::as_str).collect();
-    let mut parsed =
-        Scenario::load_for(scenario, &known_refs, engine).map_err(|e| e.to_string())?;
-    match repetitions {
-        Some(0) => return Err("--repetitions must be at least 1".into()),
-        Some(n) => parsed.repetitions = toml::Spanned::new(0..0, n),
-        None => {}
-    }
-    let networks: Vec<&String> = parsed
-        .mixes
-        .iter()
-        .map(|m| m.name.get_ref())
-        .chain(parsed.upgrades.iter().map(|u| u.name.get_ref()))
-        .collect();
-    if let Some(bad) = stacks
-        .into_iter()
-        .flatten()
-        .find(|s| !known.contains(s) && !networks.contains(s))
-    {
-        let mix = if networks.is_empty() {
-            String::new()
-        } else {
-            format!(
-                "; the scenario's mixes and upgrades: {}",
-                networks
-                    .iter()
-                    .map(|s| s.as_str())
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            )
-        };
-        return Err(format!(
-            "--stacks: unknown stack {bad:?}; known stacks: {}{mix}",
-            known.join(", ")
-        ));
-    }
-    Ok(parsed)
-}
-
-/// Runs a scenario; `None` when a signal stopped it (everything it made is gone then).
-pub(crate) fn run_until_signal(
-    scenario: &Scenario,
-    opts: &RunOptions,
-) -> Result<Option<controller::RunOutcome>> {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()?;
-    rt.block_on(async {
-        // Handlers are installed here, before the run starts: `ctrl_c()` would only install
-        // its own when first polled, after the run's synchronous setup had spawned nodes.
-        let mut int = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())?;
-        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
-        let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())?;
-        // Dropping the run future on a signal runs its guards: nodes are killed, namespaces
-        // and sockets removed, and run.json marked interrupted.
-        tokio::select! {
-            r = controller::run(scenario, opts) => r.map(Some),
-            _ = int.recv() => Ok(None),
-            _ = term.recv() => Ok(None),
-            _ = hup.recv() => Ok(None),
-        }
-    })
-}
-
-/// Runs a scenario, prints its table and writes its report; the exit code and run folder.
-fn run_command(
-    scenario: &Scenario,
-    opts: &RunOptions,
-    require_complete: bool,
-) -> Result<(ExitCode, Option<PathBuf>)> {
-    match run_until_signal(scenario, opts)? {
-        None => {
-            eprintln!("stackbench: interrupted; the run's nodes, namespaces and sockets were removed and its run.json marked interrupted");
-            Ok((ExitCode::from(130), None))
-        }
-        Some(outcome) => show_results(&outcome.dir, require_complete),
-    }
-}
-
-/// Prints a finished run's table and writes its report; the exit code and run folder.
-fn show_results(
-    dir: &std::path::Path,
-    require_complete: bool,
-) -> Result<(ExitCode, Option<PathBuf>)> {
-    let run = stackbench_report::load_run(dir)?;
-    println!("{}", stackbench_report::summary_table(&run));
-    let page = crate::reporting::report(&[dir.to_owned()], None)?;
-    println!("results: {}  (report.html, summary.md, report.json/csv, plots/, summary.json and HdrHistogram logs per stack and repetition)", dir.display());
-    println!("report: {}", page.display());
-    let out = Some(dir.to_owned());
-    if let Some(e) = &run.manifest.error {
-        eprintln!("stackbench: run failed: {e}");
-        return Ok((ExitCode::from(1), out));
-    }
-    let missing = stackbench_report::incompleteness(&run);
-    if require_complete && !missing.is_empty() {
-        eprintln!("stackbench: --require-complete: the run is incomplete:");
-        for m in missing {
-            eprintln!("  {m}");
-        }
-        return Ok((ExitCode::from(1), out));
-    }
-    Ok((ExitCode::SUCCESS, out))
-}
-
-fn print_check(host: &HostCaps, json: bool) -> Result<()> {
-    let stacks: Vec<(String, Availability, String)> = stack::registry()
-        .iter()
-        .map(|s| (s.id().name(), s.availability(host), s.id().privileges()))
-        .collect();
-    if json {
-        let v = serde_json::json!({ "host": host, "stacks": stacks.iter().map(|(n, a, needs)| serde_json::json!({"name": n, "availability": a, "needs": needs})).collect::<Vec<_>>() });
-        println!("{}", serde_json::to_string_pretty(&v)?);
-        return Ok(());
-    }
-    let show = |name: &str, c: &crate::check::Capability| match c {
-        Ok(v) => println!("  {name:<18} yes  {v}"),
-        Err(e) => println!("  {name:<18} no   {e}"),
-    };
-    println!("privileges: {}", host.privileges);
-    println!("kernel:");
-    show("user namespaces", &host.user_namespaces);
-    show("network namespaces", &host.netns);
-    show("tbf qdisc", &host.tbf);
-    show("netem qdisc", &host.netem);
-    show("TUN", &host.tun);
-    show("kernel WireGuard", &host.kernel_wireguard);
-    show("kernel SCTP", &host.kernel_sctp);
-    println!("libraries:");
-    show("usrsctp", &host.usrsctp);
-    println!("tools:");
-    for (name, c) in &host.tools {
-        show(name, c);
-    }
-    println!("stacks (what each needs: as a normal user, `run` gets its network namespaces and TUN devices in a user namespace; kernel modules must be loaded already):");
-    for (name, a, needs) in stacks {
-        match a {
-            Availability::Available => println!("  {name:<24} available      needs {needs}"),
-            Availability::Unavailable(r) => {
-                println!(
-                    "  {name:<24} unavailable: {r}\n  {:<24}                needs {needs}",
-                    ""
-                )
-            }
-        }
-    }
-    Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use std::os::unix::fs::MetadataExt;
-
-    #[test]
-    fn nodes_start_from_this_process_image_not_a_path_a_rebuild_replaces() {
-        let exe = super::node_executable().expect("an executable");
-        assert!(exe.starts_with("/proc"), "{exe:?}");
-        let (a, b) = (
-            std::fs::metadata(&exe).expect("own image"),
-            std::fs::metadata(std::env::current_exe().expect("current exe")).expect("file"),
-        );
-        assert_eq!((a.dev(), a.ino()), (b.dev(), b.ino()), "the same file");
-    }
 }
