@@ -32,8 +32,8 @@ pub enum Engine {
 /// One part of the suite.
 #[derive(Debug, Clone, Copy)]
 pub struct Part {
-    /// The scenario's file name under scenarios/ (without .toml), as [`Role::SUITE`] names it.
-    pub scenario: &'static str,
+    /// The part of the review it fills; its scenario is the role's (scenarios/<name>.toml).
+    pub role: Role,
     pub engine: Engine,
     /// Repetitions in the full review (error bars need two).
     pub repetitions: u32,
@@ -55,56 +55,56 @@ const QUICK_STACKS: &[&str] = &[
 /// The suite, in [`Role::SUITE`]'s order.
 pub const SUITE: [Part; 13] = [
     Part {
-        scenario: "lan",
+        role: Role::Lan,
         engine: Engine::Namespaces,
         repetitions: 3,
         stacks: None,
         quick: Some((2, Some(QUICK_STACKS))),
     },
     Part {
-        scenario: "wan-continental",
+        role: Role::WanContinental,
         engine: Engine::Namespaces,
         repetitions: 2,
         stacks: None,
         quick: Some((2, Some(&["quic-tls", "quic-null+wg-inproc"]))),
     },
     Part {
-        scenario: "wan-intercontinental",
+        role: Role::WanIntercontinental,
         engine: Engine::Namespaces,
         repetitions: 2,
         stacks: None,
         quick: None,
     },
     Part {
-        scenario: "lossy",
+        role: Role::Lossy,
         engine: Engine::Namespaces,
         repetitions: 2,
         stacks: None,
         quick: None,
     },
     Part {
-        scenario: "congested",
+        role: Role::Congested,
         engine: Engine::Namespaces,
         repetitions: 2,
         stacks: None,
         quick: None,
     },
     Part {
-        scenario: "gossip-64",
+        role: Role::Gossip64,
         engine: Engine::Namespaces,
         repetitions: 1,
         stacks: None,
         quick: None,
     },
     Part {
-        scenario: "regions-64",
+        role: Role::Regions64,
         engine: Engine::Namespaces,
         repetitions: 1,
         stacks: None,
         quick: None,
     },
     Part {
-        scenario: "gossip-1000",
+        role: Role::Gossip1000,
         engine: Engine::Shadow,
         repetitions: 1,
         // About 15 minutes a stack on 2 cores; others' runs join with --from.
@@ -112,35 +112,35 @@ pub const SUITE: [Part; 13] = [
         quick: None,
     },
     Part {
-        scenario: "churn",
+        role: Role::Churn,
         engine: Engine::Namespaces,
         repetitions: 1,
         stacks: None,
         quick: None,
     },
     Part {
-        scenario: "crash",
+        role: Role::Crash,
         engine: Engine::Namespaces,
         repetitions: 1,
         stacks: None,
         quick: None,
     },
     Part {
-        scenario: "upgrade",
+        role: Role::Upgrade,
         engine: Engine::Namespaces,
         repetitions: 1,
         stacks: None,
         quick: None,
     },
     Part {
-        scenario: "bulk-goodput",
+        role: Role::Bulk,
         engine: Engine::Namespaces,
         repetitions: 2,
         stacks: None,
         quick: None,
     },
     Part {
-        scenario: "quick-vm",
+        role: Role::KernelVm,
         engine: Engine::Vm,
         repetitions: 1,
         stacks: None,
@@ -175,14 +175,6 @@ pub struct PartOutcome {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
     pub wall_seconds: f64,
-}
-
-/// The role a part fills.
-fn role_of(scenario: &str) -> Option<Role> {
-    Role::SUITE
-        .iter()
-        .find(|(_, s)| *s == scenario)
-        .map(|(r, _)| *r)
 }
 
 /// The newest complete run under `dir`, if any.
@@ -228,7 +220,9 @@ fn measure(
     dir: &Path,
     opts: &ReviewOptions,
 ) -> Result<Option<std::result::Result<PathBuf, String>>> {
-    let file = opts.scenarios_dir.join(format!("{}.toml", part.scenario));
+    let file = opts
+        .scenarios_dir
+        .join(format!("{}.toml", part.role.scenario()));
     match part.engine {
         Engine::Namespaces => {
             let run_opts = RunOptions {
@@ -297,8 +291,7 @@ enum Action {
 fn plan(opts: &ReviewOptions, given: &[(PathBuf, Role)]) -> Result<Vec<Action>, String> {
     let mut actions = vec![];
     for part in &SUITE {
-        let role = role_of(part.scenario);
-        if let Some((d, _)) = given.iter().find(|(_, r)| Some(*r) == role) {
+        if let Some((d, _)) = given.iter().find(|(_, r)| *r == part.role) {
             actions.push(Action::Given(d.clone()));
             continue;
         }
@@ -310,7 +303,7 @@ fn plan(opts: &ReviewOptions, given: &[(PathBuf, Role)]) -> Result<Vec<Action>, 
             (true, Some((r, s))) => (r, s),
             (false, _) => (part.repetitions, part.stacks),
         };
-        if let Some(done) = complete_run(&opts.out.join("runs").join(part.scenario)) {
+        if let Some(done) = complete_run(&opts.out.join("runs").join(part.role.scenario())) {
             actions.push(Action::Resume(done));
             continue;
         }
@@ -323,7 +316,9 @@ fn plan(opts: &ReviewOptions, given: &[(PathBuf, Role)]) -> Result<Vec<Action>, 
             Engine::Shadow => NetworkEngine::Simulated,
             _ => NetworkEngine::Namespaces,
         };
-        let file = opts.scenarios_dir.join(format!("{}.toml", part.scenario));
+        let file = opts
+            .scenarios_dir
+            .join(format!("{}.toml", part.role.scenario()));
         let scenario = load_args_for(&file, stacks.as_deref(), Some(reps), engine)?;
         let n = stacks
             .as_ref()
@@ -374,7 +369,7 @@ pub fn run(opts: &ReviewOptions) -> Result<ExitCode> {
     for (k, (part, action)) in SUITE.iter().zip(actions).enumerate() {
         let t0 = Instant::now();
         let outcome = |status: &str, run: Option<PathBuf>, reason: Option<String>| PartOutcome {
-            scenario: part.scenario.into(),
+            scenario: part.role.scenario().into(),
             engine: part.engine,
             status: status.into(),
             run,
@@ -404,7 +399,7 @@ pub fn run(opts: &ReviewOptions) -> Result<ExitCode> {
         eprintln!(
             "stackbench review: part {}/{total}: {} ({:?}, {} stack(s) × {} repetition(s)): about {:.0} s of the {:.0} s left; {:.0} s so far",
             k + 1,
-            part.scenario,
+            part.role.scenario(),
             part.engine,
             stacks.as_ref().map_or(scenario.stack_names().len(), Vec::len),
             scenario.repetitions.get_ref(),
@@ -413,7 +408,7 @@ pub fn run(opts: &ReviewOptions) -> Result<ExitCode> {
             started.elapsed().as_secs_f64()
         );
         left_s -= estimate;
-        let dir = opts.out.join("runs").join(part.scenario);
+        let dir = opts.out.join("runs").join(part.role.scenario());
         match measure(part, &scenario, stacks, &dir, opts) {
             Ok(None) => {
                 write_status(&opts.out, &outcomes)?;
@@ -425,13 +420,16 @@ pub fn run(opts: &ReviewOptions) -> Result<ExitCode> {
                 outcomes.push(outcome("measured", Some(run), None));
             }
             Ok(Some(Err(why))) => {
-                eprintln!("stackbench review: {}: not measured: {why}", part.scenario);
+                eprintln!(
+                    "stackbench review: {}: not measured: {why}",
+                    part.role.scenario()
+                );
                 outcomes.push(outcome("failed", None, Some(why)));
             }
             Err(e) => {
                 // The part's own output said what went wrong; the review goes on without it.
                 let why = format!("{e:#}");
-                eprintln!("stackbench review: {}: failed: {why}", part.scenario);
+                eprintln!("stackbench review: {}: failed: {why}", part.role.scenario());
                 outcomes.push(outcome("failed", None, Some(why)));
             }
         }
@@ -459,4 +457,16 @@ pub fn run(opts: &ReviewOptions) -> Result<ExitCode> {
         started.elapsed().as_secs_f64()
     );
     Ok(ExitCode::SUCCESS)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{Role, SUITE};
+
+    #[test]
+    fn the_suite_fills_every_role_of_the_review_in_its_order() {
+        let parts: Vec<Role> = SUITE.iter().map(|p| p.role).collect();
+        let roles: Vec<Role> = Role::SUITE.iter().map(|(r, _)| *r).collect();
+        assert_eq!(parts, roles);
+    }
 }

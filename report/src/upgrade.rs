@@ -244,6 +244,15 @@ pub fn fallbacks(run: &LoadedRun) -> Vec<String> {
 
 /// One sentence per upgrade: what it lost and how far reach moved, for the terminal and
 /// the top of the section.
+/// "took 7.60 s", or how many nodes it had not reached.
+fn how_long(u: &UpgradeSummary) -> String {
+    if u.unfinished_nodes > 0 {
+        format!("did not finish at {} nodes", u.unfinished_nodes)
+    } else {
+        format!("took {:.2} s", u.duration_s())
+    }
+}
+
 /// One short clause per upgrade: its strategy, how long it took and what it lost.
 pub fn briefs(run: &LoadedRun) -> Vec<String> {
     upgrades(run)
@@ -255,11 +264,7 @@ pub fn briefs(run: &LoadedRun) -> Vec<String> {
                 u.from,
                 u.to,
                 r.stack,
-                if u.unfinished_nodes > 0 {
-                    format!("did not finish at {} nodes", u.unfinished_nodes)
-                } else {
-                    format!("took {:.2} s", u.duration_s())
-                },
+                how_long(u),
                 lost_during(u),
                 predicted_during(u)
             )
@@ -284,17 +289,13 @@ pub fn sentences(run: &LoadedRun) -> Vec<String> {
                     .map_or("–".into(), |c| fmt_us(c.reach_90_us.p99))
             };
             format!(
-                "upgrade {} rep {} ({}, {} → {}): {} lost {} deliveries while it ran (a partition model of the plan: {}); {first} reach 90% p99 {} before, {} during, {} after; node CPU during {} and wire bytes {} against steady state.",
+                "upgrade {} rep {} ({}, {} → {}): {} and lost {} deliveries while it ran (a partition model of the plan: {}); {first} reach 90% p99 {} before, {} during, {} after; node CPU during {} and wire bytes {} against steady state.",
                 r.stack,
                 r.repetition,
                 u.strategy,
                 u.from,
                 u.to,
-                if u.unfinished_nodes > 0 {
-                    format!("did not finish at {} nodes and", u.unfinished_nodes)
-                } else {
-                    format!("took {:.2} s and", u.duration_s())
-                },
+                how_long(u),
                 lost_during(u),
                 predicted_during(u),
                 r90("before"),

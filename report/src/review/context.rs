@@ -14,26 +14,9 @@ use crate::{
 
 const NETWORK_ROLES: [Role; 3] = [Role::Gossip64, Role::Regions64, Role::Gossip1000];
 
-/// The class whose reach the network answer is about: blocks where the scenario has them,
-/// else the most urgent.
-fn reach_class(run: &LoadedRun) -> Option<String> {
-    let classes = facts::classes(run);
-    classes
-        .iter()
-        .find(|(n, _)| n == "block")
-        .map(|(n, _)| n.clone())
-        .or_else(|| facts::urgent_class(run))
-}
-
 /// Mean over repetitions of the p50 time to reach `share` of the nodes, with its interval.
 fn reach(run: &LoadedRun, stack: &str, class: &str, share: &str) -> Option<stats::Estimate> {
-    let v: Vec<f64> = run
-        .repetitions
-        .iter()
-        .filter(|r| r.stack == stack)
-        .filter_map(|r| r.classes.iter().find(|c| c.name == class))
-        .filter_map(|c| crate::network::reach(c, share, false))
-        .collect();
+    let v = facts::reach_values(run, stack, class, share);
     (!v.is_empty()).then(|| stats::estimate(&v))
 }
 
@@ -52,7 +35,7 @@ pub fn network(inputs: &Inputs) -> Section {
     let mut body = vec![];
     let mut charts = vec![];
     for (role, run) in &present {
-        let Some(class) = reach_class(run) else {
+        let Some(class) = facts::reach_class(run) else {
             continue;
         };
         let mut rows = vec![];

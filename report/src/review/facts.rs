@@ -42,6 +42,26 @@ pub fn urgent_class(run: &LoadedRun) -> Option<String> {
         .map(|(n, _)| n)
 }
 
+/// The class whose reach across a network the review is about: blocks where the scenario
+/// has them, else the most urgent.
+pub fn reach_class(run: &LoadedRun) -> Option<String> {
+    classes(run)
+        .into_iter()
+        .find(|(n, _)| n == "block")
+        .map(|(n, _)| n)
+        .or_else(|| urgent_class(run))
+}
+
+/// Each repetition's p50 time for `stack`'s objects of `class` to reach `share` of the nodes.
+pub fn reach_values(run: &LoadedRun, stack: &str, class: &str, share: &str) -> Vec<f64> {
+    run.repetitions
+        .iter()
+        .filter(|r| r.stack == stack)
+        .filter_map(|r| r.classes.iter().find(|c| c.name == class))
+        .filter_map(|c| crate::network::reach(c, share, false))
+        .collect()
+}
+
 /// The mean over repetitions of `metric`, with its interval; `None` where nothing was
 /// delivered.
 pub fn est(run: &LoadedRun, stack: &str, class: &str, metric: Metric) -> Option<Estimate> {

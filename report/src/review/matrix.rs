@@ -77,22 +77,11 @@ fn metric_criterion(inputs: &Inputs, role: Role, metric: Metric, bulk: bool) -> 
 
 fn reach_criterion(inputs: &Inputs, role: Role) -> Option<Criterion> {
     let (_, run) = inputs.get(role)?;
-    let class = facts::classes(run)
-        .into_iter()
-        .find(|(n, _)| n == "block")
-        .map(|(n, _)| n)
-        .or_else(|| facts::urgent_class(run))?;
+    let class = facts::reach_class(run)?;
     Some(Criterion {
         name: format!("{}: {class} reach 100% p50", role.describe()),
         role,
-        values: Box::new(move |run, stack| {
-            run.repetitions
-                .iter()
-                .filter(|r| r.stack == stack)
-                .filter_map(|r| r.classes.iter().find(|c| c.name == class))
-                .filter_map(|c| crate::network::reach(c, "100%", false))
-                .collect()
-        }),
+        values: Box::new(move |run, stack| facts::reach_values(run, stack, &class, "100%")),
         lower_is_better: true,
         show: latency,
     })
