@@ -30,10 +30,13 @@ fn delivers_everything_or_names_why(host: &stackbench::check::HostCaps, stack: &
     let dir = tempfile::tempdir().expect("tempdir");
     let scenario = dir.path().join("kernel.toml");
     // This test also runs inside a VM under qemu's CPU emulation, where the namespaces' own
-    // latency (130-185 us measured) is too close to the self-check's default 200 us.
+    // latency (130-185 us measured) is too close to the self-check's default 200 us, and where
+    // this debug build's nodes kept 66-74% of two emulated CPUs busy at 50 votes a second on a
+    // quiet host and fell over 1 s behind with the host's CPUs taken (steal, or other work):
+    // 20 a second leaves them room.
     let text = format!(
         "{}\n[links]\ntolerance = {{ relative = \"10%\", absolute = \"1ms\" }}\n",
-        votes_toml("kernel", 3, "2s", "500ms", "1s", 50)
+        votes_toml("kernel", 3, "2s", "500ms", "1s", 20)
     );
     std::fs::write(&scenario, text).expect("write");
     let out = Command::new(env!("CARGO_BIN_EXE_stackbench"))
