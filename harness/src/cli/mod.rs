@@ -623,6 +623,7 @@ fn run_options(args: &ScenarioArgs, no_progress: bool, verbose: u8) -> Result<Ru
         unchecked_links: args.unchecked_links,
         node_exe: node_executable()?,
         progress: !no_progress && std::io::IsTerminal::is_terminal(&std::io::stderr()),
+        progress_context: String::new(),
         verbose: verbose > 0,
         faults: Faults::default(),
     })

@@ -42,6 +42,9 @@ pub struct RunOptions {
     /// The stackbench binary that nodes run.
     pub node_exe: PathBuf,
     pub progress: bool,
+    /// What the progress bar names before the stack and repetition: the review's part and the
+    /// suite's time left. Empty for a run of its own.
+    pub progress_context: String,
     pub verbose: bool,
     /// Run even when the self-check finds the links off; every output says so.
     pub unchecked_links: bool,
@@ -221,7 +224,7 @@ pub async fn run(scenario: &Scenario, opts: &RunOptions) -> Result<RunOutcome> {
                 ),
             };
             for rep in 0..reps {
-                let label = format!("{name} rep {}/{reps}", rep + 1);
+                let label = format!("{}{name} rep {}/{reps}", opts.progress_context, rep + 1);
                 let lifecycle = match &stacks[..] {
                     [one] => {
                         let chosen = scenario.churn.automation;

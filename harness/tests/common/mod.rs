@@ -99,6 +99,7 @@ pub fn run_networks(
         stacks,
         node_exe: PathBuf::from(env!("CARGO_BIN_EXE_stackbench")),
         progress: false,
+        progress_context: String::new(),
         verbose: false,
         unchecked_links: false,
         faults,
