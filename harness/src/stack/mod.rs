@@ -119,15 +119,18 @@ impl UnderlayKind {
             UnderlayKind::WgGo => "+wg-go",
         }
     }
-    /// What the operator must grant for this underlay.
+    /// What an operator must grant for this underlay on a production node. The harness adds a
+    /// network namespace per node to every stack, which root or an unprivileged user
+    /// namespace provides; that is the harness's need, not the stack's.
     pub fn privileges(self) -> &'static str {
         match self {
-            UnderlayKind::Udp => "network namespace (root or an unprivileged user namespace)",
-            UnderlayKind::WgBoringtun | UnderlayKind::WgGotatunTun | UnderlayKind::WgGo => {
-                "network namespace + TUN device"
+            UnderlayKind::Udp | UnderlayKind::WgInproc | UnderlayKind::WgGotatun => {
+                "none beyond a UDP socket"
             }
-            UnderlayKind::WgKernel => "network namespace + kernel WireGuard module",
-            UnderlayKind::WgInproc | UnderlayKind::WgGotatun => "none beyond a UDP socket",
+            UnderlayKind::WgBoringtun | UnderlayKind::WgGotatunTun | UnderlayKind::WgGo => {
+                "a TUN device (CAP_NET_ADMIN once, or a persistent device)"
+            }
+            UnderlayKind::WgKernel => "the kernel WireGuard module + CAP_NET_ADMIN",
         }
     }
 }
@@ -157,7 +160,7 @@ impl StackId {
     pub fn privileges(&self) -> String {
         match self.protocol {
             Protocol::Sctp if self.underlay == UnderlayKind::WgKernel => {
-                "network namespace + kernel WireGuard and SCTP (sctp) modules".to_owned()
+                "the kernel WireGuard and SCTP (sctp) modules + CAP_NET_ADMIN".to_owned()
             }
             Protocol::Sctp => format!(
                 "{} + libusrsctp2 (userspace SCTP, no kernel module)",

@@ -199,7 +199,8 @@ pub fn privileges(inputs: &Inputs) -> Section {
     let id = "q5-privileges";
     let title = "Q5. Which stacks need which privileges?";
     let mut rows: Vec<Vec<String>> = vec![];
-    for (_, role, run) in &inputs.runs {
+    // An upgrade run's entries are strategies across two stacks, not stacks.
+    for (_, role, run) in inputs.runs.iter().filter(|(_, r, _)| *r != Role::Upgrade) {
         for s in &run.manifest.stacks {
             if rows.iter().any(|r| r[0] == s.name) {
                 continue;

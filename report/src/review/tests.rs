@@ -254,3 +254,24 @@ fn the_network_answer_gives_reach_90_and_100_for_the_fastest_and_slowest_stack()
         "gossip, 64 nodes: a block reaches 90% of the nodes in 250.0ms and all of them in 350.0ms with quic-null+wg-inproc (p50 over objects), and in 300.0ms and 400.0ms with quic-tls, the slowest of 2."
     );
 }
+
+/// An upgrade run's entries are strategies (restart, dual, the mixed network), not stacks:
+/// Q5 counts the stacks of the other runs only.
+#[test]
+fn the_privileges_answer_counts_stacks_not_upgrade_strategies() {
+    let upgrade = run(
+        "upgrade",
+        &[
+            ("quic-tls", &[500], &[1000]),
+            ("upgrade-dual", &[500], &[1000]),
+        ],
+    );
+    let q5 = section(&inputs(vec![lan(), upgrade]), "q5-privileges");
+    assert!(
+        q5.answer
+            .starts_with("2 of the 4 stacks seen need nothing beyond a UDP socket"),
+        "{}",
+        q5.answer
+    );
+    assert!(!q5.answer.contains("upgrade-dual"), "{}", q5.answer);
+}
