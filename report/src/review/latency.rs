@@ -457,7 +457,7 @@ fn mean_size(run: &LoadedRun, class: &str) -> f64 {
 }
 
 /// Does stream priority survive the tunnel: under a congested uplink, does the most urgent
-/// class stay ahead of the least urgent open-loop class on every stack?
+/// small class stay ahead of the least urgent class, the one that fills the queue?
 pub fn priority(inputs: &Inputs) -> Section {
     let id = "priority";
     let title = "Does stream priority survive the tunnel?";
@@ -466,20 +466,22 @@ pub fn priority(inputs: &Inputs) -> Section {
     let Some((_, run)) = inputs.get(role) else {
         return facts::unanswered(id, title, &[role]);
     };
-    let open: Vec<String> = facts::classes(run)
-        .into_iter()
-        .filter(|(_, bulk)| !bulk)
-        .map(|(n, _)| n)
-        .collect();
-    let Some(low) = open.last().filter(|_| open.len() > 1) else {
+    // Most urgent first. The least urgent class (bulk included) is the one that fills the
+    // queues, which a class ahead of it in priority should not wait in: comparing two classes
+    // that both pass an uncongested queue says nothing about priority.
+    let all: Vec<String> = facts::classes(run).into_iter().map(|(n, _)| n).collect();
+    let Some(low) = all.last().filter(|_| all.len() > 1) else {
         return facts::unanswered(id, title, &[role]);
     };
-    // The most urgent class whose objects are no larger than twice the least urgent's:
-    // a large block's p99 includes sending it, which no priority removes.
-    let low_size = mean_size(run, low);
-    let Some(high) = open
+    // The most urgent of the small classes (no larger than twice the smallest): a large
+    // block's p99 includes sending it, which no priority removes.
+    let smallest = all
         .iter()
-        .find(|c| *c != low && mean_size(run, c) <= 2.0 * low_size)
+        .map(|c| mean_size(run, c))
+        .fold(f64::INFINITY, f64::min);
+    let Some(high) = all
+        .iter()
+        .find(|c| *c != low && mean_size(run, c) <= 2.0 * smallest)
     else {
         return facts::unanswered(id, title, &[role]);
     };
@@ -546,7 +548,10 @@ pub fn priority(inputs: &Inputs) -> Section {
                 rows,
             ),
         ],
-        conditions: vec!["Priority acts where a queue forms: in the sender's streams and the uplink. Over WireGuard every stream shares one UDP flow, so a queue below the tunnel (the kernel's, the emulated link's) serves them in arrival order.".into()],
+        conditions: vec![
+            "Priority acts where a queue forms: in the sender's streams and the uplink. Over WireGuard every stream shares one UDP flow, so a queue below the tunnel (the kernel's, the emulated link's) serves them in arrival order.".into(),
+            format!("{low}'s p50 includes sending one of its objects, which {high}'s objects do not wait for when priority works; where {low}'s objects are large and its queue short, compare with the equal-priority control (scenarios/constrained-equal.toml)."),
+        ],
         charts: vec![],
     }
 }
