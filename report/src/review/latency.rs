@@ -51,11 +51,13 @@ fn sentence(role: Role, run: &LoadedRun) -> Option<String> {
     if let Some((_, tls)) = p99.iter().find(|(n, _)| n == "quic-tls") {
         if best.0 != "quic-tls" {
             let c = change(run, "quic-tls", &best.0, &class, Metric::P99)?;
-            s.push_str(&format!(
-                "; QUIC+TLS has {}, and {}",
-                lat(tls),
-                verdict(&c, &best.0, "quic-tls")
-            ));
+            // Its figure is already in the sentence when it is the highest.
+            let figure = if worst.0 == "quic-tls" {
+                String::new()
+            } else {
+                format!("QUIC+TLS has {}, and ", lat(tls))
+            };
+            s.push_str(&format!("; {figure}{}", verdict(&c, &best.0, "quic-tls")));
         }
     }
     s.push('.');

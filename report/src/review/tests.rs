@@ -284,3 +284,25 @@ fn the_privileges_answer_counts_stacks_not_upgrade_strategies() {
     );
     assert!(!q5.answer.contains("upgrade-dual"), "{}", q5.answer);
 }
+
+/// Where QUIC+TLS is the slowest, its figure is given once (as the highest), then the lead.
+#[test]
+fn the_latency_answer_gives_quic_tls_once_when_it_is_the_highest() {
+    let wan = run(
+        "wan-continental",
+        &[
+            ("quic-tls", &[500, 520], &[3000, 3100]),
+            ("quic-null+wg-inproc", &[400, 410], &[1000, 1010]),
+        ],
+    );
+    let q1 = section(&inputs(vec![wan]), "q1-latency");
+    assert!(
+        q1.answer.contains("highest with quic-tls (3050µs [")
+            && !q1.answer.contains("QUIC+TLS has")
+            && q1
+                .answer
+                .contains("; quic-null+wg-inproc is lower than quic-tls ("),
+        "{}",
+        q1.answer
+    );
+}
