@@ -13,6 +13,50 @@ pub const REGRESSED: u8 = 3;
 /// Where `compare` looks for thresholds when none are given.
 pub const DEFAULT_THRESHOLDS: &str = "results/baselines/thresholds.toml";
 
+/// What a finished run must show for its command to exit 0 (the CI flags).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Requirement {
+    /// Nothing beyond having run: shortfalls are warnings.
+    #[default]
+    Nothing,
+    /// Every stack ran and delivered every object it sent (`--require-delivery`). The
+    /// nodes may fall behind a load the machine cannot generate (an emulated CPU's speed
+    /// differs from boot to boot); that stays a warning.
+    Delivery,
+    /// Every stack ran and delivered every object the scenario offered, in time
+    /// (`--require-complete`).
+    Complete,
+}
+
+impl Requirement {
+    /// From the two flags, which clap keeps from being given together.
+    pub fn from_flags(complete: bool, delivery: bool) -> Self {
+        match (complete, delivery) {
+            (true, _) => Requirement::Complete,
+            (false, true) => Requirement::Delivery,
+            (false, false) => Requirement::Nothing,
+        }
+    }
+
+    /// The flag that asks for this requirement, if any.
+    pub fn flag(self) -> Option<&'static str> {
+        match self {
+            Requirement::Nothing => None,
+            Requirement::Delivery => Some("--require-delivery"),
+            Requirement::Complete => Some("--require-complete"),
+        }
+    }
+
+    /// What in `run` falls short of this requirement; empty when it is met.
+    pub fn shortfalls(self, run: &stackbench_report::LoadedRun) -> Vec<String> {
+        match self {
+            Requirement::Nothing => vec![],
+            Requirement::Delivery => stackbench_report::undelivered(run),
+            Requirement::Complete => stackbench_report::incompleteness(run),
+        }
+    }
+}
+
 /// Writes the report of `dirs` into `out` (the run folder itself for one run).
 pub fn report(dirs: &[PathBuf], out: Option<PathBuf>) -> Result<PathBuf> {
     let out = match (out, dirs) {

@@ -298,7 +298,7 @@ fn measure(
                 kernel: None,
                 memory: "1G".into(),
                 cpus: 2,
-                require_complete: false,
+                require: crate::reporting::Requirement::Nothing,
             });
             Ok(Some(match (code, complete_run(dir)) {
                 (Ok(_), Some(run)) => Ok(run),

@@ -37,7 +37,7 @@ pub struct VmOptions {
     pub kernel: Option<PathBuf>,
     pub memory: String,
     pub cpus: u32,
-    pub require_complete: bool,
+    pub require: crate::reporting::Requirement,
 }
 
 /// Shell-quotes one argument for the command line the VM runs.
@@ -146,8 +146,8 @@ fn inner_command(exe: &Path, opts: &VmOptions, emulated: Option<&str>) -> String
         quote(&opts.out.to_string_lossy()),
         "--no-progress".into(),
     ];
-    if opts.require_complete {
-        run.push("--require-complete".into());
+    if let Some(flag) = opts.require.flag() {
+        run.push(flag.into());
     }
     if opts.unchecked_links {
         run.push("--unchecked-links".into());
@@ -310,7 +310,7 @@ mod tests {
             kernel: None,
             memory: "1G".into(),
             cpus: 2,
-            require_complete: true,
+            require: crate::reporting::Requirement::Complete,
         };
         let c = inner_command(Path::new("/bin/stackbench"), &opts, Some("qemu TCG"));
         assert!(c.contains(r"run '/s/it'\''s.toml' --out '/r/runs'"), "{c}");

@@ -118,6 +118,15 @@ fn usage_errors_exit_2_with_a_reason() {
             ],
             "invalid value 'warp' for '--accel",
         ),
+        (
+            vec![
+                "run".into(),
+                repo("scenarios/quick.toml").display().to_string(),
+                "--require-complete".into(),
+                "--require-delivery".into(),
+            ],
+            "'--require-complete' cannot be used with '--require-delivery'",
+        ),
         (vec!["validate".into()], "required"),
         (
             vec![

@@ -73,4 +73,8 @@ fn a_load_the_nodes_cannot_generate_is_named_not_reported_as_a_hung_node() {
     assert!(stackbench_report::incompleteness(&run)
         .iter()
         .any(|m| m.contains("not sent in time")));
+    // What `--require-delivery` judges: the load the machine could not offer is not there.
+    assert!(!stackbench_report::undelivered(&run)
+        .iter()
+        .any(|m| m.contains("not sent in time")));
 }

@@ -25,8 +25,8 @@ pub use stackbench_core::schema;
 pub use stackbench_core::schema::churn as churn_schema;
 
 pub use summary::{
-    incompleteness, load_pooled, load_run, summary_markdown, summary_table, warnings, LoadedRun,
-    ReportError, CPU_SATURATED,
+    incompleteness, load_pooled, load_run, summary_markdown, summary_table, undelivered, warnings,
+    LoadedRun, ReportError, CPU_SATURATED,
 };
 
 pub use document::{write_atomic, write_report, Report};

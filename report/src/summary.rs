@@ -263,31 +263,63 @@ pub fn warnings(run: &LoadedRun) -> Vec<String> {
 }
 
 /// What keeps a run from being complete: a stack that did not run or failed, a class
-/// that sent nothing, or objects not delivered. Empty when every stack delivered everything.
+/// that sent nothing, objects the nodes could not send in time, or objects not delivered.
+/// Empty when every stack delivered everything the scenario offered.
 pub fn incompleteness(run: &LoadedRun) -> Vec<String> {
-    let mut v = unavailable(run);
+    shortfalls(run).into_iter().map(|(_, s)| s).collect()
+}
+
+/// What keeps a run from having delivered what it sent: [`incompleteness`] without the
+/// objects the nodes could not send in time. A slow or emulated CPU may not generate a
+/// scenario's load; that is the machine's limit, reported as a warning, while an object
+/// sent and not delivered (or a stack that did not run) is the stack's failure.
+pub fn undelivered(run: &LoadedRun) -> Vec<String> {
+    shortfalls(run)
+        .into_iter()
+        .filter(|(k, _)| *k != Shortfall::NotGenerated)
+        .map(|(_, s)| s)
+        .collect()
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Shortfall {
+    /// The nodes could not offer the load in time.
+    NotGenerated,
+    /// A stack, a class or the run itself fell short of delivering what was sent.
+    Undelivered,
+}
+
+fn shortfalls(run: &LoadedRun) -> Vec<(Shortfall, String)> {
+    let mut v: Vec<_> = unavailable(run)
+        .into_iter()
+        .map(|s| (Shortfall::Undelivered, s))
+        .collect();
     for r in &run.repetitions {
         for c in &r.classes {
+            let at = format!("{} rep {}: class {}", r.stack, r.repetition, c.name);
             if c.sent == 0 {
-                v.push(format!(
-                    "{} rep {}: class {} sent nothing",
-                    r.stack, r.repetition, c.name
+                v.push((Shortfall::Undelivered, format!("{at} sent nothing")));
+                continue;
+            }
+            if c.not_sent_in_time > 0 {
+                v.push((
+                    Shortfall::NotGenerated,
+                    format!(
+                        "{at}: {} (object, receiver) pairs not sent in time: the nodes could not generate the offered load",
+                        c.not_sent_in_time
+                    ),
                 ));
-            } else if c.not_sent_in_time > 0 {
-                v.push(format!(
-                    "{} rep {}: class {}: {} (object, receiver) pairs not sent in time: the nodes could not generate the offered load",
-                    r.stack, r.repetition, c.name, c.not_sent_in_time
-                ));
-            } else if c.lost > 0 || c.delivered < c.sent {
-                v.push(format!(
-                    "{} rep {}: class {} delivered {} of {}",
-                    r.stack, r.repetition, c.name, c.delivered, c.sent
+            }
+            if c.lost > 0 || c.delivered < c.sent {
+                v.push((
+                    Shortfall::Undelivered,
+                    format!("{at} delivered {} of {}", c.delivered, c.sent),
                 ));
             }
         }
     }
     if let Some(e) = &run.manifest.error {
-        v.push(format!("run stopped early: {e}"));
+        v.push((Shortfall::Undelivered, format!("run stopped early: {e}")));
     }
     v
 }
@@ -588,7 +620,36 @@ mod tests {
             classes: vec![class(0, 0)],
             ..full
         };
-        assert!(incompleteness(&run_with(silent))[0].contains("sent nothing"));
+        assert!(incompleteness(&run_with(silent.clone()))[0].contains("sent nothing"));
+        assert!(undelivered(&run_with(silent))[0].contains("sent nothing"));
+    }
+
+    /// Objects the nodes could not send in time make a run incomplete, but not
+    /// undelivered; a class short of both is named for both.
+    #[test]
+    fn objects_not_sent_in_time_are_not_undelivered() {
+        let class = |delivered, not_sent_in_time| crate::schema::ClassSummary {
+            name: "tx".into(),
+            sent: 10,
+            delivered,
+            lost: 10 - delivered,
+            not_sent_in_time,
+            ..Default::default()
+        };
+        let rep = |c| RepetitionSummary {
+            stack: "quic-tls".into(),
+            classes: vec![c],
+            ..Default::default()
+        };
+        let slow = run_with(rep(class(10, 4)));
+        assert!(incompleteness(&slow)[0].contains("4 (object, receiver) pairs not sent in time"));
+        assert!(undelivered(&slow).is_empty());
+        let both = run_with(rep(class(9, 4)));
+        assert_eq!(incompleteness(&both).len(), 2);
+        assert_eq!(
+            undelivered(&both),
+            ["quic-tls rep 0: class tx delivered 9 of 10"]
+        );
     }
 
     fn run_with(r: RepetitionSummary) -> LoadedRun {

@@ -4,6 +4,7 @@
 
 use crate::{
     controller::{self, RunOptions},
+    reporting::Requirement,
     scenario::{NetworkEngine, Scenario},
     stack,
 };
@@ -107,21 +108,21 @@ pub(crate) fn run_until_signal(
 pub(crate) fn run_command(
     scenario: &Scenario,
     opts: &RunOptions,
-    require_complete: bool,
+    require: Requirement,
 ) -> Result<(ExitCode, Option<PathBuf>)> {
     match run_until_signal(scenario, opts)? {
         None => {
             eprintln!("stackbench: interrupted; the run's nodes, namespaces and sockets were removed and its run.json marked interrupted");
             Ok((ExitCode::from(130), None))
         }
-        Some(outcome) => show_results(&outcome.dir, require_complete),
+        Some(outcome) => show_results(&outcome.dir, require),
     }
 }
 
 /// Prints a finished run's table and writes its report; the exit code and run folder.
 pub(crate) fn show_results(
     dir: &std::path::Path,
-    require_complete: bool,
+    require: Requirement,
 ) -> Result<(ExitCode, Option<PathBuf>)> {
     let run = stackbench_report::load_run(dir)?;
     println!("{}", stackbench_report::summary_table(&run));
@@ -133,9 +134,9 @@ pub(crate) fn show_results(
         eprintln!("stackbench: run failed: {e}");
         return Ok((ExitCode::from(1), out));
     }
-    let missing = stackbench_report::incompleteness(&run);
-    if require_complete && !missing.is_empty() {
-        eprintln!("stackbench: --require-complete: the run is incomplete:");
+    let missing = require.shortfalls(&run);
+    if let (Some(flag), false) = (require.flag(), missing.is_empty()) {
+        eprintln!("stackbench: {flag}: the run falls short:");
         for m in missing {
             eprintln!("  {m}");
         }

@@ -12,6 +12,7 @@ use launch::{load_run_args, node_executable, run_command, show_results};
 use crate::{
     check::HostCaps,
     controller::{Faults, RunOptions},
+    reporting::Requirement,
     rootless,
     scenario::{NetworkEngine, Scenario},
     stack,
@@ -43,9 +44,8 @@ enum Command {
         /// No progress bar (implied when stderr is not a terminal).
         #[arg(long)]
         no_progress: bool,
-        /// Exit 1 unless every requested stack ran and delivered every object (for CI).
-        #[arg(long)]
-        require_complete: bool,
+        #[command(flatten)]
+        require: RequireArgs,
     },
     /// Run a scenario on Shadow's simulated network, every node the real node binary:
     /// results as `run` writes them, marked SIMULATED NETWORK (Shadow models the CPU as
@@ -269,10 +269,29 @@ enum VmCommand {
         /// VM vCPUs.
         #[arg(long, default_value_t = 2)]
         cpus: u32,
-        /// Exit 1 unless every requested stack ran and delivered every object (for CI).
-        #[arg(long)]
-        require_complete: bool,
+        #[command(flatten)]
+        require: RequireArgs,
     },
+}
+
+/// What a run must show for the command to exit 0 (for CI).
+#[derive(Debug, clap::Args)]
+struct RequireArgs {
+    /// Exit 1 unless every requested stack ran and delivered every object the scenario
+    /// offered, in time.
+    #[arg(long, conflicts_with = "require_delivery")]
+    require_complete: bool,
+    /// Exit 1 unless every requested stack ran and delivered every object it sent; objects
+    /// the nodes could not send in time (a CPU too slow for the load, as an emulated one
+    /// can be) are a warning.
+    #[arg(long)]
+    require_delivery: bool,
+}
+
+impl RequireArgs {
+    fn requirement(&self) -> Requirement {
+        Requirement::from_flags(self.require_complete, self.require_delivery)
+    }
 }
 
 fn init_logging(verbose: u8) {
@@ -455,7 +474,7 @@ fn dispatch(cli: Cli) -> Result<ExitCode> {
                     kernel,
                     memory,
                     cpus,
-                    require_complete,
+                    require,
                 },
         } => {
             if let Err(e) = args.load() {
@@ -471,7 +490,7 @@ fn dispatch(cli: Cli) -> Result<ExitCode> {
                 kernel,
                 memory,
                 cpus,
-                require_complete,
+                require: require.requirement(),
             })
         }
         Command::Shadow {
@@ -502,7 +521,7 @@ fn dispatch(cli: Cli) -> Result<ExitCode> {
                 eprintln!("stackbench shadow: interrupted; Shadow and its processes were stopped and the run's run.json marked interrupted");
                 return Ok(ExitCode::from(130));
             };
-            show_results(&dir, false).map(|(code, _)| code)
+            show_results(&dir, Requirement::Nothing).map(|(code, _)| code)
         }
         Command::Review {
             out,
@@ -563,7 +582,7 @@ fn dispatch(cli: Cli) -> Result<ExitCode> {
             let mut dirs = vec![];
             for pass in ["A", "A'"] {
                 eprintln!("stackbench aa: run {pass}");
-                let (code, dir) = run_command(&parsed, &opts, true)?;
+                let (code, dir) = run_command(&parsed, &opts, Requirement::Complete)?;
                 if code != ExitCode::SUCCESS {
                     return Ok(code);
                 }
@@ -601,7 +620,7 @@ fn dispatch(cli: Cli) -> Result<ExitCode> {
         Command::Run {
             args,
             no_progress,
-            require_complete,
+            require,
         } => {
             let parsed = match args.load() {
                 Ok(s) => s,
@@ -610,7 +629,7 @@ fn dispatch(cli: Cli) -> Result<ExitCode> {
             rootless::reexec_if_needed()?;
             rootless::prepare_private_run()?;
             let opts = run_options(&args, no_progress, cli.verbose)?;
-            Ok(run_command(&parsed, &opts, require_complete)?.0)
+            Ok(run_command(&parsed, &opts, require.requirement())?.0)
         }
     }
 }
