@@ -293,6 +293,25 @@ impl ChurnPlan {
             .any(|f| f.kind == EventKind::NodeCrash && f.node == node)
     }
 
+    /// Whether the plan separates nodes `a` and `b` within the window of `elapsed` (from
+    /// the start): a `peer_remove` of the pair, or either of them leaving. Both sides take
+    /// such a step at the same instant, so one side's close can reach the other before the
+    /// other's own step runs; a transport whose close carries no reason (SCTP aborts an
+    /// association that still holds unread data) then shows the planned separation as a
+    /// lost connection.
+    pub fn separates(&self, a: u32, b: u32, elapsed: Duration) -> bool {
+        self.firings.iter().any(|f| {
+            let parties = match f.kind {
+                EventKind::PeerRemove => f
+                    .peer
+                    .is_some_and(|p| [f.node, p] == [a, b] || [p, f.node] == [a, b]),
+                EventKind::NodeLeave => f.node == a || f.node == b,
+                _ => false,
+            };
+            parties && elapsed + self.window >= f.at && elapsed < f.at + self.window
+        })
+    }
+
     /// Whether TLS servers must issue tickets and accept 0-RTT for the dial modes.
     pub fn resumes(&self) -> bool {
         self.handshakes.iter().any(|m| *m != HandshakeMode::Full)
@@ -385,6 +404,33 @@ mod tests {
                     dial: true
                 }
             )
+        );
+    }
+
+    #[test]
+    fn a_pair_is_separated_only_near_its_own_removal_or_a_leave() {
+        let plan = ChurnPlan {
+            firings: vec![
+                f(1000, EventKind::PeerRemove, 0, Some(2)),
+                f(3000, EventKind::NodeLeave, 3, None),
+                f(4000, EventKind::IfaceDown, 1, None),
+            ],
+            window: Duration::from_millis(200),
+            ..ChurnPlan::default()
+        };
+        let at = Duration::from_millis;
+        assert!(plan.separates(2, 0, at(1000)) && plan.separates(0, 2, at(1150)));
+        assert!(
+            plan.separates(0, 2, at(900)),
+            "the peer's step may run first"
+        );
+        assert!(!plan.separates(0, 2, at(1200)) && !plan.separates(0, 2, at(700)));
+        assert!(!plan.separates(0, 1, at(1000)), "not the removed pair");
+        assert!(plan.separates(1, 3, at(3010)) && plan.separates(3, 0, at(3010)));
+        assert!(!plan.separates(1, 2, at(3010)), "neither is leaving");
+        assert!(
+            !plan.separates(1, 0, at(4000)),
+            "an interface bounce separates no one"
         );
     }
 

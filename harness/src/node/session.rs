@@ -328,14 +328,18 @@ impl Node {
         });
     }
 
-    /// Whether churn ended the connection to `peer`: churn closed it, or the peer restarted
-    /// and its new endpoint reset the old connection.
+    /// Whether churn ended the connection to `peer`: churn closed it, the peer restarted
+    /// and its new endpoint reset the old connection, or the peer reset it while the plan
+    /// separates the two (its step ran before this node's own).
     fn ended_by_churn(&self, peer: u32, conn: &Conn) -> bool {
+        let churn = &self.plan().churn;
         let reset_by_restart = conn.was_reset()
-            && self.plan().churn.firings.iter().any(|f| {
+            && churn.firings.iter().any(|f| {
                 f.kind == crate::scenario::churn::EventKind::NodeRestart && f.node == peer
             });
-        churned(conn) || reset_by_restart
+        let elapsed = std::time::Duration::from_nanos(monotonic_ns().saturating_sub(self.start_ns));
+        let reset_by_separation = conn.was_reset() && churn.separates(self.index, peer, elapsed);
+        churned(conn) || reset_by_restart || reset_by_separation
     }
 
     /// Whether an error on `conn` is the crash of `peer` the plan schedules: the
